@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AgentConfig(AppConfig):
+    """The LLM side: classifiers, fan-out, router, chat consumer and conversation logs."""
+
+    name = "agent"
+    verbose_name = "Chat"

@@ -1,0 +1,179 @@
+"""The three classifier prompts of a turn, their JSON schemas and their typed outputs.
+
+Each classifier asks the LLM one question about the visitor's latest message, with the
+conversation so far as context, and gets a small JSON object back through structured output
+(``response_format: {"type": "json_schema", ...}``, accepted by vLLM, OpenAI, llama.cpp and
+Ollama). The outputs are also the labels of ``../shared/eval`` data.
+"""
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any, Callable
+
+HISTORY_MESSAGES = 10  # the latest messages sent as context, the visitor's newest included
+MAX_TOKENS = 64  # every answer is a one-line JSON object
+
+
+class ClassifierOutputError(ValueError):
+    """The LLM's answer was not the JSON object the classifier's schema asks for."""
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """Does the visitor ask for a price, and of which listing (6-digit id, or None)?"""
+
+    asks_price: bool
+    listing_id: str | None
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """Does the visitor want a call, and when? ``date`` is ``YYYY-MM-DD`` and ``time`` ``HH:MM``
+    in the agency's time zone, as the model wrote them: the router checks they are real."""
+
+    wants_call: bool
+    date: str | None
+    time: str | None
+
+
+@dataclass(frozen=True)
+class ListingQuestion:
+    """Is this a question about a listing?"""
+
+    is_listing_question: bool
+
+
+def _nullable(pattern: str) -> dict:
+    return {"anyOf": [{"type": "string", "pattern": pattern}, {"type": "null"}]}
+
+
+def _object(**properties: dict) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+BOOLEAN = {"type": "boolean"}
+
+
+def _field(data: dict, name: str, kind: type, pattern: str | None = None) -> Any:
+    """Read one field of an LLM answer, checking its type and, for strings, its pattern."""
+    if name not in data:
+        raise ClassifierOutputError(f"missing field {name!r}")
+    value = data[name]
+    if value is None and pattern is not None:
+        return None
+    if not isinstance(value, kind):
+        raise ClassifierOutputError(f"{name!r} should be {kind.__name__}, got {value!r}")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise ClassifierOutputError(f"{name!r} does not match {pattern}: {value!r}")
+    return value
+
+
+LISTING_ID = r"[0-9]{6}"
+DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+TIME = r"[0-9]{2}:[0-9]{2}"
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """One question asked of the LLM on every turn.
+
+    ``instructions`` is the system prompt; ``{today}`` in it becomes e.g.
+    ``Sunday, 2026-11-22``. ``parse`` turns the decoded JSON object into the typed output or
+    raises ``ClassifierOutputError``.
+    """
+
+    name: str
+    instructions: str
+    schema: dict
+    parse: Callable[[dict], Any]
+
+    def system_prompt(self, today: date) -> str:
+        """The system prompt with today's date and weekday (agency time) filled in."""
+        return self.instructions.format(today=f"{today:%A}, {today.isoformat()}")
+
+    def request_body(self, model: str, history: list[dict], today: date) -> dict:
+        """The chat-completions request body.
+
+        Args:
+            model: the model name the LLM server serves.
+            history: OpenAI chat messages (``{"role": "user"|"assistant", "content": str}``),
+                oldest first, ending with the visitor's newest message.
+            today: the agency's current date.
+        """
+        return {
+            "model": model,
+            "messages": [{"role": "system", "content": self.system_prompt(today)}, *history],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": self.name, "schema": self.schema, "strict": True},
+            },
+            "temperature": 0,
+            "max_tokens": MAX_TOKENS,
+        }
+
+
+PRICING = Classifier(
+    name="pricing",
+    instructions=(
+        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "latest message asks for the price of a listing, counting a reply that gives the listing "
+        "the assistant just asked for. Listings have 6-digit ids. Set listing_id to the 6-digit "
+        "id the visitor means, taken from the conversation, or null if none is given. "
+        'Answer with JSON only: {{"asks_price": true|false, "listing_id": "123456"|null}}.'
+    ),
+    schema=_object(asks_price=BOOLEAN, listing_id=_nullable(f"^{LISTING_ID}$")),
+    parse=lambda data: Pricing(
+        asks_price=_field(data, "asks_price", bool),
+        listing_id=_field(data, "listing_id", str, LISTING_ID),
+    ),
+)
+
+SCHEDULING = Classifier(
+    name="scheduling",
+    instructions=(
+        "You classify messages for a real-estate agency's chat. Today is {today}. Decide "
+        "whether the visitor's latest message asks to schedule a call with an agent, counting a "
+        "reply that gives the day or time the assistant just asked for. Resolve relative dates "
+        "such as 'tomorrow' or 'next Tuesday' against today's date. Set date (YYYY-MM-DD) and "
+        "time (24-hour HH:MM) to when the visitor wants the call, or null when not given. "
+        'Answer with JSON only: {{"wants_call": true|false, "date": "YYYY-MM-DD"|null, '
+        '"time": "HH:MM"|null}}.'
+    ),
+    schema=_object(
+        wants_call=BOOLEAN, date=_nullable(f"^{DATE}$"), time=_nullable(f"^{TIME}$")
+    ),
+    parse=lambda data: Scheduling(
+        wants_call=_field(data, "wants_call", bool),
+        date=_field(data, "date", str, DATE),
+        time=_field(data, "time", str, TIME),
+    ),
+)
+
+LISTING_QUESTION = Classifier(
+    name="listing_question",
+    instructions=(
+        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "latest message is a question about a listing or property: its price, features, "
+        "location, viewing or status. Greetings, small talk, other topics and requests to "
+        "talk to an agent are not. "
+        'Answer with JSON only: {{"is_listing_question": true|false}}.'
+    ),
+    schema=_object(is_listing_question=BOOLEAN),
+    parse=lambda data: ListingQuestion(
+        is_listing_question=_field(data, "is_listing_question", bool)
+    ),
+)
+
+# In the router's priority order.
+CLASSIFIERS = (PRICING, SCHEDULING, LISTING_QUESTION)
+
+
+def as_label(output: Any) -> dict:
+    """The output as the JSON object stored on ClassifierCall and used as an eval label."""
+    return asdict(output)

