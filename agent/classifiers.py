@@ -145,9 +145,7 @@ SCHEDULING = Classifier(
         'Answer with JSON only: {{"wants_call": true|false, "date": "YYYY-MM-DD"|null, '
         '"time": "HH:MM"|null}}.'
     ),
-    schema=_object(
-        wants_call=BOOLEAN, date=_nullable(f"^{DATE}$"), time=_nullable(f"^{TIME}$")
-    ),
+    schema=_object(wants_call=BOOLEAN, date=_nullable(f"^{DATE}$"), time=_nullable(f"^{TIME}$")),
     parse=lambda data: Scheduling(
         wants_call=_field(data, "wants_call", bool),
         date=_field(data, "date", str, DATE),

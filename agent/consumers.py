@@ -11,7 +11,7 @@ Protocol (JSON text frames):
 import json
 import logging
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agent import turn
@@ -65,7 +65,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not session_key:
             await self.close(code=4401)  # load the chat page first: it sets the session
             return
-        self.conversation, messages = await sync_to_async(turn.open_conversation)(session_key)
+        self.conversation, messages = await database_sync_to_async(turn.open_conversation)(
+            session_key
+        )
         await self.accept()
         await self.send_frame(
             {
@@ -82,7 +84,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error(exc.code, str(exc))
             return
         try:
-            message = await sync_to_async(turn.store_message)(
+            message = await database_sync_to_async(turn.store_message)(
                 self.conversation.id, Message.Role.USER, text
             )
         except Exception:
@@ -96,8 +98,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("turn failed in conversation %s", self.conversation.id)
             await self.send_error(
-                "turn_failed", "Sorry, something went wrong on our side. Your message is saved; "
-                "please try again in a moment."
+                "turn_failed",
+                "Sorry, something went wrong on our side. Your message is saved; "
+                "please try again in a moment.",
             )
         else:
             await self.send_frame(reply.as_frame())

@@ -32,8 +32,9 @@ class Outcome:
     error: str = ""
 
 
-async def classify(client: LLMClient, classifier: Classifier, model: str,
-                   history: list[dict], today: date) -> Outcome:
+async def classify(
+    client: LLMClient, classifier: Classifier, model: str, history: list[dict], today: date
+) -> Outcome:
     """Ask one classifier; never raises for an LLM failure, which is returned in ``error``."""
     started = time.perf_counter()
     output, raw, error = None, "", ""
@@ -50,8 +51,12 @@ async def classify(client: LLMClient, classifier: Classifier, model: str,
     return Outcome(classifier.name, model, output, raw, latency_ms, error)
 
 
-async def fan_out(client: LLMClient, history: list[dict], today: date,
-                  classifiers: tuple[Classifier, ...] = CLASSIFIERS) -> list[Outcome]:
+async def fan_out(
+    client: LLMClient,
+    history: list[dict],
+    today: date,
+    classifiers: tuple[Classifier, ...] = CLASSIFIERS,
+) -> list[Outcome]:
     """Send every classifier's request concurrently and wait for all of them.
 
     Args:
@@ -66,7 +71,9 @@ async def fan_out(client: LLMClient, history: list[dict], today: date,
     models = settings.CLASSIFIER_MODELS
     return list(
         await asyncio.gather(
-            *(classify(client, c, models.get(c.name, settings.LLM_MODEL), history, today)
-              for c in classifiers)
+            *(
+                classify(client, c, models.get(c.name, settings.LLM_MODEL), history, today)
+                for c in classifiers
+            )
         )
     )

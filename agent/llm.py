@@ -35,8 +35,14 @@ class LLMClient:
         transport: an httpx transport, e.g. ``httpx.MockTransport`` in tests.
     """
 
-    def __init__(self, base_url: str, api_key: str = "", *, timeout: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str = "",
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",

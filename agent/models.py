@@ -7,7 +7,7 @@ from django.db import models
 
 
 class Route(models.TextChoices):
-    """What the router decided for a turn; stored on the assistant message and sent to the client."""
+    """What the router decided for a turn, kept on the reply and sent to the client."""
 
     PRICE = "price", "Price given"
     PRICE_UNKNOWN_LISTING = "price_unknown_listing", "Price: unknown listing"
@@ -49,7 +49,9 @@ class Message(models.Model):
         ASSISTANT = "assistant"
         STAFF = "staff"
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=10, choices=Role.choices)
     text = models.TextField()
@@ -105,9 +107,15 @@ class Handoff(models.Model):
         CLAIMED = "claimed"
         RESOLVED = "resolved"
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="handoffs")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="handoffs"
+    )
     message = models.ForeignKey(
-        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        Message,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
         help_text="The visitor message that caused the handoff.",
     )
     reason = models.TextField()

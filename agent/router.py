@@ -25,9 +25,10 @@ class Reply:
     text: str
 
 
-def route_turn(conversation: Conversation, message: Message, outcomes: list[Outcome],
-               now: datetime) -> Reply:
-    """Decide the route for one turn and act on it: look up a price, book a call, or queue a handoff.
+def route_turn(
+    conversation: Conversation, message: Message, outcomes: list[Outcome], now: datetime
+) -> Reply:
+    """Decide a turn's route and act on it: look up a price, book a call, or queue a handoff.
 
     Runs in a database transaction of the caller's (sync code; call it off the event loop).
 
@@ -56,7 +57,9 @@ def route_turn(conversation: Conversation, message: Message, outcomes: list[Outc
         )
     failed = [o for o in outcomes if o.error]
     if failed and len(failed) == len(outcomes):
-        reason = "every classifier failed: " + "; ".join(f"{o.classifier}: {o.error}" for o in failed)
+        reason = "every classifier failed: " + "; ".join(
+            f"{o.classifier}: {o.error}" for o in failed
+        )
     else:
         reason = "no classifier matched"
     _queue_handoff(conversation, message, reason)
@@ -84,7 +87,8 @@ def _price(listing_id: str | None) -> Reply:
     if listing.status == Listing.Status.UNDER_OFFER:
         text += " It is currently under offer."
     elif listing.status == Listing.Status.SOLD:
-        text = f"Listing {listing.listing_id} has been sold; it was listed at {listing.formatted_price()}."
+        price = listing.formatted_price()
+        text = f"Listing {listing.listing_id} has been sold; it was listed at {price}."
     return Reply(Route.PRICE, text)
 
 

@@ -7,7 +7,7 @@ synchronous ones touch the database and must run off the event loop (``sync_to_a
 import logging
 import time
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
@@ -19,8 +19,11 @@ from agent.router import route_turn
 
 logger = logging.getLogger(__name__)
 
-OPENAI_ROLES = {Message.Role.USER: "user", Message.Role.ASSISTANT: "assistant",
-                Message.Role.STAFF: "assistant"}
+OPENAI_ROLES = {
+    Message.Role.USER: "user",
+    Message.Role.ASSISTANT: "assistant",
+    Message.Role.STAFF: "assistant",
+}
 
 
 def open_conversation(session_key: str) -> tuple[Conversation, list[Message]]:
@@ -63,9 +66,13 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
     """
     ClassifierCall.objects.bulk_create(
         ClassifierCall(
-            message=message, classifier=o.classifier, model=o.model, raw_output=o.raw,
+            message=message,
+            classifier=o.classifier,
+            model=o.model,
+            raw_output=o.raw,
             output=as_label(o.output) if o.output is not None else None,
-            latency_ms=o.latency_ms, error=o.error,
+            latency_ms=o.latency_ms,
+            error=o.error,
         )
         for o in outcomes
     )
@@ -73,8 +80,11 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         reply = route_turn(message.conversation, message, outcomes, timezone.now())
         latency_ms = round((time.perf_counter() - started) * 1000)
         return store_message(
-            message.conversation_id, Message.Role.ASSISTANT, reply.text,
-            route=reply.route, latency_ms=latency_ms,
+            message.conversation_id,
+            Message.Role.ASSISTANT,
+            reply.text,
+            route=reply.route,
+            latency_ms=latency_ms,
         )
 
 
@@ -90,6 +100,6 @@ async def run_turn(message: Message, client: LLMClient | None = None) -> Message
         django.db.Error: the database failed; the visitor's message stays stored.
     """
     started = time.perf_counter()
-    history = await sync_to_async(chat_history)(message.conversation_id)
+    history = await database_sync_to_async(chat_history)(message.conversation_id)
     outcomes = await fan_out(client or get_client(), history, timezone.localdate())
-    return await sync_to_async(finish_turn)(message, outcomes, started)
+    return await database_sync_to_async(finish_turn)(message, outcomes, started)

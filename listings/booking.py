@@ -73,8 +73,9 @@ def check_hours(starts_at: datetime, now: datetime) -> None:
         raise SlotUnavailable(f"{local:%H:%M} is outside our hours")
 
 
-def book_call(starts_at: datetime, *, now: datetime, conversation=None,
-              listing: Listing | None = None) -> Appointment:
+def book_call(
+    starts_at: datetime, *, now: datetime, conversation=None, listing: Listing | None = None
+) -> Appointment:
     """Book a call of ``CALL_MINUTES`` with a free realtor.
 
     Of the active realtors free at that time, the one with the fewest active calls that day

@@ -21,7 +21,9 @@ class Listing(models.Model):
         SOLD = "sold"
 
     listing_id = models.CharField(
-        "listing ID", max_length=6, unique=True,
+        "listing ID",
+        max_length=6,
+        unique=True,
         validators=[RegexValidator(r"^\d{6}$", "A listing ID is exactly 6 digits.")],
     )
     address = models.CharField(max_length=300)
@@ -43,7 +45,9 @@ class Listing(models.Model):
 
     def formatted_price(self) -> str:
         """The price as a visitor reads it: ``$350,000``, or ``$350,000.50`` with cents."""
-        amount = f"{self.price:,.0f}" if self.price == self.price.to_integral() else f"{self.price:,.2f}"
+        amount = (
+            f"{self.price:,.0f}" if self.price == self.price.to_integral() else f"{self.price:,.2f}"
+        )
         symbol = CURRENCY_SYMBOLS.get(self.currency)
         return f"{symbol}{amount}" if symbol else f"{amount} {self.currency}"
 
@@ -79,7 +83,10 @@ class Appointment(models.Model):
     visitor_phone = models.CharField(max_length=32, blank=True)
     listing = models.ForeignKey(Listing, on_delete=models.SET_NULL, null=True, blank=True)
     conversation = models.ForeignKey(
-        "agent.Conversation", on_delete=models.SET_NULL, null=True, blank=True,
+        "agent.Conversation",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="appointments",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -88,7 +95,8 @@ class Appointment(models.Model):
         ordering = ["starts_at"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(ends_at__gt=models.F("starts_at")), name="appointment_ends_after_start"
+                condition=models.Q(ends_at__gt=models.F("starts_at")),
+                name="appointment_ends_after_start",
             )
         ]
 

@@ -75,3 +75,64 @@ def conversation(db):
     from agent.models import Conversation
 
     return Conversation.objects.create(session_key="visitor-session")
+
+
+@pytest.fixture
+def standin(settings):
+    """The rule-based LLM stand-in on a free loopback port; LLM_BASE_URL points at it."""
+    from agent.standin import StandinServer
+
+    with StandinServer() as server:
+        settings.LLM_BASE_URL = server.base_url
+        settings.LLM_TIMEOUT = 2.0
+        yield server
+
+
+@pytest.fixture
+async def chat_client():
+    """After the test, closes the LLM clients its event loop opened and the database
+    connection of the thread where async code runs the ORM (else the test database stays busy)."""
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from agent.llm import close_clients
+
+    yield
+    await close_clients()
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def visitor_session(db):
+    """A saved Django session, as the chat page creates for a visitor."""
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session["chat"] = True
+    session.save()
+    return session
+
+
+@pytest.fixture
+def connect(visitor_session, chat_client):
+    """Open the chat websocket as the visitor; returns (communicator, history frame)."""
+    from channels.testing import WebsocketCommunicator
+    from django.conf import settings
+
+    from realestate.asgi import application
+
+    communicators = []
+
+    async def open_chat(origin=b"http://localhost", session_key=visitor_session.session_key):
+        headers = [(b"origin", origin)]
+        if session_key:
+            headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
+        communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+        communicators.append(communicator)
+        connected, _ = await communicator.connect()
+        if not connected:
+            return communicator, None
+        return communicator, await communicator.receive_json_from()
+
+    yield open_chat
+    # Disconnecting is the test's job (it must run on the test's event loop).

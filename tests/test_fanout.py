@@ -22,7 +22,9 @@ ANSWERS = {
 
 
 def completion(content: str) -> httpx.Response:
-    return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": content}}]})
+    return httpx.Response(
+        200, json={"choices": [{"message": {"role": "assistant", "content": content}}]}
+    )
 
 
 def schema_name(request: httpx.Request) -> str:
@@ -43,7 +45,9 @@ async def test_the_three_classifier_calls_are_in_flight_at_the_same_time():
     outcomes = await fan_out(client, HISTORY, TODAY)
     await client.aclose()
     assert [o.output for o in outcomes] == [
-        Pricing(True, "654321"), Scheduling(False, None, None), ListingQuestion(True)
+        Pricing(True, "654321"),
+        Scheduling(False, None, None),
+        ListingQuestion(True),
     ]
     assert all(o.error == "" for o in outcomes)
 
@@ -52,7 +56,9 @@ async def test_each_request_carries_the_schema_the_history_and_the_date():
     seen = []
 
     def handler(request):
-        seen.append((request.url.path, request.headers.get("authorization"), json.loads(request.content)))
+        seen.append(
+            (request.url.path, request.headers.get("authorization"), json.loads(request.content))
+        )
         return completion(json.dumps(ANSWERS[schema_name(request)]))
 
     client = LLMClient("http://llm.test/v1", "secret", transport=httpx.MockTransport(handler))
@@ -105,9 +111,13 @@ async def test_a_timeout_is_an_error_not_an_exception():
     assert [o.error for o in outcomes] == ["timed out: ReadTimeout"] * 3
 
 
-@pytest.mark.parametrize(("status", "permanent"), [(400, True), (404, True), (429, False), (500, False)])
+@pytest.mark.parametrize(
+    ("status", "permanent"), [(400, True), (404, True), (429, False), (500, False)]
+)
 async def test_client_errors_are_permanent_but_429_and_5xx_are_not(status, permanent):
-    client = LLMClient("http://llm.test/v1", transport=httpx.MockTransport(lambda r: httpx.Response(status)))
+    client = LLMClient(
+        "http://llm.test/v1", transport=httpx.MockTransport(lambda r: httpx.Response(status))
+    )
     with pytest.raises(LLMError) as caught:
         await client.complete_json({"model": "m", "messages": []})
     await client.aclose()

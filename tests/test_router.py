@@ -26,7 +26,8 @@ def outcomes(pricing=None, scheduling=None, listing_question=None, errors=()):
         "listing_question": listing_question or ListingQuestion(False),
     }
     return [
-        Outcome(name, "m", None, "", 5, "timed out") if name in errors
+        Outcome(name, "m", None, "", 5, "timed out")
+        if name in errors
         else Outcome(name, "m", output, "{}", 5)
         for name, output in said.items()
     ]
@@ -71,7 +72,9 @@ def test_a_sold_listing_says_it_is_sold(conversation, message, listings):
 def test_a_call_request_with_date_and_time_books_a_real_appointment(
     conversation, message, realtors
 ):
-    reply = route_turn(conversation, message, outcomes(scheduling=Scheduling(True, "2026-11-24", "10:00")), NOW)
+    reply = route_turn(
+        conversation, message, outcomes(scheduling=Scheduling(True, "2026-11-24", "10:00")), NOW
+    )
     assert reply.route == Route.BOOKING
     appointment = Appointment.objects.get()
     assert appointment.conversation == conversation
@@ -89,15 +92,21 @@ def test_two_calls_at_one_time_go_to_two_realtors_and_a_third_is_refused(
     second = route_turn(conversation, message, said, NOW)
     third = route_turn(conversation, message, said, NOW)
     assert [first.route, second.route, third.route] == [
-        Route.BOOKING, Route.BOOKING, Route.BOOKING_UNAVAILABLE
+        Route.BOOKING,
+        Route.BOOKING,
+        Route.BOOKING_UNAVAILABLE,
     ]
     assert {a.realtor for a in Appointment.objects.all()} == set(realtors)
     assert "busy" in third.text
 
 
 def test_a_realtor_with_fewer_calls_that_day_gets_the_next_one(conversation, message, realtors):
-    route_turn(conversation, message, outcomes(scheduling=Scheduling(True, "2026-11-24", "10:00")), NOW)
-    route_turn(conversation, message, outcomes(scheduling=Scheduling(True, "2026-11-24", "11:00")), NOW)
+    route_turn(
+        conversation, message, outcomes(scheduling=Scheduling(True, "2026-11-24", "10:00")), NOW
+    )
+    route_turn(
+        conversation, message, outcomes(scheduling=Scheduling(True, "2026-11-24", "11:00")), NOW
+    )
     assert Appointment.objects.values("realtor").distinct().count() == 2
 
 
@@ -113,20 +122,26 @@ def test_a_realtor_with_fewer_calls_that_day_gets_the_next_one(conversation, mes
     ],
 )
 def test_a_call_that_cannot_be_booked_says_why(conversation, message, realtors, day, clock, why):
-    reply = route_turn(conversation, message, outcomes(scheduling=Scheduling(True, day, clock)), NOW)
+    reply = route_turn(
+        conversation, message, outcomes(scheduling=Scheduling(True, day, clock)), NOW
+    )
     assert reply.route == Route.BOOKING_UNAVAILABLE
     assert why in reply.text
     assert not Appointment.objects.exists()
 
 
 def test_a_call_with_no_realtor_at_all_is_unavailable(conversation, message):
-    reply = route_turn(conversation, message, outcomes(scheduling=Scheduling(True, "2026-11-24", "10:00")), NOW)
+    reply = route_turn(
+        conversation, message, outcomes(scheduling=Scheduling(True, "2026-11-24", "10:00")), NOW
+    )
     assert reply.route == Route.BOOKING_UNAVAILABLE
 
 
 @pytest.mark.parametrize(("day", "clock"), [(None, None), ("2026-11-24", None), (None, "10:00")])
 def test_a_call_request_without_date_and_time_asks_for_them(conversation, message, day, clock):
-    reply = route_turn(conversation, message, outcomes(scheduling=Scheduling(True, day, clock)), NOW)
+    reply = route_turn(
+        conversation, message, outcomes(scheduling=Scheduling(True, day, clock)), NOW
+    )
     assert reply.route == Route.BOOKING_NEEDS_TIME
     assert "What day and time" in reply.text
 
@@ -136,7 +151,9 @@ def test_a_listing_question_queues_a_handoff(conversation, message):
     assert reply.route == Route.HANDOFF
     handoff = Handoff.objects.get()
     assert (handoff.conversation, handoff.message, handoff.status) == (
-        conversation, message, Handoff.Status.QUEUED
+        conversation,
+        message,
+        Handoff.Status.QUEUED,
     )
 
 
@@ -148,7 +165,9 @@ def test_anything_else_falls_back_to_a_person(conversation, message):
 
 
 def test_a_failed_classifier_counts_as_no(conversation, message, listings):
-    said = outcomes(Pricing(True, "123456"), listing_question=ListingQuestion(True), errors=["pricing"])
+    said = outcomes(
+        Pricing(True, "123456"), listing_question=ListingQuestion(True), errors=["pricing"]
+    )
     assert route_turn(conversation, message, said, NOW).route == Route.HANDOFF
 
 

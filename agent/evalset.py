@@ -1,0 +1,168 @@
+"""Replay evaluation conversations (``../shared/eval`` format) through the chat websocket.
+
+A conversation is ``{"id": ..., "turns": [{"user", "route", "reply_contains", "labels",
+"effects"}]}``. Dates in it are written relative to the day it runs: ``{weekday+N}`` is the
+N-th weekday (Monday to Friday) after today as ``YYYY-MM-DD``, ``{weekday+N:long}`` the same day
+as ``Thursday, December 3``, ``{sunday+N}`` the N-th Sunday after today. Times are agency-local.
+"""
+
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from agent.models import ClassifierCall, Handoff
+from listings.booking import ACTIVE, agency_zone
+from listings.models import Appointment
+
+PLACEHOLDER = re.compile(r"\{(weekday|sunday)\+(\d+)(:long)?\}")
+REPLY_TIMEOUT = 30  # seconds to wait for the assistant's reply to one turn
+
+
+def nth_day(today: date, kind: str, n: int) -> date:
+    """The n-th weekday (Mon-Fri) or Sunday strictly after ``today``."""
+    day, found = today, 0
+    while found < n:
+        day += timedelta(days=1)
+        if (kind == "weekday" and day.weekday() < 5) or (kind == "sunday" and day.weekday() == 6):
+            found += 1
+    return day
+
+
+def expand(value: Any, today: date) -> Any:
+    """Replace the date placeholders in every string of ``value`` (dicts and lists included)."""
+    if isinstance(value, str):
+
+        def replace(match: re.Match) -> str:
+            day = nth_day(today, match[1], int(match[2]))
+            return f"{day:%A, %B} {day.day}" if match[3] else day.isoformat()
+
+        return PLACEHOLDER.sub(replace, value)
+    if isinstance(value, list):
+        return [expand(item, today) for item in value]
+    if isinstance(value, dict):
+        return {key: expand(item, today) for key, item in value.items()}
+    return value
+
+
+def load(path: Path, today: date) -> list[dict]:
+    """Read a JSONL file of conversations, placeholders expanded for ``today``.
+
+    Raises:
+        ValueError: a line is not JSON or lacks ``id`` or ``turns``; the message names the line.
+    """
+    conversations = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            conversation = json.loads(line)
+            conversation["id"], conversation["turns"]  # noqa: B018 - both are required
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not an eval conversation: {exc}") from None
+        conversations.append(expand(conversation, today))
+    return conversations
+
+
+class Chat(Protocol):
+    """One visitor's open chat socket: JSON frames in and out."""
+
+    async def send(self, frame: dict) -> None: ...
+
+    async def receive(self) -> dict: ...
+
+
+Connect = Callable[[], AbstractAsyncContextManager[Chat]]
+
+
+@dataclass
+class TurnResult:
+    """How one turn went: ``problems`` empty means its route, reply and effects were right;
+    ``label_misses`` lists classifiers whose output differed from the label."""
+
+    conversation: str
+    turn: int
+    route: str
+    problems: list[str] = field(default_factory=list)
+    label_misses: list[str] = field(default_factory=list)
+    labels_checked: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+async def replay(conversations: list[dict], connect: Connect) -> AsyncIterator[TurnResult]:
+    """Play each conversation as a new visitor and yield one ``TurnResult`` per turn."""
+    for conversation in conversations:
+        async with connect() as chat:
+            history = await chat.receive()
+            conversation_id = history["conversation"]
+            for number, expected in enumerate(conversation["turns"], start=1):
+                yield await _play_turn(chat, conversation["id"], conversation_id, number, expected)
+
+
+async def _play_turn(
+    chat: Chat, name: str, conversation_id: str, number: int, expected: dict
+) -> TurnResult:
+    await chat.send({"type": "message", "text": expected["user"]})
+    seq, reply = None, None
+    while reply is None:
+        frame = await chat.receive()
+        if frame["type"] == "error":
+            return TurnResult(name, number, "", [f"error frame: {frame['message']}"])
+        if frame["type"] == "message" and frame["role"] == "user":
+            seq = frame["seq"]
+        elif frame["type"] == "message":
+            reply = frame
+    result = TurnResult(name, number, reply.get("route", ""))
+    if "route" in expected and result.route != expected["route"]:
+        result.problems.append(f"route {result.route!r}, expected {expected['route']!r}")
+    for part in expected.get("reply_contains", []):
+        if part.lower() not in reply["text"].lower():
+            result.problems.append(f"reply lacks {part!r}: {reply['text']!r}")
+    result.problems += await database_sync_to_async(_check_effects)(
+        conversation_id, expected.get("effects", {})
+    )
+    labels = expected.get("labels", {})
+    outputs = await database_sync_to_async(_classifier_outputs)(conversation_id, seq)
+    result.labels_checked = len(labels)
+    result.label_misses = [
+        f"{name}: {outputs.get(name)} != {label}"
+        for name, label in labels.items()
+        if outputs.get(name) != label
+    ]
+    return result
+
+
+def _classifier_outputs(conversation_id: str, seq: int | None) -> dict:
+    calls = ClassifierCall.objects.filter(
+        message__conversation_id=conversation_id, message__seq=seq
+    )
+    return {call.classifier: call.output for call in calls}
+
+
+def _check_effects(conversation_id: str, effects: dict) -> list[str]:
+    problems = []
+    if "appointment" in effects:
+        want = effects["appointment"]
+        booked = [
+            timezone.localtime(a.starts_at, agency_zone())
+            for a in Appointment.objects.filter(conversation_id=conversation_id, status__in=ACTIVE)
+        ]
+        if not any(
+            f"{t:%Y-%m-%d}" == want["date"] and f"{t:%H:%M}" == want["time"] for t in booked
+        ):
+            problems.append(f"no appointment on {want['date']} at {want['time']}")
+    if "handoff" in effects:
+        has = Handoff.objects.filter(conversation_id=conversation_id).exists()
+        if has != bool(effects["handoff"]):
+            problems.append(f"handoff queued: {has}, expected {effects['handoff']}")
+    return problems
