@@ -1,0 +1,81 @@
+"""Settings: bad environment values fail at start-up with a message naming the variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_settings(**env: str) -> subprocess.CompletedProcess:
+    """Import the settings module in a fresh interpreter with ``env`` on top of ours."""
+    return subprocess.run(
+        [sys.executable, "-c", "import realestate.settings"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("DEBUG", "maybe", "DEBUG must be true or false"),
+        ("AGENCY_TIMEZONE", "Mars/Olympus", "AGENCY_TIMEZONE must be an IANA zone"),
+        ("LLM_BASE_URL", "gpu-host:8000", "LLM_BASE_URL must be an http:// or https:// URL"),
+        ("LLM_TIMEOUT", "soon", "LLM_TIMEOUT must be a number"),
+        ("LLM_TIMEOUT", "0", "LLM_TIMEOUT must be at least"),
+        ("BUSINESS_HOURS", "17:00-09:00", "BUSINESS_HOURS must open before it closes"),
+        ("BUSINESS_DAYS", "mon,funday", "BUSINESS_DAYS must list weekdays"),
+        ("DATABASE_URL", "mysql://db/app", "DATABASE_URL must be a postgresql:// URL"),
+        ("DATABASE_URL", "", "DATABASE_URL is not set"),
+    ],
+)
+def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
+    result = load_settings(**{name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and says in result.stderr
+
+
+def test_good_values_load():
+    result = load_settings(
+        DEBUG="yes", AGENCY_TIMEZONE="Europe/Berlin", LLM_TIMEOUT="2.5", BUSINESS_DAYS="Mon,Tue,Sat"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_deploy_refuses_the_local_secret_key_and_debug():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**os.environ, "DEBUG": "true"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "security.W009" in result.stderr  # SECRET_KEY
+    assert "security.W018" in result.stderr  # DEBUG
+
+
+def test_check_deploy_passes_with_production_settings():
+    env = {
+        "SECRET_KEY": "Kq8#vT2$wY7!pR4@zL1%-a-long-random-production-key-9fJ3",
+        "DEBUG": "false",
+        "HTTPS": "true",
+        "ALLOWED_HOSTS": "chat.agency.example",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
