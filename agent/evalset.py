@@ -99,14 +99,24 @@ class TurnResult:
         return not self.problems
 
 
-async def replay(conversations: list[dict], connect: Connect) -> AsyncIterator[TurnResult]:
-    """Play each conversation as a new visitor and yield one ``TurnResult`` per turn."""
+async def replay(
+    conversations: list[dict], connect: Connect, *, keep_appointments: bool = False
+) -> AsyncIterator[TurnResult]:
+    """Play each conversation as a new visitor and yield one ``TurnResult`` per turn.
+
+    The appointments a conversation booked are cancelled once it is checked, so that the
+    replay can run again and finds the realtors free; ``keep_appointments`` leaves them.
+    """
     for conversation in conversations:
         async with connect() as chat:
             history = await chat.receive()
             conversation_id = history["conversation"]
             for number, expected in enumerate(conversation["turns"], start=1):
                 yield await _play_turn(chat, conversation["id"], conversation_id, number, expected)
+        if not keep_appointments:
+            await Appointment.objects.filter(conversation_id=conversation_id).aupdate(
+                status=Appointment.Status.CANCELLED
+            )
 
 
 async def _play_turn(

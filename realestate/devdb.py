@@ -43,6 +43,11 @@ def start(pgdata: Path = PGDATA):
     return server, server.get_uri(database=DATABASE)
 
 
+def stop_on_sigterm(signum, frame):
+    """Turn SIGTERM into SystemExit, so cleanup code runs and the server stops."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
     """Run ``argv`` as a child process with DATABASE_URL set; return its exit code."""
     if not argv:
@@ -54,9 +59,10 @@ def main(argv: list[str]) -> int:
         os.environ["DATABASE_URL"] = url
         print(f"embedded PostgreSQL: {url}", flush=True)
     child = subprocess.Popen(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         return child.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         child.send_signal(signal.SIGINT)
         try:
             return child.wait(timeout=15)

@@ -6,6 +6,7 @@ the app with daphne on http://127.0.0.1:8000.
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 15) -> 
 
 def main() -> int:
     """Run the app until Ctrl-C; return the exit code."""
+    signal.signal(signal.SIGTERM, devdb.stop_on_sigterm)
     os.environ.setdefault("DEBUG", "true")  # a local run; production sets its own environment
     if not os.environ.get("DATABASE_URL"):
         _server, os.environ["DATABASE_URL"] = devdb.start()

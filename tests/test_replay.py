@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 
 from agent.evalset import expand, load
 from agent.management.commands.replay_eval import in_process_chat, run_replay
+from listings.models import Appointment
 
 EVAL_FILE = Path(__file__).resolve().parents[2] / "shared" / "eval" / "conversations.jsonl"
 
@@ -44,6 +45,11 @@ async def test_the_sample_conversations_get_their_routes_replies_effects_and_lab
     )
     assert turns == sum(len(c["turns"]) for c in conversations)
     assert (passed, labels_right) == (turns, labels), "\n".join(lines)
+
+    # Its bookings were cancelled, so a second run finds the realtors free again.
+    assert not await Appointment.objects.exclude(status=Appointment.Status.CANCELLED).aexists()
+    again = await run_replay(conversations, in_process_chat, lines.append)
+    assert again[0] == turns, "\n".join(lines)
 
 
 @pytest.mark.django_db

@@ -84,10 +84,12 @@ def server_chat(base_url: str):
     return connect
 
 
-async def run_replay(conversations: list[dict], connect, write) -> tuple[int, int, int, int]:
+async def run_replay(
+    conversations: list[dict], connect, write, keep_appointments: bool = False
+) -> tuple[int, int, int, int]:
     """Replay and write one line per turn; return (turns passed, turns, labels right, labels)."""
     passed = turns = labels_right = labels = 0
-    async for result in evalset.replay(conversations, connect):
+    async for result in evalset.replay(conversations, connect, keep_appointments=keep_appointments):
         turns += 1
         passed += result.passed
         labels += result.labels_checked
@@ -111,8 +113,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path, help="a conversations.jsonl file")
         parser.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8000")
+        parser.add_argument(
+            "--keep-appointments",
+            action="store_true",
+            help="keep the appointments the replay booked (default: cancel them afterwards)",
+        )
 
-    def handle(self, *args, file: Path, url: str | None, **options):
+    def handle(self, *args, file: Path, url: str | None, keep_appointments: bool, **options):
         if not file.exists():
             raise CommandError(f"{file} does not exist")
         try:
@@ -123,7 +130,9 @@ class Command(BaseCommand):
 
         async def main():
             try:
-                return await run_replay(conversations, connect, self.stdout.write)
+                return await run_replay(
+                    conversations, connect, self.stdout.write, keep_appointments
+                )
             finally:
                 await close_clients()
 
