@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Route(models.TextChoices):
@@ -34,7 +35,8 @@ class Conversation(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self):
-        return f"Conversation {str(self.id)[:8]} ({self.created_at:%Y-%m-%d %H:%M})"
+        created = timezone.localtime(self.created_at) if self.created_at else None
+        return f"Conversation {str(self.id)[:8]} ({created:%Y-%m-%d %H:%M})"
 
 
 class Message(models.Model):
