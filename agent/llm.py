@@ -40,7 +40,7 @@ class LLMClient:
         base_url: str,
         api_key: str = "",
         *,
-        timeout: float = 10.0,
+        timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

