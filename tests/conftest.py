@@ -115,24 +115,21 @@ def visitor_session(db):
 
 @pytest.fixture
 def connect(visitor_session, chat_client):
-    """Open the chat websocket as the visitor; returns (communicator, history frame)."""
+    """Open the chat websocket as the visitor; returns (communicator, history frame), with
+    None for the frame when the socket was refused. The test disconnects what it opened."""
     from channels.testing import WebsocketCommunicator
     from django.conf import settings
 
     from realestate.asgi import application
-
-    communicators = []
 
     async def open_chat(origin=b"http://localhost", session_key=visitor_session.session_key):
         headers = [(b"origin", origin)]
         if session_key:
             headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
         communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
-        communicators.append(communicator)
         connected, _ = await communicator.connect()
         if not connected:
             return communicator, None
         return communicator, await communicator.receive_json_from()
 
-    yield open_chat
-    # Disconnecting is the test's job (it must run on the test's event loop).
+    return open_chat
