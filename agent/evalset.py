@@ -64,9 +64,10 @@ def load(path: Path, today: date) -> list[dict]:
             continue
         try:
             conversation = json.loads(line)
-            conversation["id"], conversation["turns"]  # noqa: B018 - both are required
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: not an eval conversation: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: not JSON: {exc}") from None
+        if not isinstance(conversation, dict) or not {"id", "turns"} <= conversation.keys():
+            raise ValueError(f"{path}:{number}: an eval conversation needs an id and turns")
         conversations.append(expand(conversation, today))
     return conversations
 
