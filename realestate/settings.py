@@ -18,8 +18,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def env_str(name: str, default: str = "") -> str:
-    """Return the variable ``name`` with surrounding white space removed, or ``default``."""
-    return os.environ.get(name, default).strip()
+    """Return the variable ``name`` without surrounding white space; unset or empty gives
+    ``default``."""
+    return os.environ.get(name, "").strip() or default
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -134,12 +135,11 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = env_str("DATABASE_URL")
-if not DATABASE_URL:
-    raise ImproperlyConfigured(
-        "DATABASE_URL is not set. Use 'make run' or 'make test', which start an embedded "
-        "PostgreSQL, or prefix a command with 'python -m realestate.devdb'."
-    )
+# Unset: the embedded PostgreSQL that `make run` starts, over its socket in .pgdata/
+# (``python -m realestate.devdb CMD`` starts it for any other command).
+DATABASE_URL = env_str(
+    "DATABASE_URL", f"postgresql://postgres@/realestate?host={BASE_DIR / '.pgdata'}"
+)
 try:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 except ValueError as exc:

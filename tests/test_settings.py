@@ -33,7 +33,7 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("BUSINESS_HOURS", "17:00-09:00", "BUSINESS_HOURS must open before it closes"),
         ("BUSINESS_DAYS", "mon,funday", "BUSINESS_DAYS must list weekdays"),
         ("DATABASE_URL", "mysql://db/app", "DATABASE_URL must be a postgresql:// URL"),
-        ("DATABASE_URL", "", "DATABASE_URL is not set"),
+        ("DATABASE_URL", "not a url", "DATABASE_URL"),
     ],
 )
 def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
