@@ -141,7 +141,14 @@ DATABASE_URL = env_str(
     "DATABASE_URL", f"postgresql://postgres@/realestate?host={BASE_DIR / '.pgdata'}"
 )
 try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            # Seconds a connection is reused; every turn touches the database several times.
+            conn_max_age=int(env_float("CONN_MAX_AGE", 60, minimum=0)),
+            conn_health_checks=True,
+        )
+    }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
