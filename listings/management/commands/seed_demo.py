@@ -1,8 +1,8 @@
 """``manage.py seed_demo [--admin]``: the demo listings and realtors, safe to run again.
 
-Rows are keyed on natural keys (listing ID, username), so a second run changes nothing; it
-restores demo values that were edited in the admin. ``--admin`` also ensures a local superuser
-"admin" and prints a working login.
+Rows are keyed on natural keys (listing ID, username) and only created when missing, so a
+second run changes nothing and keeps what staff edited in the admin. ``--admin`` also
+ensures a local superuser "admin" and prints a working login.
 """
 
 import os
@@ -118,24 +118,25 @@ class Command(BaseCommand):
 
 
 def seed_listing(data: dict) -> bool:
-    """Create or restore one demo listing; return whether it was new."""
+    """Create one demo listing unless its listing ID exists; return whether it was new."""
     fields = {"currency": "USD", "status": Listing.Status.ACTIVE, **data}
     listing_id = fields.pop("listing_id")
-    _, created = Listing.objects.update_or_create(listing_id=listing_id, defaults=fields)
+    _, created = Listing.objects.get_or_create(listing_id=listing_id, defaults=fields)
     return created
 
 
 def seed_realtor(data: dict) -> bool:
-    """Create or restore one demo realtor and their staff user; return whether it was new."""
+    """Create one demo realtor and their staff user unless the user exists; return whether
+    it was new."""
     fields = dict(data)
     username, phone = fields.pop("username"), fields.pop("phone")
-    user, created = get_user_model().objects.update_or_create(
+    user, created = get_user_model().objects.get_or_create(
         username=username, defaults={**fields, "is_staff": True, "is_active": True}
     )
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    Realtor.objects.update_or_create(user=user, defaults={"phone": phone, "is_active": True})
+    Realtor.objects.get_or_create(user=user, defaults={"phone": phone, "is_active": True})
     return created
 
 
