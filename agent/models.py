@@ -62,7 +62,7 @@ class Message(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
-        ordering = ["conversation", "seq"]
+        ordering = ["conversation_id", "seq"]  # no join to order by the FK
         constraints = [
             models.UniqueConstraint(fields=["conversation", "seq"], name="message_seq_unique")
         ]
@@ -95,7 +95,7 @@ class ClassifierCall(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["message", "classifier"]
+        ordering = ["message_id", "classifier"]
 
     def __str__(self):
         return f"{self.classifier} on message #{self.message.seq}"

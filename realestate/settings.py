@@ -179,9 +179,9 @@ LLM_API_KEY = env_str("LLM_API_KEY")
 LLM_MODEL = env_str("LLM_MODEL", "Qwen/Qwen2.5-7B-Instruct")
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 5.0, minimum=0.1)  # seconds, per classifier call
 CLASSIFIER_MODELS = {
-    "pricing": env_str("LLM_MODEL_PRICING") or LLM_MODEL,
-    "scheduling": env_str("LLM_MODEL_SCHEDULING") or LLM_MODEL,
-    "listing_question": env_str("LLM_MODEL_LISTING_QUESTION") or LLM_MODEL,
+    "pricing": env_str("LLM_MODEL_PRICING", LLM_MODEL),
+    "scheduling": env_str("LLM_MODEL_SCHEDULING", LLM_MODEL),
+    "listing_question": env_str("LLM_MODEL_LISTING_QUESTION", LLM_MODEL),
 }
 
 STATIC_URL = "static/"
