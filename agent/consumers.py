@@ -1,25 +1,42 @@
 """The visitor's chat websocket at ``/ws/chat/``: a thin shell around ``agent.turn``.
 
 Protocol (JSON text frames):
-    client → server  {"type": "message", "text": "..."}   1 to 2,000 characters after trimming
+    connect          ``/ws/chat/?after=N`` asks only for the messages after ``seq`` N (the last
+                     one the client holds); without it the whole conversation comes.
+    client → server  {"type": "message", "text": "...", "id": "..."}  text 1 to 2,000
+                     characters after trimming; ``id`` optional, 1 to 64 characters, chosen by
+                     the client: a message whose id was already stored is acknowledged again
+                     and makes no second turn.
     server → client  {"type": "history", "conversation": "<uuid>", "messages": [...]}  on connect
-                     {"type": "message", "role": ..., "text": ..., "seq": n[, "route": ...]}
+                     {"type": "message", "role": ..., "text": ..., "seq": n[, "route": ...]
+                      [, "id": ...]}
                      {"type": "typing", "active": true|false}   around each turn
                      {"type": "error", "code": ..., "message": ...}   the connection stays open
+
+Every socket of a conversation joins its group (``agent.live``): the visitor's other tabs see
+the same frames. A turn runs as a task of its own, so frames for the conversation keep flowing
+while it runs, and it finishes, stored, even when the visitor has gone; the reply then arrives
+with the history of the next connection. The visitor's turns run one at a time, in order.
 """
 
+import asyncio
 import json
 import logging
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agent import turn
-from agent.models import Message
+from agent.live import conversation_group, publish
 
 logger = logging.getLogger(__name__)
 
 MAX_TEXT = 2000  # characters, after trimming
+MAX_ID = 64  # characters of a client's message id
+
+# Running turns, kept referenced so the event loop does not drop them before they finish.
+_turns: set[asyncio.Task] = set()
 
 
 class BadFrame(Exception):
@@ -30,12 +47,13 @@ class BadFrame(Exception):
         self.code = code
 
 
-def parse_frame(text_data: str | None, bytes_data: bytes | None) -> str:
-    """Return the trimmed visitor text of a client frame.
+def parse_frame(text_data: str | None, bytes_data: bytes | None) -> tuple[str, str | None]:
+    """Return ``(text, client_id)`` of a client frame: the trimmed visitor text and the
+    client's message id, or None when the frame has none.
 
     Raises:
-        BadFrame: binary frame, not JSON, not an object, unknown type, or missing, empty or
-            over-long text.
+        BadFrame: binary frame, not JSON, not an object, unknown type, missing, empty or
+            over-long text, or an id that is not a string of 1 to 64 characters.
     """
     if text_data is None:
         raise BadFrame("binary_frame", "Send JSON text frames, not binary ones.")
@@ -53,11 +71,30 @@ def parse_frame(text_data: str | None, bytes_data: bytes | None) -> str:
         raise BadFrame("empty_text", "The message is empty.")
     if len(text) > MAX_TEXT:
         raise BadFrame("text_too_long", f"Messages are limited to {MAX_TEXT} characters.")
-    return text
+    client_id = frame.get("id")
+    if client_id is not None and not (isinstance(client_id, str) and 0 < len(client_id) <= MAX_ID):
+        raise BadFrame("bad_id", f'A message "id" is a string of 1 to {MAX_ID} characters.')
+    return text, client_id
+
+
+def parse_after(query_string: bytes) -> int:
+    """The ``after`` seq of the connect URL's query string; 0 when absent.
+
+    Raises:
+        BadFrame: ``after`` is not a whole number of at least 0.
+    """
+    values = parse_qs(query_string.decode("latin-1")).get("after")
+    if not values:
+        return 0
+    if not values[0].isdigit():
+        raise BadFrame("bad_after", '"after" is the last seq the client holds: 0, 1, 2, ...')
+    return int(values[0])
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
     """One visitor's connection; the conversation is the latest of their Django session."""
+
+    group = None
 
     async def connect(self):
         session = self.scope.get("session")
@@ -65,10 +102,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not session_key:
             await self.close(code=4401)  # load the chat page first: it sets the session
             return
-        self.conversation, messages = await database_sync_to_async(turn.open_conversation)(
-            session_key
-        )
+        self.conversation = await database_sync_to_async(turn.open_conversation)(session_key)
+        self.group = conversation_group(self.conversation.id)
+        # Join before reading the history: a message stored in between then comes twice (the
+        # client drops a seq it holds), never not at all.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.turns = asyncio.Lock()
         await self.accept()
+        try:
+            after = parse_after(self.scope.get("query_string", b""))
+        except BadFrame as exc:
+            await self.send_error(exc.code, str(exc))
+            after = 0
+        messages = await database_sync_to_async(turn.messages_after)(self.conversation.id, after)
         await self.send_frame(
             {
                 "type": "history",
@@ -77,40 +123,64 @@ class ChatConsumer(AsyncWebsocketConsumer):
             }
         )
 
+    async def disconnect(self, code):
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
     async def receive(self, text_data=None, bytes_data=None):
         try:
-            text = parse_frame(text_data, bytes_data)
+            text, client_id = parse_frame(text_data, bytes_data)
         except BadFrame as exc:
             await self.send_error(exc.code, str(exc))
             return
         try:
-            message = await database_sync_to_async(turn.store_message)(
-                self.conversation.id, Message.Role.USER, text
+            message, created = await database_sync_to_async(turn.store_visitor_message)(
+                self.conversation.id, text, client_id
             )
         except Exception:
             logger.exception("could not store a message of conversation %s", self.conversation.id)
             await self.send_error("not_stored", "Your message could not be saved. Please retry.")
             return
-        await self.send_frame(message.as_frame())
-        await self.send_frame({"type": "typing", "active": True})
-        try:
-            reply = await turn.run_turn(message)
-        except Exception:
-            logger.exception("turn failed in conversation %s", self.conversation.id)
-            await self.send_error(
-                "turn_failed",
-                "Sorry, something went wrong on our side. Your message is saved; "
-                "please try again in a moment.",
-            )
-        else:
-            await self.send_frame(reply.as_frame())
-        finally:
-            await self.send_frame({"type": "typing", "active": False})
+        if not created:
+            await self.send_frame(message.as_frame())  # a resend: acknowledge, no second turn
+            return
+        await publish(self.conversation.id, message.as_frame())
+        task = asyncio.create_task(self.answer(message))
+        _turns.add(task)
+        task.add_done_callback(_turns.discard)
+
+    async def answer(self, message) -> None:
+        """Run the turn of a stored visitor message and publish its reply, after the turns
+        this socket started before it. Failures are logged and published as ``turn_failed``."""
+        conversation_id = message.conversation_id
+        async with self.turns:
+            await publish(conversation_id, {"type": "typing", "active": True})
+            try:
+                reply = await turn.run_turn(message)
+            except Exception:
+                logger.exception("turn failed in conversation %s", conversation_id)
+                await publish(
+                    conversation_id,
+                    {
+                        "type": "error",
+                        "code": "turn_failed",
+                        "message": "Sorry, something went wrong on our side. Your message is "
+                        "saved; please try again in a moment.",
+                    },
+                )
+            else:
+                await publish(conversation_id, reply.as_frame())
+            finally:
+                await publish(conversation_id, {"type": "typing", "active": False})
+
+    async def chat_frame(self, event):
+        """A frame published to the conversation's group (``agent.live.publish``)."""
+        await self.send_frame(event["frame"])
 
     async def send_frame(self, frame: dict) -> None:
         """Send one JSON text frame."""
         await self.send(text_data=json.dumps(frame))
 
     async def send_error(self, code: str, message: str) -> None:
-        """Send an error frame; the connection stays open."""
+        """Send an error frame to this socket only; the connection stays open."""
         await self.send_frame({"type": "error", "code": code, "message": message})

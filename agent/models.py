@@ -60,21 +60,29 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     route = models.CharField(max_length=32, choices=Route.choices, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The id the visitor's client gave the message, so a resend never makes a second turn.
+    client_id = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         ordering = ["conversation_id", "seq"]  # no join to order by the FK
         constraints = [
-            models.UniqueConstraint(fields=["conversation", "seq"], name="message_seq_unique")
+            models.UniqueConstraint(fields=["conversation", "seq"], name="message_seq_unique"),
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"], name="message_client_id_unique"
+            ),
         ]
 
     def __str__(self):
         return f"#{self.seq} {self.role}: {self.text[:60]}"
 
     def as_frame(self) -> dict:
-        """The websocket frame for this message: type, role, text, seq, and route if any."""
+        """The websocket frame for this message: type, role, text, seq, the route of an
+        assistant message, and the client's ``id`` of a visitor message that had one."""
         frame = {"type": "message", "role": self.role, "text": self.text, "seq": self.seq}
         if self.role == self.Role.ASSISTANT:
             frame["route"] = self.route
+        if self.client_id:
+            frame["id"] = self.client_id
         return frame
 
 

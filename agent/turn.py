@@ -26,23 +26,55 @@ OPENAI_ROLES = {
 }
 
 
-def open_conversation(session_key: str) -> tuple[Conversation, list[Message]]:
-    """The session's latest conversation, created if it has none, with its messages by seq."""
+def open_conversation(session_key: str) -> Conversation:
+    """The session's latest conversation, created if it has none."""
     conversation = Conversation.objects.filter(session_key=session_key).first()
     if conversation is None:
         conversation = Conversation.objects.create(session_key=session_key)
-    return conversation, list(conversation.messages.all())
+    return conversation
+
+
+def messages_after(conversation_id, after: int = 0) -> list[Message]:
+    """The conversation's messages whose ``seq`` is greater than ``after``, by seq."""
+    return list(Message.objects.filter(conversation_id=conversation_id, seq__gt=after))
 
 
 def store_message(conversation_id, role: str, text: str, **fields) -> Message:
     """Store a message with the conversation's next ``seq`` (the conversation row is locked)."""
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        conversation.last_seq += 1
-        conversation.save(update_fields=["last_seq"])
-        return Message.objects.create(
-            conversation=conversation, seq=conversation.last_seq, role=role, text=text, **fields
-        )
+        return _append(conversation, role, text, **fields)
+
+
+def _append(conversation: Conversation, role: str, text: str, **fields) -> Message:
+    """Add a message to a conversation whose row the caller's transaction has locked."""
+    conversation.last_seq += 1
+    conversation.save(update_fields=["last_seq"])
+    return Message.objects.create(
+        conversation=conversation, seq=conversation.last_seq, role=role, text=text, **fields
+    )
+
+
+def store_visitor_message(
+    conversation_id, text: str, client_id: str | None = None
+) -> tuple[Message, bool]:
+    """Store a visitor's message unless one with the same ``client_id`` is already stored.
+
+    Args:
+        conversation_id: the conversation's UUID.
+        text: the visitor's text, already validated.
+        client_id: the id the client gave the message (up to 64 characters), or None.
+    Returns:
+        ``(message, created)``; ``created`` is False when ``client_id`` repeats an earlier
+        message of the conversation, which is returned instead, so a resend makes no new turn.
+    """
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        if client_id is not None:
+            earlier = conversation.messages.filter(client_id=client_id).first()
+            if earlier is not None:
+                return earlier, False
+        return _append(conversation, Message.Role.USER, text, client_id=client_id), True
 
 
 def chat_history(conversation_id) -> list[dict]:

@@ -122,11 +122,13 @@ def connect(visitor_session, chat_client):
 
     from realestate.asgi import application
 
-    async def open_chat(origin=b"http://localhost", session_key=visitor_session.session_key):
+    async def open_chat(
+        origin=b"http://localhost", session_key=visitor_session.session_key, path="/ws/chat/"
+    ):
         headers = [(b"origin", origin)]
         if session_key:
             headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
-        communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+        communicator = WebsocketCommunicator(application, path, headers=headers)
         connected, _ = await communicator.connect()
         if not connected:
             return communicator, None

@@ -1,5 +1,7 @@
 """The chat websocket, end to end: consumer, fan-out to the stand-in over loopback, router, DB."""
 
+import asyncio
+
 import pytest
 
 from agent.models import ClassifierCall, Conversation, Handoff, Message
@@ -98,6 +100,9 @@ async def test_a_reload_shows_the_history(connect, standin, listings):
         ('{"type": "message", "text": 42}', "missing_text"),
         ('{"type": "message", "text": "   \\n "}', "empty_text"),
         ('{"type": "message", "text": "' + "x" * 2001 + '"}', "text_too_long"),
+        ('{"type": "message", "text": "hi", "id": 7}', "bad_id"),
+        ('{"type": "message", "text": "hi", "id": ""}', "bad_id"),
+        ('{"type": "message", "text": "hi", "id": "' + "i" * 65 + '"}', "bad_id"),
         (b"\x00binary", "binary_frame"),
     ],
 )
@@ -168,3 +173,66 @@ async def test_a_socket_without_a_session_is_refused(connect):
 async def test_a_socket_from_a_foreign_origin_is_refused(connect):
     communicator, history = await connect(origin=b"https://evil.example")
     assert history is None
+
+
+async def test_every_tab_of_the_visitor_sees_the_turn(connect, standin, listings):
+    first, _ = await connect()
+    second, _ = await connect()
+    frames = await say(first, "How much is listing 654321?")
+    seen = []
+    while not seen or seen[-1] != {"type": "typing", "active": False}:
+        seen.append(await second.receive_json_from(timeout=5))
+    assert seen == frames
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def test_a_resent_message_id_is_acknowledged_without_a_second_turn(
+    connect, standin, listings
+):
+    communicator, history = await connect()
+    frame = {"type": "message", "text": "How much is listing 654321?", "id": "c-1"}
+    await communicator.send_json_to(frame)
+    ack = await communicator.receive_json_from(timeout=5)
+    assert ack == {"type": "message", "role": "user", "text": frame["text"], "seq": 1, "id": "c-1"}
+    while await communicator.receive_json_from(timeout=5) != {"type": "typing", "active": False}:
+        pass
+
+    await communicator.send_json_to(frame)
+    assert await communicator.receive_json_from(timeout=5) == ack
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+    stored = [(m.seq, m.role) async for m in Message.objects.all()]
+    assert stored == [(1, "user"), (2, "assistant")]
+    assert await ClassifierCall.objects.acount() == 3
+
+
+async def test_a_reply_stored_while_the_visitor_was_away_comes_on_reconnect_once(
+    connect, standin, listings
+):
+    standin.latency_ms = 300
+    communicator, _ = await connect()
+    await communicator.send_json_to({"type": "message", "text": "How much is listing 654321?"})
+    assert (await communicator.receive_json_from(timeout=5))["seq"] == 1
+    await communicator.disconnect()  # gone before the reply
+
+    for _ in range(100):  # the turn goes on without the socket: up to 5 s
+        if await Message.objects.filter(seq=2).aexists():
+            break
+        await asyncio.sleep(0.05)
+    communicator, history = await connect(path="/ws/chat/?after=1")
+    assert [(m["seq"], m["role"]) for m in history["messages"]] == [(2, "assistant")]
+    assert history["messages"][0]["route"] == "price"
+    await communicator.disconnect()
+
+
+async def test_a_bad_after_gets_an_error_and_the_whole_history(connect, standin, listings):
+    communicator, _ = await connect()
+    await say(communicator, "How much is listing 654321?")
+    await communicator.disconnect()
+
+    communicator, error = await connect(path="/ws/chat/?after=-1")
+    assert error["type"] == "error" and error["code"] == "bad_after"
+    history = await communicator.receive_json_from()
+    assert [m["seq"] for m in history["messages"]] == [1, 2]
+    await communicator.disconnect()
