@@ -13,7 +13,15 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from .models import ClassifierCall, Conversation, Handoff, Message, Route
+from .models import (
+    ClassifierCall,
+    ClassifierConfig,
+    Conversation,
+    Endpoint,
+    Handoff,
+    Message,
+    Route,
+)
 
 
 def contact(name: str, email: str, phone: str) -> str:
@@ -37,13 +45,27 @@ def route_label(value: str) -> str:
         return value or "—"
 
 
+def call_timing(call: ClassifierCall) -> str:
+    """``412 ms``, plus the slot wait and retries when there were any:
+    ``412 ms (waited 30 ms, 1 retry)``."""
+    extra = []
+    if call.wait_ms:
+        extra.append(f"waited {call.wait_ms} ms")
+    if call.retries:
+        extra.append(f"{call.retries} {'retry' if call.retries == 1 else 'retries'}")
+    return f"{call.latency_ms} ms" + (f" ({', '.join(extra)})" if extra else "")
+
+
 def classifier_call_item(call: ClassifierCall):
-    """One line per call: ``pricing {"asks_price": true} · 412 ms · model``, errors in red.
+    """One line per call: ``pricing v2 {"asks_price": true} · 412 ms · model``, errors in red,
+    cancelled calls (the route was known without them) in grey.
 
     A block ``<span>``, since the admin puts read-only values inside a ``<p>``.
     """
     if call.output is not None:
         output = format_html("<code>{}</code>", json.dumps(call.output, ensure_ascii=False))
+    elif call.status == ClassifierCall.Status.CANCELLED:
+        output = format_html('<span class="quiet">cancelled: route already known</span>')
     elif call.raw_output:
         output = format_html("no parsed output; raw: <code>{}</code>",
                              Truncator(call.raw_output).chars(200))
@@ -52,10 +74,12 @@ def classifier_call_item(call: ClassifierCall):
     error = ""
     if call.error:
         error = format_html(' · <span style="color: var(--error-fg)">error: {}</span>', call.error)
+    if call.status == ClassifierCall.Status.TIMEOUT:
+        error = format_html(' · <span style="color: var(--error-fg)">timeout</span>{}', error)
     return format_html(
-        '<span style="display: block"><strong>{}</strong> {} · {} ms · '
-        '<span class="quiet">{}</span>{}</span>',
-        call.classifier, output, call.latency_ms, call.model, error,
+        '<span style="display: block"><strong>{}</strong> <span class="quiet">v{}</span> {} · '
+        '{} · <span class="quiet">{}</span>{}</span>',
+        call.classifier, call.classifier_version, output, call_timing(call), call.model, error,
     )
 
 
@@ -214,16 +238,16 @@ class ClassifierCallAdmin(admin.ModelAdmin):
     """Every classifier call, newest first, to find failures and slow models."""
 
     list_display = [
-        "created_at", "classifier", "model", "short_output", "latency_ms", "has_error",
-        "transcript",
+        "created_at", "classifier", "classifier_version", "model", "status", "short_output",
+        "latency_ms", "wait_ms", "retries", "has_error", "transcript",
     ]
-    list_filter = ["classifier", HasErrorFilter, "model"]
+    list_filter = ["classifier", "status", HasErrorFilter, "model"]
     list_select_related = ["message"]
     search_fields = ["error", "raw_output"]
     ordering = ["-created_at"]
     fields = [
-        "transcript", "visitor_message", "classifier", "model", "output", "raw_output",
-        "latency_ms", "error", "created_at",
+        "transcript", "visitor_message", "classifier", "classifier_version", "model", "status",
+        "output", "raw_output", "latency_ms", "wait_ms", "retries", "error", "created_at",
     ]
     readonly_fields = fields
 
@@ -250,3 +274,30 @@ class ClassifierCallAdmin(admin.ModelAdmin):
     @admin.display(description="visitor message")
     def visitor_message(self, obj):
         return obj.message.text
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(admin.ModelAdmin):
+    """LLM servers: URL, API style, the name of the variable holding the key, call slots."""
+
+    list_display = ["name", "base_url_or_default", "api_style", "api_key_env", "max_in_flight"]
+    fields = ["name", "base_url", "api_style", "api_key_env", "max_in_flight"]
+
+    @admin.display(description="base URL")
+    def base_url_or_default(self, obj):
+        return obj.base_url or "LLM_BASE_URL setting"
+
+
+@admin.register(ClassifierConfig)
+class ClassifierConfigAdmin(admin.ModelAdmin):
+    """The classifiers asked on every turn. Each save raises the version, which every call
+    records, so old logs stay explainable after a prompt changes."""
+
+    list_display = ["name", "enabled", "priority", "endpoint", "model", "version", "updated_at"]
+    list_editable = ["enabled", "priority"]
+    list_select_related = ["endpoint"]
+    fields = [
+        "name", "enabled", "priority", "endpoint", "model", "system_prompt", "output_schema",
+        "max_tokens", "temperature", "version", "updated_at",
+    ]
+    readonly_fields = ["version", "updated_at"]

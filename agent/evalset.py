@@ -86,7 +86,8 @@ Connect = Callable[[], AbstractAsyncContextManager[Chat]]
 @dataclass
 class TurnResult:
     """How one turn went: ``problems`` empty means its route, reply and effects were right;
-    ``label_misses`` lists classifiers whose output differed from the label."""
+    ``label_misses`` lists classifiers whose output differed from the label; a call the
+    fan-out cancelled (the route was known without it) is not checked."""
 
     conversation: str
     turn: int
@@ -142,8 +143,10 @@ async def _play_turn(
     result.problems += await database_sync_to_async(_check_effects)(
         conversation_id, expected.get("effects", {})
     )
-    labels = expected.get("labels", {})
     outputs = await database_sync_to_async(_classifier_outputs)(conversation_id, seq)
+    # A call cancelled because the route was already known has no answer to score.
+    labels = {name: label for name, label in expected.get("labels", {}).items()
+              if outputs.get(name, {}) is not CANCELLED}
     result.labels_checked = len(labels)
     result.label_misses = [
         f"{name}: {outputs.get(name)} != {label}"
@@ -153,11 +156,18 @@ async def _play_turn(
     return result
 
 
+CANCELLED = object()  # the output of a call cancelled by the fan-out's early exit
+
+
 def _classifier_outputs(conversation_id: str, seq: int | None) -> dict:
     calls = ClassifierCall.objects.filter(
         message__conversation_id=conversation_id, message__seq=seq
     )
-    return {call.classifier: call.output for call in calls}
+    return {
+        call.classifier: CANCELLED if call.status == ClassifierCall.Status.CANCELLED
+        else call.output
+        for call in calls
+    }
 
 
 def _check_effects(conversation_id: str, effects: dict) -> list[str]:

@@ -1,83 +1,205 @@
-"""The one seam for calls to the LLM server: OpenAI-compatible ``/chat/completions`` over httpx.
+"""The one seam for calls to LLM servers: streamed chat requests over one shared httpx client.
 
-Every failure becomes ``LLMError``: ``permanent`` when retrying cannot help (a 4xx other than
-429, an answer that is not a chat completion), transient otherwise (timeouts, connection
-errors, 429, 5xx).
+Two API styles, chosen per server:
+
+- "openai": ``POST {base_url}/chat/completions`` with ``stream: true``; the answer arrives as
+  server-sent events (``chat.completion.chunk`` frames, then ``data: [DONE]``). vLLM, OpenAI,
+  llama.cpp and Ollama speak it.
+- "anthropic": ``POST {base_url}/messages`` (Anthropic's Messages API) with ``stream: true``;
+  the system prompt goes apart and the JSON answer comes as the input of a forced tool call.
+
+Calls are streamed so that closing one (on cancel) reaches the server: vLLM aborts a streamed
+request when its client disconnects. Every failure becomes ``LLMError``: ``permanent`` when
+retrying cannot help (a 4xx other than 429, an answer that is not what the API promises),
+transient otherwise (timeouts, connection errors, cut streams, 429, 5xx).
 """
 
 import asyncio
 import json
 import logging
+import os
 import weakref
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from time import time
 
 import httpx
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+API_STYLES = ("openai", "anthropic")
+ANTHROPIC_VERSION = "2023-06-01"  # the ``anthropic-version`` header the Messages API requires
+RAW_LIMIT = 2000  # characters of a server's answer kept for the log
+
 
 class LLMError(Exception):
-    """A chat-completions call failed; ``raw`` holds what the server sent, if anything."""
+    """A chat call failed; ``raw`` holds what the server sent, if anything.
 
-    def __init__(self, message: str, *, permanent: bool, raw: str = ""):
-        super().__init__(message)
-        self.permanent = permanent
-        self.raw = raw
-
-
-class LLMClient:
-    """A shared ``httpx.AsyncClient`` for one OpenAI-compatible server.
-
-    Args:
-        base_url: e.g. ``http://gpu-host:8000/v1``; requests go to ``{base_url}/chat/completions``.
-        api_key: sent as ``Authorization: Bearer <key>`` when not empty.
-        timeout: seconds allowed for each call, connect to last byte.
-        transport: an httpx transport, e.g. ``httpx.MockTransport`` in tests.
+    ``retry_after`` is the server's Retry-After in seconds (None when absent), ``timeout``
+    whether the call ran out of time.
     """
 
     def __init__(
         self,
-        base_url: str,
-        api_key: str = "",
+        message: str,
         *,
-        timeout: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        permanent: bool,
+        raw: str = "",
+        retry_after: float | None = None,
+        timeout: bool = False,
     ):
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+        super().__init__(message)
+        self.permanent = permanent
+        self.raw = raw
+        self.retry_after = retry_after
+        self.timeout = timeout
 
-    async def complete_json(self, body: dict) -> tuple[dict, str]:
-        """POST a chat-completions request whose answer must be one JSON object.
+
+@dataclass(frozen=True)
+class Server:
+    """An LLM server as the client sees it.
+
+    Args:
+        base_url: e.g. ``http://gpu-host:8000/v1`` or ``https://api.anthropic.com/v1``.
+        api_style: "openai" or "anthropic".
+        api_key_env: the name of the environment variable that holds the API key ("" for
+            none); the key itself is read at call time and never stored.
+        max_in_flight: calls in flight at once to this server from this process; more wait
+            for a slot.
+    """
+
+    base_url: str
+    api_style: str = "openai"
+    api_key_env: str = ""
+    max_in_flight: int = 16
+
+    def api_key(self) -> str:
+        """The key from the environment, or "" when unset."""
+        return os.environ.get(self.api_key_env, "").strip() if self.api_key_env else ""
+
+
+def default_server() -> Server:
+    """The server of the settings: ``LLM_BASE_URL``, OpenAI style, key from ``LLM_API_KEY``."""
+    return Server(settings.LLM_BASE_URL, "openai", "LLM_API_KEY", settings.LLM_MAX_IN_FLIGHT)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a Retry-After header (seconds, or an HTTP date) into seconds from now, or None."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def anthropic_body(body: dict) -> dict:
+    """Turn a chat-completions request body into a Messages API one.
+
+    System messages (wherever they are) join into ``system``; the ``response_format`` schema
+    becomes the one tool the model must call, whose input is the answer. Consecutive messages
+    of one role are merged, and a leading assistant message is dropped: the conversation must
+    start with the user.
+    """
+    system, messages = [], []
+    for message in body["messages"]:
+        if message["role"] == "system":
+            system.append(message["content"])
+        elif messages and messages[-1]["role"] == message["role"]:
+            messages[-1]["content"] += "\n\n" + message["content"]
+        elif messages or message["role"] == "user":
+            messages.append({"role": message["role"], "content": message["content"]})
+    spec = body["response_format"]["json_schema"]
+    return {
+        "model": body["model"],
+        "max_tokens": body["max_tokens"],
+        "temperature": body["temperature"],
+        "system": "\n\n".join(system),
+        "messages": messages,
+        "tools": [
+            {
+                "name": spec["name"],
+                "description": "Record the answer to the question.",
+                "input_schema": spec["schema"],
+            }
+        ],
+        "tool_choice": {"type": "tool", "name": spec["name"]},
+        "stream": True,
+    }
+
+
+class LLMClient:
+    """One shared ``httpx.AsyncClient`` for every LLM server, and each server's call slots.
+
+    Args:
+        transport: an httpx transport, e.g. ``httpx.MockTransport`` in tests.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None):
+        # No pool cap: the per-server slots bound the connections.
+        self.http = httpx.AsyncClient(
+            transport=transport,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        )
+        self._slots: dict[Server, asyncio.Semaphore] = {}
+
+    def slot(self, server: Server) -> asyncio.Semaphore:
+        """The semaphore that caps this server's calls in flight (``server.max_in_flight``)."""
+        if server not in self._slots:
+            self._slots[server] = asyncio.Semaphore(max(server.max_in_flight, 1))
+        return self._slots[server]
+
+    async def complete_json(self, server: Server, body: dict, timeout: float) -> tuple[dict, str]:
+        """Send one streamed chat request whose answer must be one JSON object.
 
         Args:
-            body: the request body (``model``, ``messages``, ``response_format``, ...).
+            server: where to send it, and in which API style.
+            body: a chat-completions request body (``model``, ``messages``,
+                ``response_format`` with a json_schema, ``max_tokens``, ``temperature``).
+            timeout: seconds allowed for each network step (connect, each read).
         Returns:
-            ``(decoded object, raw content text)``.
+            ``(decoded object, raw answer text)``.
         Raises:
-            LLMError: the call failed, or the message content is not a JSON object.
+            LLMError: the call failed, or the answer is not a JSON object.
         """
+        base = server.base_url.rstrip("/")
+        key = server.api_key()
+        if server.api_style == "anthropic":
+            url, payload = f"{base}/messages", anthropic_body(body)
+            headers = {"anthropic-version": ANTHROPIC_VERSION} | ({"x-api-key": key} if key else {})
+        else:
+            url, payload = f"{base}/chat/completions", {**body, "stream": True}
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
-            response = await self.http.post("chat/completions", json=body)
+            async with self.http.stream(
+                "POST", url, json=payload, headers=headers, timeout=httpx.Timeout(timeout)
+            ) as response:
+                if response.status_code != 200:
+                    raw = (await response.aread()).decode(errors="replace")[:RAW_LIMIT]
+                    status = response.status_code
+                    raise LLMError(
+                        f"HTTP {status}",
+                        permanent=400 <= status < 500 and status != 429,
+                        raw=raw,
+                        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                    )
+                if server.api_style == "anthropic":
+                    content = await _anthropic_stream(response)
+                elif response.headers.get("content-type", "").startswith("text/event-stream"):
+                    content = await _openai_stream(response)
+                else:  # a server that ignored ``stream``
+                    content = _openai_completion(await response.aread())
         except httpx.TimeoutException as exc:
-            raise LLMError(f"timed out: {type(exc).__name__}", permanent=False) from exc
+            raise LLMError(
+                f"timed out: {type(exc).__name__}", permanent=False, timeout=True
+            ) from exc
         except httpx.HTTPError as exc:
             raise LLMError(f"connection failed: {exc!r}", permanent=False) from exc
-        raw = response.text
-        if response.status_code != 200:
-            permanent = 400 <= response.status_code < 500 and response.status_code != 429
-            raise LLMError(f"HTTP {response.status_code}", permanent=permanent, raw=raw[:2000])
-        try:
-            content = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise LLMError("not a chat completion", permanent=True, raw=raw[:2000]) from exc
-        if not isinstance(content, str):
-            raise LLMError("message content is not text", permanent=True, raw=raw[:2000])
         try:
             data = json.loads(content)
         except ValueError as exc:
@@ -91,23 +213,96 @@ class LLMClient:
         await self.http.aclose()
 
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
+async def _events(response: httpx.Response):
+    """The ``data:`` payloads of a server-sent-events body, as strings."""
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            yield line[5:].strip()
+
+
+def _not_a_stream(what: str, raw: list[str]) -> LLMError:
+    return LLMError(f"not a {what} stream", permanent=True, raw="\n".join(raw)[:RAW_LIMIT])
+
+
+async def _openai_stream(response: httpx.Response) -> str:
+    """The message content of a streamed chat completion.
+
+    Raises:
+        LLMError: a frame is not a ``chat.completion.chunk`` (permanent), the server sent an
+            error frame, or the stream ended before ``[DONE]`` (transient).
+    """
+    parts, raw = [], []
+    async for data in _events(response):
+        raw.append(data)
+        if data == "[DONE]":
+            return "".join(parts)
+        try:
+            chunk = json.loads(data)
+            if "error" in chunk:
+                raise LLMError("error in stream", permanent=False, raw=data[:RAW_LIMIT])
+            choices = chunk["choices"]
+            delta = choices[0]["delta"] if choices else {}
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise _not_a_stream("chat-completion", raw) from exc
+        content = delta.get("content") if isinstance(delta, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+    raise LLMError("stream ended before [DONE]", permanent=False, raw="".join(parts))
+
+
+def _openai_completion(body: bytes) -> str:
+    """The message content of a non-streamed chat completion."""
+    raw = body.decode(errors="replace")
+    try:
+        content = json.loads(raw)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise LLMError("not a chat completion", permanent=True, raw=raw[:RAW_LIMIT]) from exc
+    if not isinstance(content, str):
+        raise LLMError("message content is not text", permanent=True, raw=raw[:RAW_LIMIT])
+    return content
+
+
+async def _anthropic_stream(response: httpx.Response) -> str:
+    """The forced tool call's input JSON, from a streamed Messages API response.
+
+    Raises:
+        LLMError: an event is not JSON (permanent), an ``error`` event (e.g. overloaded), or
+            the stream ended before ``message_stop`` (transient).
+    """
+    parts, raw = [], []
+    async for data in _events(response):
+        raw.append(data)
+        try:
+            event = json.loads(data)
+            kind = event["type"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _not_a_stream("Messages API", raw) from exc
+        if kind == "error":
+            raise LLMError("error in stream", permanent=False, raw=data[:RAW_LIMIT])
+        if kind == "content_block_delta" and isinstance(event.get("delta"), dict):
+            if event["delta"].get("type") == "input_json_delta":
+                parts.append(str(event["delta"].get("partial_json", "")))
+        elif kind == "message_stop":
+            return "".join(parts)
+    raise LLMError("stream ended before message_stop", permanent=False, raw="".join(parts))
+
+
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LLMClient]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def get_client() -> LLMClient:
-    """The ``LLMClient`` shared by every turn on the running event loop, built from settings.
-
-    One per loop (a connection pool cannot cross loops) and per ``(LLM_BASE_URL, LLM_API_KEY,
-    LLM_TIMEOUT)``, so tests that override settings get a client of their own.
-    """
-    key = (settings.LLM_BASE_URL, settings.LLM_API_KEY, settings.LLM_TIMEOUT)
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    if key not in per_loop:
-        per_loop[key] = LLMClient(key[0], key[1], timeout=key[2])
-    return per_loop[key]
+    """The ``LLMClient`` shared by every turn on the running event loop (a connection pool
+    cannot cross loops)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _clients:
+        _clients[loop] = LLMClient()
+    return _clients[loop]
 
 
 async def close_clients() -> None:
-    """Close the clients of the running event loop (at shutdown, and after each test)."""
-    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+    """Close the client of the running event loop (at shutdown, and after each test)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
         await client.aclose()

@@ -3,8 +3,13 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
+
+from agent.classifiers import Classifier
+from agent.llm import Server
 
 
 class Route(models.TextChoices):
@@ -86,19 +91,154 @@ class Message(models.Model):
         return frame
 
 
-class ClassifierCall(models.Model):
-    """One classifier's answer in one turn, linked to the visitor message it classified.
+class Endpoint(models.Model):
+    """An LLM server that classifiers call: its URL, API style, where its key is, and how many
+    calls it may have in flight from each app process."""
 
-    ``output`` is the parsed answer (null when the call failed), ``raw_output`` the model's text
-    as received, ``latency_ms`` the call's wall time in milliseconds, ``error`` why it failed.
+    class ApiStyle(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible chat completions (vLLM, OpenAI, llama.cpp, Ollama)"
+        ANTHROPIC = "anthropic", "Anthropic Messages API"
+
+    name = models.CharField(max_length=64, unique=True)
+    base_url = models.URLField(
+        blank=True,
+        help_text="e.g. http://gpu-host:8000/v1 or https://api.anthropic.com/v1. "
+        "Empty: the LLM_BASE_URL setting.",
+    )
+    api_style = models.CharField(max_length=16, choices=ApiStyle.choices, default=ApiStyle.OPENAI)
+    api_key_env = models.CharField(
+        "API key variable",
+        max_length=64,
+        blank=True,
+        validators=[RegexValidator(r"^[A-Z_][A-Z0-9_]*$", "An environment variable name.")],
+        help_text="The NAME of the environment variable holding the API key, never the key. "
+        "Empty: no key.",
+    )
+    max_in_flight = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Calls in flight at once per app process. Empty: the LLM_MAX_IN_FLIGHT setting.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def as_server(self) -> Server:
+        """The ``Server`` the LLM client calls, with the settings' defaults filled in."""
+        return Server(
+            base_url=self.base_url or settings.LLM_BASE_URL,
+            api_style=self.api_style,
+            api_key_env=self.api_key_env,
+            max_in_flight=self.max_in_flight or settings.LLM_MAX_IN_FLIGHT,
+        )
+
+
+def validate_schema(value) -> None:
+    """An answer schema must be a JSON-schema object with ``properties``."""
+    if not isinstance(value, dict) or value.get("type") != "object":
+        raise ValidationError('The schema must be a JSON object with "type": "object".')
+    if not isinstance(value.get("properties"), dict) or not value["properties"]:
+        raise ValidationError('The schema needs "properties".')
+
+
+class ClassifierConfig(models.Model):
+    """One classifier asked on every turn, as staff edit it in the admin.
+
+    The router reads the names pricing, scheduling and listing_question; other names are asked
+    and logged but never change a route. ``version`` goes up by one on every save of an
+    existing row, and each ClassifierCall records the version it ran.
     """
+
+    name = models.SlugField(max_length=64, unique=True)
+    enabled = models.BooleanField(default=True)
+    priority = models.PositiveIntegerField(
+        default=100, help_text="Lower goes first: the router acts on the first classifier, in "
+        "this order, that answers yes."
+    )
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="classifiers")
+    model = models.CharField(
+        max_length=200, blank=True,
+        help_text="Empty: the LLM_MODEL setting (or LLM_MODEL_<NAME> for the three built-in).",
+    )
+    system_prompt = models.TextField(help_text="{today} becomes e.g. \"Sunday, 2026-11-22\".")
+    output_schema = models.JSONField(help_text="The JSON schema of the answer object.")
+    max_tokens = models.PositiveIntegerField(
+        default=64, validators=[MinValueValidator(1), MaxValueValidator(4096)]
+    )
+    temperature = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
+    )
+    version = models.PositiveIntegerField(default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"
+
+    def clean(self):
+        try:
+            validate_schema(self.output_schema)
+        except ValidationError as exc:
+            raise ValidationError({"output_schema": exc.messages}) from None
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            self.version += 1
+        super().save(*args, **kwargs)
+
+    def as_classifier(self) -> Classifier:
+        """The ``Classifier`` the fan-out asks (endpoint must be loaded)."""
+        return Classifier(
+            name=self.name,
+            instructions=self.system_prompt,
+            schema=self.output_schema,
+            model=self.model,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            version=self.version,
+            server=self.endpoint.as_server(),
+        )
+
+    @classmethod
+    def enabled_classifiers(cls) -> list[Classifier]:
+        """The enabled classifiers in priority order, as the fan-out asks them (one query)."""
+        rows = cls.objects.filter(enabled=True).select_related("endpoint")
+        return [row.as_classifier() for row in rows.order_by("priority", "name")]
+
+
+class ClassifierCall(models.Model):
+    """One classifier's call in one turn, linked to the visitor message it classified.
+
+    ``output`` is the parsed answer (null when the call gave none), ``raw_output`` the model's
+    text as received, ``status`` how the call ended, ``error`` why it failed (empty when it
+    was cancelled because the route was already known). ``latency_ms`` is the call's wall time
+    and ``wait_ms`` the part of it spent waiting for a slot on its server, in milliseconds;
+    ``retries`` counts attempts after the first; ``classifier_version`` is the version of the
+    ClassifierConfig it ran (0: the built-in defaults).
+    """
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        ERROR = "error"
+        TIMEOUT = "timeout"
+        CANCELLED = "cancelled"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="classifier_calls")
     classifier = models.CharField(max_length=64)
+    classifier_version = models.PositiveIntegerField(default=0)
     model = models.CharField(max_length=200)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OK)
     output = models.JSONField(null=True, blank=True)
     raw_output = models.TextField(blank=True)
     latency_ms = models.PositiveIntegerField()
+    wait_ms = models.PositiveIntegerField(default=0)
+    retries = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,6 +1,7 @@
 """The router: turns what the classifiers said into an action and a reply.
 
-Priority, as in the tutorial this product grew from: a price question first, then a request
+It acts on the first classifier, in their priority order, that answers yes; with the default
+priorities, as in the tutorial this product grew from: a price question first, then a request
 for a call, then any other question about a listing, else a person takes over.
 """
 
@@ -35,38 +36,42 @@ def route_turn(
     Args:
         conversation: the visitor's conversation.
         message: the visitor message of this turn.
-        outcomes: every classifier's outcome; a failed one (``output is None``) counts as "no".
+        outcomes: every classifier's outcome, in priority order: the first "yes" decides; a
+            failed, timed-out or cancelled one (``output is None``) counts as "no". When none
+            says yes, a handoff is queued; if calls failed, the reply apologises and the
+            handoff's reason names them.
         now: the current time, aware.
     Returns:
         The ``Reply``. Nothing here raises for a classifier's answer; database errors propagate.
     """
-    said = {o.classifier: o.output for o in outcomes if o.output is not None}
-    pricing, scheduling = said.get("pricing"), said.get("scheduling")
-    listing_question = said.get("listing_question")
-
-    if isinstance(pricing, Pricing) and pricing.asks_price:
-        return _price(pricing.listing_id)
-    if isinstance(scheduling, Scheduling) and scheduling.wants_call:
-        return _booking(conversation, scheduling, now)
-    if isinstance(listing_question, ListingQuestion) and listing_question.is_listing_question:
-        _queue_handoff(conversation, message, "listing question")
+    for outcome in outcomes:  # in the classifiers' priority order
+        said = outcome.output
+        if isinstance(said, Pricing) and said.asks_price:
+            return _price(said.listing_id)
+        if isinstance(said, Scheduling) and said.wants_call:
+            return _booking(conversation, said, now)
+        if isinstance(said, ListingQuestion) and said.is_listing_question:
+            _queue_handoff(conversation, message, "listing question")
+            return Reply(
+                Route.HANDOFF,
+                "Good question! I've passed it to one of our realtors, who will answer you "
+                "here shortly.",
+            )
+    failed = [o for o in outcomes if o.status in ("error", "timeout") or o.error]
+    if not failed:
+        _queue_handoff(conversation, message, "no classifier matched")
         return Reply(
-            Route.HANDOFF,
-            "Good question! I've passed it to one of our realtors, who will answer you here "
-            "shortly.",
+            Route.FALLBACK,
+            "Let me transfer you to a human representative. Someone from our team will reply "
+            "here shortly.",
         )
-    failed = [o for o in outcomes if o.error]
-    if failed and len(failed) == len(outcomes):
-        reason = "every classifier failed: " + "; ".join(
-            f"{o.classifier}: {o.error}" for o in failed
-        )
-    else:
-        reason = "no classifier matched"
+    every = "every classifier failed" if len(failed) == len(outcomes) else "no classifier matched"
+    reason = f"{every}: " + "; ".join(f"{o.classifier}: {o.error}" for o in failed)
     _queue_handoff(conversation, message, reason)
     return Reply(
         Route.FALLBACK,
-        "Let me transfer you to a human representative. Someone from our team will reply here "
-        "shortly.",
+        "Sorry, I couldn't understand that one in time. I've passed your message to our team, "
+        "and someone will reply here shortly.",
     )
 
 

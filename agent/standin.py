@@ -7,13 +7,21 @@ tests and benchmarks, never for judging the classifiers' accuracy.
 
 Standard library only: ``StandinServer`` runs a ``ThreadingHTTPServer`` in a background thread,
 on an ephemeral port in tests. ``python manage.py llm_standin`` runs it from the command line.
-Latency (per classifier) and faults (429, 503, hang, garbage) can be switched on while it runs.
+Latency (per classifier) and faults (429, 503, hang, garbage, truncated and garbage streams) can
+be switched on while it runs.
+
+With ``"stream": true`` it answers as vLLM does: server-sent events, one ``chat.completion.chunk``
+frame per piece of the answer, then ``data: [DONE]``; the headers go out at once and the latency
+is spent before the first content frame. It watches the connection while it waits or writes:
+a client that hangs up before the end is counted in ``abandoned``, the way vLLM aborts a
+request whose client went away.
 """
 
 import calendar
 import json
 import logging
 import re
+import select
 import socket
 import threading
 import time
@@ -24,10 +32,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "standin"
-FAULTS = ("429", "503", "hang", "garbage")
+FAULTS = ("429", "503", "hang", "garbage", "truncated", "garbage-stream")
 GARBAGE = "Sure! The answer is yes."
 HANG_LIMIT = 600.0  # seconds a "hang" lasts at most when the client never gives up
-STEP = 0.05  # seconds between checks of the stop flag while sleeping
+STEP = 0.05  # seconds between checks of the stop flag and the client while sleeping
+PIECE = 12  # characters of the answer per streamed chunk
 
 # The three classifiers' answers when nothing matches, in ``agent.classifiers`` order.
 NOTHING = {
@@ -329,28 +338,38 @@ class StandinServer:
         port: the TCP port; 0 picks a free one (see ``port`` and ``base_url`` once started).
         latency_ms: milliseconds to wait before answering: one number for every classifier, or
             a dict by classifier name, where the key "*" covers the names not listed.
-        fault: None, or one of ``FAULTS``: "429" and "503" answer with that status, "hang"
-            never answers (until the client goes away or the server stops), "garbage" answers
-            200 with a content that is not JSON.
+        fault: None, or one of ``FAULTS``: "429" (with ``Retry-After: retry_after``) and "503"
+            answer with that status, "hang" never answers (until the client goes away or the
+            server stops), "garbage" answers 200 with a content that is not JSON, "truncated"
+            sends the first part of the answer and closes the connection, "garbage-stream"
+            answers 200 with a body that is not a chat completion (not SSE frames when
+            streamed).
         fault_classifier: limit the fault to this classifier's requests; None means all.
+        fault_times: the fault hits only the next N matching requests, then clears itself
+            (e.g. one 503, then success); None means every request.
         model: the model name listed by ``GET /v1/models`` and used when a request names none.
 
-    ``latency_ms``, ``fault`` and ``fault_classifier`` may be changed while it runs.
-    ``requests`` counts the chat-completion requests received, by classifier name ("unknown"
-    when not recognised), faulted ones included. Use it as a context manager, or call
-    ``start()`` and ``stop()``.
+    ``latency_ms``, ``fault``, ``fault_classifier``, ``fault_times`` and ``retry_after`` (the
+    429's header value) may be changed while it runs. ``requests`` counts the chat-completion
+    requests received, by classifier name ("unknown" when not recognised), faulted ones
+    included; ``abandoned`` counts those whose client hung up before the answer was complete.
+    Use it as a context manager, or call ``start()`` and ``stop()``.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  latency_ms: dict[str, float] | float = 0, fault: str | None = None,
-                 fault_classifier: str | None = None, model: str = DEFAULT_MODEL):
+                 fault_classifier: str | None = None, fault_times: int | None = None,
+                 model: str = DEFAULT_MODEL):
         self.host = host
         self.requested_port = port
         self.latency_ms = latency_ms
         self.fault = fault
         self.fault_classifier = fault_classifier
+        self.fault_times = fault_times
+        self.retry_after = "1"
         self.model = model
         self.requests: Counter[str] = Counter()
+        self.abandoned: Counter[str] = Counter()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
@@ -433,10 +452,17 @@ class StandinServer:
         return max(float(latency), 0.0) / 1000
 
     def fault_for(self, name: str | None) -> str | None:
-        """The fault to apply to a request for classifier ``name``, or None."""
-        if self.fault_classifier is not None and self.fault_classifier != name:
-            return None
-        return self.fault
+        """The fault to apply to a request for classifier ``name``, or None; counts it against
+        ``fault_times``."""
+        with self._lock:
+            if self.fault is None or self.fault_classifier not in (None, name):
+                return None
+            fault = self.fault
+            if self.fault_times is not None:
+                self.fault_times -= 1
+                if self.fault_times <= 0:
+                    self.fault, self.fault_times = None, None
+            return fault
 
     def sleep(self, seconds: float) -> bool:
         """Sleep ``seconds``, waking when the server stops; return False if it did."""
@@ -460,6 +486,22 @@ class StandinServer:
         """Count one request for classifier ``name``."""
         with self._lock:
             self.requests[name] += 1
+
+    def count_abandoned(self, name: str) -> None:
+        """Count one request for classifier ``name`` whose client hung up before the end."""
+        with self._lock:
+            self.abandoned[name] += 1
+        logger.debug("client hung up on a %s request", name)
+
+    def wait_for_abandoned(self, total: int, timeout: float = 2.0) -> bool:
+        """Wait until ``abandoned`` adds up to at least ``total``; False if ``timeout``
+        seconds pass first (the stand-in notices a hang-up within ``STEP`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while sum(self.abandoned.values()) < total:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(STEP / 5)
+        return True
 
     def track(self, connection: socket.socket, open_: bool) -> None:
         """Remember an open connection, so ``stop()`` can hang it up, or forget a closed one."""
@@ -530,21 +572,113 @@ class _Handler(BaseHTTPRequestHandler):
         fault = standin.fault_for(name)
         if fault == "429":
             self._send(429, error_body("rate limited by the stand-in", "rate_limit_error",
-                                       "rate_limit_exceeded"), {"Retry-After": "1"})
+                                       "rate_limit_exceeded"), {"Retry-After": standin.retry_after})
             return
         if fault == "503":
             self._send(503, error_body("the stand-in is unavailable", "server_error"))
             return
         if fault == "hang":
-            self._hang()
-            return
-        if not standin.sleep(standin.latency_for(name)):
+            if not self._wait(HANG_LIMIT) and not standin.stopping.is_set():
+                standin.count_abandoned(name or "unknown")
             self.close_connection = True
             return
-        reply = standin.reply(body, name)
-        if fault == "garbage":
-            reply["choices"][0]["message"]["content"] = GARBAGE
-        self._send(200, reply)
+        stream = body.get("stream") is True
+        try:
+            if stream:
+                self._start_stream()
+            if not self._wait(standin.latency_for(name)):
+                raise ConnectionAbortedError
+            reply = standin.reply(body, name)
+            if fault == "garbage":
+                reply["choices"][0]["message"]["content"] = GARBAGE
+            if stream:
+                self._stream(reply, fault)
+            elif fault == "truncated":
+                data = json.dumps(reply).encode()
+                self._write_head(200, "application/json", {"Content-Length": str(len(data))})
+                self.wfile.write(data[: len(data) // 2])
+                self._cut()
+            elif fault == "garbage-stream":
+                self._send_raw(200, "application/json", b"<html>not a chat completion</html>")
+            else:
+                self._send(200, reply)
+        except (ConnectionAbortedError, BrokenPipeError, ConnectionResetError):
+            if not standin.stopping.is_set():
+                standin.count_abandoned(name or "unknown")
+            self.close_connection = True
+
+    def _start_stream(self) -> None:
+        """Send the headers of a streamed answer: SSE in HTTP/1.1 chunks."""
+        self._write_head(200, "text/event-stream", {"Transfer-Encoding": "chunked",
+                                                    "Cache-Control": "no-cache"})
+        self.wfile.flush()
+
+    def _stream(self, reply: dict, fault: str | None) -> None:
+        """Send ``reply`` as chat.completion.chunk frames and ``[DONE]``, or as the fault says.
+
+        Raises:
+            BrokenPipeError, ConnectionResetError: the client hung up.
+        """
+        if fault == "garbage-stream":
+            self._chunk(b"data: {not json at all\n\n")
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")
+            return
+        content = reply["choices"][0]["message"]["content"]
+        base = {key: reply[key] for key in ("id", "created", "model")}
+        base["object"] = "chat.completion.chunk"
+        deltas = [{"role": "assistant", "content": ""}]
+        deltas += [{"content": content[i:i + PIECE]} for i in range(0, len(content), PIECE)]
+        if fault == "truncated":
+            for delta in deltas[:2]:
+                self._event({**base, "choices": [{"index": 0, "delta": delta,
+                                                  "finish_reason": None}]})
+            self._cut()
+            return
+        for delta in deltas:
+            if not self._wait(0):
+                raise ConnectionAbortedError
+            self._event({**base, "choices": [{"index": 0, "delta": delta,
+                                              "finish_reason": None}]})
+        self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                     "usage": reply["usage"]})
+        self._chunk(b"data: [DONE]\n\n")
+        self._chunk(b"")
+
+    def _event(self, payload: dict) -> None:
+        self._chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+    def _chunk(self, data: bytes) -> None:
+        """Write one HTTP/1.1 chunk (an empty one ends the body)."""
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _cut(self) -> None:
+        """Close the connection in the middle of a body."""
+        self.wfile.flush()
+        self.close_connection = True
+        _hang_up(self.connection)
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait ``seconds`` while watching the client; False if it hung up or the server is
+        stopping."""
+        deadline = time.monotonic() + seconds
+        stopping = self.server.standin.stopping
+        while True:
+            if stopping.is_set() or self._client_gone():
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, STEP))
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its end (a read would give end-of-file at once)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def _read_body(self) -> bytes:
         length = self.headers.get("Content-Length")
@@ -559,30 +693,20 @@ class _Handler(BaseHTTPRequestHandler):
         except BadRequest:
             pass
 
-    def _hang(self) -> None:
-        """Answer nothing until the client hangs up, the server stops or HANG_LIMIT passes."""
-        self.close_connection = True
-        deadline = time.monotonic() + HANG_LIMIT
-        stopping = self.server.standin.stopping
-        self.connection.settimeout(STEP)
-        while not stopping.is_set() and time.monotonic() < deadline:
-            try:
-                if not self.connection.recv(1, socket.MSG_PEEK):
-                    return  # the client gave up
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            time.sleep(STEP)  # the client sent more bytes; keep hanging
-
     def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+        self._send_raw(status, "application/json", json.dumps(payload).encode(), headers)
+
+    def _send_raw(self, status: int, content_type: str, data: bytes,
+                  headers: dict[str, str] | None = None) -> None:
+        length = {"Content-Length": str(len(data))}
+        self._write_head(status, content_type, length | (headers or {}))
+        self.wfile.write(data)
+
+    def _write_head(self, status: int, content_type: str, headers: dict[str, str]) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
+        self.send_header("Content-Type", content_type)
+        for key, value in headers.items():
             self.send_header(key, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)

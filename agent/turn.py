@@ -4,17 +4,19 @@ Plain functions that the chat consumer, the replay command and tests call direct
 synchronous ones touch the database and must run off the event loop (``sync_to_async``).
 """
 
+import asyncio
 import logging
 import time
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from agent.classifiers import HISTORY_MESSAGES, as_label
+from agent.classifiers import HISTORY_MESSAGES, Classifier, as_label
 from agent.fanout import Outcome, fan_out
 from agent.llm import LLMClient, get_client
-from agent.models import ClassifierCall, Conversation, Message
+from agent.models import ClassifierCall, ClassifierConfig, Conversation, Message
 from agent.router import route_turn
 
 logger = logging.getLogger(__name__)
@@ -86,6 +88,12 @@ def chat_history(conversation_id) -> list[dict]:
     ]
 
 
+def prepare_turn(conversation_id) -> tuple[list[dict], list[Classifier]]:
+    """What a turn asks: the chat history and the enabled classifiers, in one trip off the
+    event loop."""
+    return chat_history(conversation_id), ClassifierConfig.enabled_classifiers()
+
+
 def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Message:
     """Log the classifier calls, route, and store the assistant's reply.
 
@@ -100,10 +108,14 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         ClassifierCall(
             message=message,
             classifier=o.classifier,
+            classifier_version=o.version,
             model=o.model,
+            status=o.status,
             raw_output=o.raw,
             output=as_label(o.output) if o.output is not None else None,
             latency_ms=o.latency_ms,
+            wait_ms=o.wait_ms,
+            retries=o.retries,
             error=o.error,
         )
         for o in outcomes
@@ -123,15 +135,21 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
 async def run_turn(message: Message, client: LLMClient | None = None) -> Message:
     """Answer a stored visitor message: one round of parallel classifier calls, then the router.
 
+    The classifier calls end within ``TURN_BUDGET`` seconds of the start, whatever the LLM
+    servers do; the database work comes on top.
+
     Args:
         message: the visitor's message, already stored.
-        client: the LLM client; the shared one from settings by default.
+        client: the LLM client; the shared one of the event loop by default.
     Returns:
         The stored assistant message.
     Raises:
         django.db.Error: the database failed; the visitor's message stays stored.
     """
     started = time.perf_counter()
-    history = await database_sync_to_async(chat_history)(message.conversation_id)
-    outcomes = await fan_out(client or get_client(), history, timezone.localdate())
+    deadline = asyncio.get_running_loop().time() + settings.TURN_BUDGET
+    history, classifiers = await database_sync_to_async(prepare_turn)(message.conversation_id)
+    outcomes = await fan_out(
+        client or get_client(), classifiers, history, timezone.localdate(), deadline
+    )
     return await database_sync_to_async(finish_turn)(message, outcomes, started)

@@ -177,7 +177,19 @@ CALL_MINUTES = int(env_float("CALL_MINUTES", 30, minimum=5))
 LLM_BASE_URL = env_url("LLM_BASE_URL", "http://127.0.0.1:8001/v1")
 LLM_API_KEY = env_str("LLM_API_KEY")
 LLM_MODEL = env_str("LLM_MODEL", "Qwen/Qwen2.5-7B-Instruct")
-LLM_TIMEOUT = env_float("LLM_TIMEOUT", 5.0, minimum=0.1)  # seconds, per classifier call
+# Seconds from the visitor's message to the reply: every call, retry and wait comes out of it.
+TURN_BUDGET = env_float("TURN_BUDGET", 2.5, minimum=0.1)
+# Calls in flight at once per LLM server and app process (an endpoint may set its own).
+LLM_MAX_IN_FLIGHT = int(env_float("LLM_MAX_IN_FLIGHT", 16, minimum=1))
+# Retries of one classifier call after a connection error, 429 or 5xx (within TURN_BUDGET).
+LLM_MAX_RETRIES = int(env_float("LLM_MAX_RETRIES", 3, minimum=0))
+# shared_prefix: agency context and conversation first, shared by the calls (vLLM's prefix
+# cache); system_first: each classifier's system prompt first, as in the tutorial.
+LLM_PROMPT_LAYOUT = env_str("LLM_PROMPT_LAYOUT", "shared_prefix")
+if LLM_PROMPT_LAYOUT not in ("shared_prefix", "system_first"):
+    raise ImproperlyConfigured(
+        f"LLM_PROMPT_LAYOUT must be shared_prefix or system_first, not {LLM_PROMPT_LAYOUT!r}"
+    )
 CLASSIFIER_MODELS = {
     "pricing": env_str("LLM_MODEL_PRICING", LLM_MODEL),
     "scheduling": env_str("LLM_MODEL_SCHEDULING", LLM_MODEL),

@@ -78,13 +78,35 @@ def conversation(db):
 
 
 @pytest.fixture
-def standin(settings):
-    """The rule-based LLM stand-in on a free loopback port; LLM_BASE_URL points at it."""
+def classifier_rows(db):
+    """The default endpoint and the three built-in classifiers as rows, as migration 0004 seeds
+    them (made again here: transactional tests empty every table when they end)."""
+    from agent.classifiers import CLASSIFIERS
+    from agent.models import ClassifierConfig, Endpoint
+
+    endpoint, _ = Endpoint.objects.get_or_create(
+        name="default", defaults={"api_key_env": "LLM_API_KEY"}
+    )
+    for priority, classifier in enumerate(CLASSIFIERS, start=1):
+        ClassifierConfig.objects.get_or_create(
+            name=classifier.name,
+            defaults={
+                "endpoint": endpoint, "priority": priority * 10,
+                "system_prompt": classifier.instructions, "output_schema": classifier.schema,
+            },
+        )
+    return {row.name: row for row in ClassifierConfig.objects.select_related("endpoint")}
+
+
+@pytest.fixture
+def standin(settings, classifier_rows):
+    """The rule-based LLM stand-in on a free loopback port; LLM_BASE_URL points at it, and the
+    default classifier rows exist."""
     from agent.standin import StandinServer
 
     with StandinServer() as server:
         settings.LLM_BASE_URL = server.base_url
-        settings.LLM_TIMEOUT = 2.0
+        settings.TURN_BUDGET = 2.0
         yield server
 
 

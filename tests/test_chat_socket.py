@@ -64,7 +64,10 @@ async def test_the_tutorial_conversation_asks_for_the_listing_then_gives_the_pri
         "asks_price": True,
         "listing_id": "123456",
     }
-    assert all(c.error == "" and c.raw_output for c in calls)
+    # Pricing decided the route; the others answered or were cancelled, none failed.
+    assert {c.classifier: c.status for c in calls}["pricing"] == "ok"
+    assert all(c.error == "" and c.status in ("ok", "cancelled") for c in calls)
+    assert all(c.raw_output for c in calls if c.status == "ok")
     assert (await conversation.messages.aget(seq=4)).latency_ms is not None
 
 

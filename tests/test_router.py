@@ -182,3 +182,24 @@ def test_a_conversation_waiting_for_a_person_is_queued_once(conversation, messag
     route_turn(conversation, message, outcomes(), NOW)
     route_turn(conversation, message, outcomes(listing_question=ListingQuestion(True)), NOW)
     assert Handoff.objects.count() == 1
+
+
+def test_the_first_yes_in_the_outcomes_priority_order_decides(conversation, message, realtors):
+    said = outcomes(Pricing(True, "654321"), Scheduling(True, "2026-11-24", "10:00"))
+    said.reverse()  # staff gave scheduling the higher priority
+    assert route_turn(conversation, message, said, NOW).route == Route.BOOKING
+
+
+def test_a_cancelled_call_is_neither_a_yes_nor_a_failure(conversation, message):
+    said = outcomes()
+    said[2] = Outcome("listing_question", "m", None, "", 5, status="cancelled")
+    reply = route_turn(conversation, message, said, NOW)
+    assert "human representative" in reply.text
+    assert Handoff.objects.get().reason == "no classifier matched"
+
+
+def test_when_a_call_failed_and_none_said_yes_the_reply_apologises(conversation, message):
+    said = outcomes(errors=["pricing"])
+    reply = route_turn(conversation, message, said, NOW)
+    assert reply.route == Route.FALLBACK and reply.text.startswith("Sorry")
+    assert Handoff.objects.get().reason == "no classifier matched: pricing: timed out"

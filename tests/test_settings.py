@@ -28,8 +28,10 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("DEBUG", "maybe", "DEBUG must be true or false"),
         ("AGENCY_TIMEZONE", "Mars/Olympus", "AGENCY_TIMEZONE must be an IANA zone"),
         ("LLM_BASE_URL", "gpu-host:8000", "LLM_BASE_URL must be an http:// or https:// URL"),
-        ("LLM_TIMEOUT", "soon", "LLM_TIMEOUT must be a number"),
-        ("LLM_TIMEOUT", "0", "LLM_TIMEOUT must be at least"),
+        ("TURN_BUDGET", "soon", "TURN_BUDGET must be a number"),
+        ("TURN_BUDGET", "0", "TURN_BUDGET must be at least"),
+        ("LLM_MAX_IN_FLIGHT", "0", "LLM_MAX_IN_FLIGHT must be at least"),
+        ("LLM_PROMPT_LAYOUT", "random", "LLM_PROMPT_LAYOUT must be shared_prefix or system_first"),
         ("BUSINESS_HOURS", "17:00-09:00", "BUSINESS_HOURS must open before it closes"),
         ("BUSINESS_DAYS", "mon,funday", "BUSINESS_DAYS must list weekdays"),
         ("DATABASE_URL", "mysql://db/app", "DATABASE_URL must be a postgresql:// URL"),
@@ -44,7 +46,7 @@ def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
 
 def test_good_values_load():
     result = load_settings(
-        DEBUG="yes", AGENCY_TIMEZONE="Europe/Berlin", LLM_TIMEOUT="2.5", BUSINESS_DAYS="Mon,Tue,Sat"
+        DEBUG="yes", AGENCY_TIMEZONE="Europe/Berlin", TURN_BUDGET="2.5", BUSINESS_DAYS="Mon,Tue,Sat"
     )
     assert result.returncode == 0, result.stderr
 

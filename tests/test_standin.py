@@ -368,3 +368,72 @@ def test_a_stopped_stand_in_starts_again_on_the_same_port(standin, client):
         client.post("chat/completions", json=body)
     standin.start()
     assert client.post("chat/completions", json=body).status_code == 200
+
+
+# --- streaming, hang-ups and one-off faults ---------------------------------------------------
+
+
+def stream_frames(client, body: dict) -> tuple[httpx.Response, list[str]]:
+    """POST with ``stream: true``; return the response and its ``data:`` payloads."""
+    with client.stream("POST", "chat/completions", json=body | {"stream": True}) as response:
+        return response, [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def test_a_streamed_request_gets_chunks_then_done(standin, client):
+    response, frames = stream_frames(client, request(PRICING, "How much is 654321?"))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream"
+    assert frames[-1] == "[DONE]"
+    chunks = [json.loads(frame) for frame in frames[:-1]]
+    assert {chunk["object"] for chunk in chunks} == {"chat.completion.chunk"}
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert json.loads(content) == {"asks_price": True, "listing_id": "654321"}
+    assert len(chunks) > 3  # the answer came in pieces
+    assert standin.abandoned == {}
+
+
+def test_a_client_that_hangs_up_during_the_latency_is_counted_as_abandoned(standin):
+    standin.latency_ms = {"scheduling": 2000}
+    with httpx.Client(base_url=standin.base_url + "/", timeout=0.2) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            stream_frames(client, request(SCHEDULING, "call me"))
+    assert standin.wait_for_abandoned(1)
+    assert standin.abandoned == {"scheduling": 1}
+    assert standin.requests == {"scheduling": 1}
+
+
+def test_a_truncated_stream_stops_before_done_and_closes_the_connection(standin, client):
+    standin.fault = "truncated"
+    with pytest.raises(httpx.RemoteProtocolError):
+        stream_frames(client, request(PRICING, "price of 123456?"))
+
+
+def test_a_truncated_plain_answer_is_cut_short(standin, client):
+    standin.fault = "truncated"
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("chat/completions", json=request(PRICING, "price of 123456?"))
+
+
+def test_a_garbage_stream_is_not_made_of_chunks(standin, client):
+    standin.fault = "garbage-stream"
+    response, frames = stream_frames(client, request(PRICING, "price of 123456?"))
+    assert response.status_code == 200
+    with pytest.raises(ValueError):
+        json.loads(frames[0])
+    assert client.post("chat/completions", json=request(PRICING, "price?")).text.startswith("<")
+
+
+def test_a_fault_for_n_requests_then_clears_itself(standin, client):
+    standin.fault, standin.fault_times = "503", 2
+    statuses = [client.post("chat/completions", json=request(PRICING, "price?")).status_code
+                for _ in range(3)]
+    assert statuses == [503, 503, 200]
+    assert standin.fault is None
+
+
+def test_the_retry_after_of_a_429_can_be_set(standin, client):
+    standin.fault, standin.retry_after = "429", "7"
+    response = client.post("chat/completions", json=request(PRICING, "price?"))
+    assert response.headers["Retry-After"] == "7"

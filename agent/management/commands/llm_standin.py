@@ -1,7 +1,8 @@
 """``manage.py llm_standin``: the rule-based LLM stand-in, so the chat runs without a GPU.
 
     python manage.py llm_standin --port 8001 [--host 127.0.0.1] [--latency-ms N]
-        [--latency pricing=300 scheduling=50 ...] [--fault 429|503|hang|garbage]
+        [--latency pricing=300 scheduling=50 ...]
+        [--fault 429|503|hang|garbage|truncated|garbage-stream]
         [--fault-classifier NAME] [--model NAME]
 
 Point ``LLM_BASE_URL`` at the URL it prints. Ctrl-C (or SIGTERM) stops it.
@@ -50,7 +51,8 @@ class Command(BaseCommand):
                             metavar="NAME=MS",
                             help="milliseconds for one classifier, e.g. pricing=300")
         parser.add_argument("--fault", choices=FAULTS,
-                            help="answer 429 or 503, hang, or send content that is not JSON")
+                            help="answer 429 or 503, hang, send content that is not JSON, cut the "
+                                 "answer short, or send a body that is not a chat completion")
         parser.add_argument("--fault-classifier", metavar="NAME",
                             help="apply --fault only to this classifier (e.g. pricing)")
         parser.add_argument("--model", default=DEFAULT_MODEL,
