@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agent', '0002_default_ordering_by_id'),
+        ('agent', '0003_message_client_id'),
     ]
 
     operations = [

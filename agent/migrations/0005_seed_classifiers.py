@@ -91,7 +91,7 @@ def unseed(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("agent", "0003_classifier_configs"),
+        ("agent", "0004_classifier_configs"),
     ]
 
     operations = [migrations.RunPython(seed, unseed)]
