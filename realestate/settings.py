@@ -185,6 +185,10 @@ CLASSIFIER_MODELS = {
     "listing_question": env_str("LLM_MODEL_LISTING_QUESTION", LLM_MODEL),
 }
 
+# Privacy: `manage.py purge_conversations` anonymises conversations whose last message is older
+# than this many days (agent/retention.py says what it removes and keeps).
+RETENTION_DAYS = int(env_float("RETENTION_DAYS", 365, minimum=1))
+
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -32,6 +32,7 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("LLM_TIMEOUT", "0", "LLM_TIMEOUT must be at least"),
         ("BUSINESS_HOURS", "17:00-09:00", "BUSINESS_HOURS must open before it closes"),
         ("BUSINESS_DAYS", "mon,funday", "BUSINESS_DAYS must list weekdays"),
+        ("RETENTION_DAYS", "0", "RETENTION_DAYS must be at least 1"),
         ("DATABASE_URL", "mysql://db/app", "DATABASE_URL must be a postgresql:// URL"),
         ("DATABASE_URL", "not a url", "DATABASE_URL"),
     ],
