@@ -8,6 +8,7 @@ Everything shown comes from visitors or from a model, so all of it goes through 
 import csv
 import io
 import json
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -209,26 +210,49 @@ TRACE_COLUMNS = [
 ]
 
 
+def bot_replies(messages: list[Message]) -> dict[int, Message]:
+    """The bot's reply to each visitor message that got one, by the visitor message's ``seq``.
+
+    A visitor can send again while a turn runs (user #1, user #2, reply #3, reply #4), so a
+    reply answers the oldest visitor message still waiting: the consumer runs a visitor's turns
+    one at a time, in order. A waiting message without classifier calls, when a later one is
+    waiting too, is passed over: its turn failed before the classifiers (every turn that reaches
+    them stores its calls before its reply). Visitor messages with a route of their own (sent
+    to staff) wait for no bot reply. ``messages`` are ordered by seq, calls prefetched.
+    """
+    waiting, replies = deque(), {}
+    for message in messages:
+        if message.role == Message.Role.USER and not message.route:
+            waiting.append(message)
+        elif message.role == Message.Role.ASSISTANT and message.route:
+            while len(waiting) > 1 and not waiting[0].classifier_calls.all():
+                waiting.popleft()
+            if waiting:
+                replies[waiting.popleft().seq] = message
+    return replies
+
+
 def turn_trace(messages: Iterable[Message]) -> SafeString:
     """The trace of a transcript: for each visitor message, a heading with the bot's route and
-    the turn's latency, and a table with a row per classifier call and a column per
-    ``TRACE_COLUMNS``.
+    the turn's latency (``bot_replies``), and a table with a row per classifier call and a
+    column per ``TRACE_COLUMNS``.
 
     ``messages`` are ordered by seq, with ``classifier_calls`` prefetched (no query per turn).
     """
     messages = list(messages)
-    replies = {m.seq: m for m in messages if m.role == Message.Role.ASSISTANT}
+    replies = bot_replies(messages)
     head = format_html_join("", "<th>{}</th>", ((c.title,) for c in TRACE_COLUMNS))
     sections = []
     for message in messages:
         if message.role != Message.Role.USER:
             continue
-        reply = replies.get(message.seq + 1)
-        outcome = (
-            format_html("{} · {} ms", route_label(reply.route), reply.latency_ms)
-            if reply is not None and reply.route
-            else "no bot reply"
-        )
+        reply = replies.get(message.seq)
+        if reply is not None:
+            outcome = format_html("{} · {} ms", route_label(reply.route), reply.latency_ms)
+        elif message.route:
+            outcome = route_label(message.route)
+        else:
+            outcome = "no bot reply"
         calls = message.classifier_calls.all()
         rows = format_html_join(
             "",

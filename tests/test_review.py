@@ -165,6 +165,38 @@ def test_the_trace_says_when_the_bot_did_not_answer(admin_client, price_chat):
     assert "Turn #3: hello? → no bot reply" in page
 
 
+def test_the_trace_pairs_overlapping_turns_in_order(admin_client, conversation):
+    """The visitor sent #2 while #1's turn ran, and #5's turn failed before the classifiers."""
+    def visitor(seq, text, classifier=None):
+        message = Message.objects.create(
+            conversation=conversation, seq=seq, role=Message.Role.USER, text=text
+        )
+        if classifier:
+            ClassifierCall.objects.create(
+                message=message, classifier=classifier, model="m", latency_ms=1, output={}
+            )
+
+    def bot(seq, route, latency_ms):
+        Message.objects.create(
+            conversation=conversation, seq=seq, role=Message.Role.ASSISTANT, text="...",
+            route=route, latency_ms=latency_ms,
+        )
+
+    visitor(1, "price of 123456", "pricing")
+    visitor(2, "and a call?", "scheduling")
+    bot(3, Route.PRICE, 111)
+    bot(4, Route.BOOKING_NEEDS_TIME, 222)
+    visitor(5, "lost")
+    visitor(6, "garage?", "listing_question")
+    bot(7, Route.HANDOFF, 333)
+    url = reverse("admin:agent_conversation_change", args=[conversation.pk])
+    page = admin_client.get(url).content.decode()
+    assert "Turn #1: price of 123456 → Price given · 111 ms" in page
+    assert "Turn #2: and a call? → Booking: asked for time · 222 ms" in page
+    assert "Turn #5: lost → no bot reply" in page
+    assert "Turn #6: garage? → Listing question handed off · 333 ms" in page
+
+
 def export(client, action, conversations):
     return client.post(
         reverse(CHANGELIST),
