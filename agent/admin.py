@@ -1,27 +1,25 @@
 """Staff views of the chat: read-only transcripts with every classifier call, and the handoff queue.
 
+Reviewing conversations (filters, search, trace, exports) lives in ``agent/review.py``, the
+dashboard in ``agent/dashboard.py``.
+
 Everything shown comes from visitors or from a model, so all of it goes through ``format_html``.
 """
 
 import json
 
 from django.contrib import admin
+from django.contrib import messages as notices
 from django.contrib.auth import get_user_model
-from django.db.models import Count, OuterRef, Prefetch, Subquery
-from django.urls import reverse
+from django.db.models import Count, Max, OuterRef, Prefetch, Subquery
+from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from .models import (
-    ClassifierCall,
-    ClassifierConfig,
-    Conversation,
-    Endpoint,
-    Handoff,
-    Message,
-    Route,
-)
+from . import dashboard, review
+from .models import ClassifierCall, ClassifierConfig, Conversation, Endpoint, Handoff, Message
+from .review import route_label
 
 
 def contact(name: str, email: str, phone: str) -> str:
@@ -37,66 +35,17 @@ def conversation_link(conversation_id) -> str:
     return format_html('<a href="{}">{}</a>', url, str(conversation_id)[:8])
 
 
-def route_label(value: str) -> str:
-    """The readable name of a stored route, or the stored value if it is not a known route."""
-    try:
-        return Route(value).label
-    except ValueError:
-        return value or "—"
-
-
-def call_timing(call: ClassifierCall) -> str:
-    """``412 ms``, plus the slot wait and retries when there were any:
-    ``412 ms (waited 30 ms, 1 retry)``."""
-    extra = []
-    if call.wait_ms:
-        extra.append(f"waited {call.wait_ms} ms")
-    if call.retries:
-        extra.append(f"{call.retries} {'retry' if call.retries == 1 else 'retries'}")
-    return f"{call.latency_ms} ms" + (f" ({', '.join(extra)})" if extra else "")
-
-
-def classifier_call_item(call: ClassifierCall):
-    """One line per call: ``pricing v2 {"asks_price": true} · 412 ms · model``, errors in red,
-    cancelled calls (the route was known without them) in grey.
-
-    A block ``<span>``, since the admin puts read-only values inside a ``<p>``.
-    """
-    if call.output is not None:
-        output = format_html("<code>{}</code>", json.dumps(call.output, ensure_ascii=False))
-    elif call.status == ClassifierCall.Status.CANCELLED:
-        output = format_html('<span class="quiet">cancelled: route already known</span>')
-    elif call.raw_output:
-        output = format_html("no parsed output; raw: <code>{}</code>",
-                             Truncator(call.raw_output).chars(200))
-    else:
-        output = "no output"
-    error = ""
-    if call.error:
-        error = format_html(' · <span style="color: var(--error-fg)">error: {}</span>', call.error)
-    if call.status == ClassifierCall.Status.TIMEOUT:
-        error = format_html(' · <span style="color: var(--error-fg)">timeout</span>{}', error)
-    return format_html(
-        '<span style="display: block"><strong>{}</strong> <span class="quiet">v{}</span> {} · '
-        '{} · <span class="quiet">{}</span>{}</span>',
-        call.classifier, call.classifier_version, output, call_timing(call), call.model, error,
-    )
-
-
 class MessageInline(admin.TabularInline):
-    """The transcript, in order; each visitor message lists the classifier calls of its turn."""
+    """The transcript, in order, staff messages included; the trace above it shows the
+    classifier calls of each turn."""
 
     model = Message
-    fields = ["seq", "role", "text", "route", "latency_ms", "created_at", "classifiers"]
+    fields = ["seq", "role", "text", "route", "latency_ms", "created_at"]
     readonly_fields = fields
     ordering = ["seq"]
     extra = 0
     can_delete = False
     verbose_name_plural = "transcript"
-
-    def get_queryset(self, request):
-        calls = Prefetch("classifier_calls", queryset=ClassifierCall.objects.order_by("classifier"))
-        return super().get_queryset(request).prefetch_related(calls)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -107,30 +56,42 @@ class MessageInline(admin.TabularInline):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="classifier calls")
-    def classifiers(self, message):
-        if message.role != Message.Role.USER:
-            return ""
-        calls = message.classifier_calls.all()
-        if not calls:
-            return "no classifier calls"
-        return format_html_join("", "{}", ((classifier_call_item(call),) for call in calls))
-
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    """Conversations are written by the chat only; staff read them."""
+    """Conversations are written by the chat only; staff read, filter, search and export them.
 
-    list_display = ["short_id", "created_at", "message_count", "last_route", "visitor"]
-    list_filter = ["created_at"]
-    search_fields = ["visitor_name", "visitor_email", "visitor_phone"]
-    date_hierarchy = "created_at"
-    fields = [
-        "id", "created_at", "session_key", "visitor_name", "visitor_email", "visitor_phone",
-        "last_seq",
+    The changelist links to the dashboard (``admin:agent_dashboard``), served from here so that
+    it has the admin's login and look.
+    """
+
+    list_display = [
+        "short_id", "created_at", "message_count", "last_route", "slowest_turn", "visitor",
     ]
-    readonly_fields = fields
+    list_filter = [
+        "created_at", review.RouteFilter, review.HasHandoffFilter, review.HasBookingFilter,
+        review.HadLLMErrorFilter, review.SlowestTurnFilter,
+    ]
+    # The search box searches these and, by full text, every message (get_search_results).
+    search_fields = ["visitor_name", "visitor_email", "visitor_phone"]
+    search_help_text = (
+        'Words in any message (e.g. garage, "open house", -weekend), or part of the visitor\'s '
+        "name, email or phone."
+    )
+    date_hierarchy = "created_at"
+    fieldsets = [
+        (None, {"fields": [
+            "id", "created_at", "session_key", "visitor_name", "visitor_email", "visitor_phone",
+            "last_seq", "anonymised_at",
+        ]}),
+        ("Trace", {"fields": ["trace"]}),
+    ]
+    readonly_fields = [
+        "id", "created_at", "session_key", "visitor_name", "visitor_email", "visitor_phone",
+        "last_seq", "anonymised_at", "trace",
+    ]
     inlines = [MessageInline]
+    actions = ["export_csv", "export_jsonl", "add_to_eval_set"]
 
     def get_queryset(self, request):
         last_route = (
@@ -142,8 +103,19 @@ class ConversationAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(message_count=Count("messages"), last_route=Subquery(last_route))
+            .annotate(
+                message_count=Count("messages"),
+                slowest_turn_ms=Max("messages__latency_ms"),
+                last_route=Subquery(last_route),
+            )
         )
+
+    def get_search_results(self, request, queryset, search_term):
+        return review.search_conversations(queryset, search_term), False
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(dashboard.DashboardView.as_view(model_admin=self))
+        return [path("dashboard/", view, name="agent_dashboard"), *super().get_urls()]
 
     def has_add_permission(self, request):
         return False
@@ -163,9 +135,41 @@ class ConversationAdmin(admin.ModelAdmin):
     def last_route(self, obj):
         return route_label(obj.last_route) if obj.last_route else "—"
 
+    @admin.display(description="slowest turn", ordering="slowest_turn_ms")
+    def slowest_turn(self, obj):
+        return "—" if obj.slowest_turn_ms is None else f"{obj.slowest_turn_ms} ms"
+
     @admin.display(description="visitor")
     def visitor(self, obj):
         return contact(obj.visitor_name, obj.visitor_email, obj.visitor_phone)
+
+    @admin.display(description="classifier calls per turn")
+    def trace(self, obj):
+        calls = Prefetch("classifier_calls", queryset=ClassifierCall.objects.order_by("classifier"))
+        return review.turn_trace(obj.messages.order_by("seq").prefetch_related(calls))
+
+    @admin.action(description="Export selected conversations as CSV")
+    def export_csv(self, request, queryset):
+        content = review.conversations_csv(review.with_transcripts(queryset))
+        return review.attachment(content, "text/csv; charset=utf-8", "conversations.csv")
+
+    @admin.action(description="Export selected conversations as JSONL")
+    def export_jsonl(self, request, queryset):
+        content = review.conversations_jsonl(review.with_transcripts(queryset))
+        return review.attachment(content, "application/jsonl; charset=utf-8", "conversations.jsonl")
+
+    @admin.action(description="Add selected conversations to the evaluation set (download)")
+    def add_to_eval_set(self, request, queryset):
+        """Download the bot's turns in the eval format; staff check the labels and append the
+        file to an eval set, or replay it as it is (``manage.py replay_eval FILE``)."""
+        content, turns = review.eval_jsonl(review.with_transcripts(queryset))
+        if not turns:
+            self.message_user(
+                request, "None of the selected conversations has a turn the bot answered.",
+                notices.WARNING,
+            )
+            return None
+        return review.attachment(content, "application/jsonl; charset=utf-8", "eval.jsonl")
 
 
 @admin.register(Handoff)

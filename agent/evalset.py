@@ -18,11 +18,12 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from agent.models import ClassifierCall, Handoff
+from agent.models import ClassifierCall, Conversation, Handoff, Message
 from listings.booking import ACTIVE, agency_zone
 from listings.models import Appointment
 
 PLACEHOLDER = re.compile(r"\{(weekday|sunday)\+(\d+)(:long)?\}")
+ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 REPLY_TIMEOUT = 30  # seconds to wait for the assistant's reply to one turn
 
 
@@ -31,9 +32,12 @@ def nth_day(today: date, kind: str, n: int) -> date:
     day, found = today, 0
     while found < n:
         day += timedelta(days=1)
-        if (kind == "weekday" and day.weekday() < 5) or (kind == "sunday" and day.weekday() == 6):
-            found += 1
+        found += _is_kind(day, kind)
     return day
+
+
+def _is_kind(day: date, kind: str) -> bool:
+    return day.weekday() < 5 if kind == "weekday" else day.weekday() == 6
 
 
 def expand(value: Any, today: date) -> Any:
@@ -187,3 +191,95 @@ def _check_effects(conversation_id: str, effects: dict) -> list[str]:
         if has != bool(effects["handoff"]):
             problems.append(f"handoff queued: {has}, expected {effects['handoff']}")
     return problems
+
+
+def relative_dates(text: str, today: date) -> str:
+    """Write the ISO dates (``YYYY-MM-DD``) of ``text`` that fall after ``today`` as placeholders,
+    so that a recorded conversation asks for the same kind of day whenever it is replayed.
+
+    The inverse of ``expand``: a weekday becomes ``{weekday+N}``, a Sunday ``{sunday+N}``.
+    Saturdays, ``today`` and earlier dates, and impossible dates stay as written.
+    """
+
+    def replace(match: re.Match) -> str:
+        try:
+            day = date(int(match[1]), int(match[2]), int(match[3]))
+        except ValueError:
+            return match[0]
+        if day <= today or day.weekday() == 5:
+            return match[0]
+        kind = "sunday" if day.weekday() == 6 else "weekday"
+        n = sum(_is_kind(today + timedelta(days=k), kind) for k in range(1, (day - today).days + 1))
+        return f"{{{kind}+{n}}}"
+
+    return ISO_DATE.sub(replace, text)
+
+
+def bot_turns(messages: list[Message]) -> list[tuple[Message, Message]]:
+    """The (visitor message, bot reply) pairs of a transcript ordered by ``seq``, up to the first
+    visitor message the bot did not answer next (a staff takeover, or a turn that failed).
+
+    A replay can only reproduce turns the bot answered, and later turns depend on earlier ones.
+    """
+    turns = []
+    for message, following in zip(messages, messages[1:] + [None], strict=True):
+        if message.role != Message.Role.USER:
+            continue
+        if following is None or following.role != Message.Role.ASSISTANT or not following.route:
+            break
+        turns.append((message, following))
+    return turns
+
+
+def conversation_to_eval(conversation: Conversation) -> dict | None:
+    """One recorded conversation in the ``../shared/eval`` format, or None if the bot answered
+    none of its turns.
+
+    ``conversation`` should come with ``messages__classifier_calls``, ``handoffs`` and
+    ``appointments`` prefetched. Each turn gets its visitor text, the route the router took,
+    an empty ``reply_contains`` (replies hold dates and names, so staff add substrings by hand),
+    the parsed output of each classifier that answered as its label (a failed call gives no
+    label, rather than expecting the failure again), and its effects: the appointment the turn
+    booked (agency-local date and time, cancelled or not) and ``"handoff": true`` on the turn
+    that queued a handoff. Dates after the conversation's first day become placeholders
+    (``relative_dates``). The ``id`` is ``conversation-<uuid>``.
+    """
+    turns = bot_turns(list(conversation.messages.all()))
+    if not turns:
+        return None
+    zone = agency_zone()
+    day = timezone.localtime(turns[0][0].created_at, zone).date()
+    handoff_messages = {h.message_id for h in conversation.handoffs.all()}
+    appointments = list(conversation.appointments.all())
+    eval_turns = []
+    for question, reply in turns:
+        labels = {
+            call.classifier: call.output
+            for call in question.classifier_calls.all()
+            if call.output is not None and not call.error
+        }
+        effects = {}
+        booked = [
+            a for a in appointments if question.created_at <= a.created_at <= reply.created_at
+        ]
+        if booked:
+            starts = timezone.localtime(booked[0].starts_at, zone)
+            effects["appointment"] = {"date": f"{starts:%Y-%m-%d}", "time": f"{starts:%H:%M}"}
+        if question.id in handoff_messages:
+            effects["handoff"] = True
+        turn = {"user": question.text, "route": reply.route, "reply_contains": [], "labels": labels}
+        if effects:
+            turn["effects"] = effects
+        eval_turns.append(turn)
+    return {"id": f"conversation-{conversation.id}", "turns": relative(eval_turns, day)}
+
+
+def relative(value: Any, today: date) -> Any:
+    """``relative_dates`` applied to every string of ``value`` (dicts and lists included)."""
+    if isinstance(value, str):
+        return relative_dates(value, today)
+    if isinstance(value, list):
+        return [relative(item, today) for item in value]
+    if isinstance(value, dict):
+        return {key: relative(item, today) for key, item in value.items()}
+    return value

@@ -3,6 +3,8 @@
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -10,6 +12,16 @@ from django.utils import timezone
 
 from agent.classifiers import Classifier
 from agent.llm import Server
+
+# The PostgreSQL text-search configuration of message search. The GIN index on Message is built
+# with it, so changing it needs a migration of that index.
+SEARCH_CONFIG = "english"
+
+
+def message_search_vector() -> SearchVector:
+    """The tsvector of ``Message.text``, exactly as the GIN index ``message_text_search`` holds
+    it, so a query filtering on it uses the index."""
+    return SearchVector("text", config=SEARCH_CONFIG)
 
 
 class Route(models.TextChoices):
@@ -35,6 +47,8 @@ class Conversation(models.Model):
     visitor_email = models.EmailField(blank=True)
     visitor_phone = models.CharField(max_length=32, blank=True)
     last_seq = models.PositiveIntegerField(default=0, editable=False)
+    # When ``purge_conversations`` removed its texts and contact details (null: never).
+    anonymised_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -76,6 +90,7 @@ class Message(models.Model):
                 fields=["conversation", "client_id"], name="message_client_id_unique"
             ),
         ]
+        indexes = [GinIndex(message_search_vector(), name="message_text_search")]
 
     def __str__(self):
         return f"#{self.seq} {self.role}: {self.text[:60]}"

@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "channels",
     "agent.apps.AgentConfig",
     "listings.apps.ListingsConfig",
@@ -195,6 +196,10 @@ CLASSIFIER_MODELS = {
     "scheduling": env_str("LLM_MODEL_SCHEDULING", LLM_MODEL),
     "listing_question": env_str("LLM_MODEL_LISTING_QUESTION", LLM_MODEL),
 }
+
+# Privacy: `manage.py purge_conversations` anonymises conversations whose last message is older
+# than this many days (agent/retention.py says what it removes and keeps).
+RETENTION_DAYS = int(env_float("RETENTION_DAYS", 365, minimum=1))
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

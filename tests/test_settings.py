@@ -34,6 +34,7 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("LLM_PROMPT_LAYOUT", "random", "LLM_PROMPT_LAYOUT must be shared_prefix or system_first"),
         ("BUSINESS_HOURS", "17:00-09:00", "BUSINESS_HOURS must open before it closes"),
         ("BUSINESS_DAYS", "mon,funday", "BUSINESS_DAYS must list weekdays"),
+        ("RETENTION_DAYS", "0", "RETENTION_DAYS must be at least 1"),
         ("DATABASE_URL", "mysql://db/app", "DATABASE_URL must be a postgresql:// URL"),
         ("DATABASE_URL", "not a url", "DATABASE_URL"),
     ],
