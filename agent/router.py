@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from agent import handoffs
 from agent.classifiers import ListingQuestion, Pricing, Scheduling
 from agent.fanout import Outcome
 from agent.models import Conversation, Handoff, Message, Route
@@ -52,8 +53,8 @@ def route_turn(
         _queue_handoff(conversation, message, "listing question")
         return Reply(
             Route.HANDOFF,
-            "Good question! I've passed it to one of our realtors, who will answer you here "
-            "shortly.",
+            "Good question! I've passed it to one of our realtors. "
+            + handoffs.when_staff_answer(conversation, now),
         )
     failed = [o for o in outcomes if o.error]
     if failed and len(failed) == len(outcomes):
@@ -65,8 +66,8 @@ def route_turn(
     _queue_handoff(conversation, message, reason)
     return Reply(
         Route.FALLBACK,
-        "Let me transfer you to a human representative. Someone from our team will reply here "
-        "shortly.",
+        "Let me transfer you to a human representative. "
+        + handoffs.when_staff_answer(conversation, now),
     )
 
 
@@ -118,9 +119,4 @@ def _booking(conversation: Conversation, scheduling: Scheduling, now: datetime) 
 
 def _queue_handoff(conversation: Conversation, message: Message, reason: str) -> Handoff:
     """Queue a handoff, unless the conversation already waits for or has a person."""
-    waiting = conversation.handoffs.filter(
-        status__in=(Handoff.Status.QUEUED, Handoff.Status.CLAIMED)
-    ).first()
-    if waiting is not None:
-        return waiting
-    return Handoff.objects.create(conversation=conversation, message=message, reason=reason)
+    return handoffs.queue_handoff(conversation, message, reason)
