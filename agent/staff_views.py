@@ -48,14 +48,14 @@ def handoff_detail(request, pk: int):
     handoff = get_object_or_404(
         Handoff.objects.select_related("conversation", "claimed_by", "message"), pk=pk
     )
-    messages = turn.messages_after(handoff.conversation_id)
+    transcript = turn.messages_after(handoff.conversation_id)
     context = {
         **admin.site.each_context(request),
         "title": f"Handoff {handoff.pk}",
         "handoff": handoff,
         "claimed_by": handoffs.staff_name(handoff.claimed_by) if handoff.claimed_by else "",
         "waited": waited(handoff.created_at, handoff.claimed_at or timezone.now()),
-        "messages": messages,
-        "last_seq": messages[-1].seq if messages else 0,
+        "transcript": transcript,  # not "messages": the admin shows those as notifications
+        "last_seq": transcript[-1].seq if transcript else 0,
     }
     return TemplateResponse(request, "admin/handoffs/detail.html", context)

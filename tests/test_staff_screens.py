@@ -73,6 +73,7 @@ def test_the_handoff_page_shows_the_transcript_as_text_and_who_holds_it(
     page = response.content.decode()
     assert response.status_code == 200
     assert SCRIPT not in page and "<b>here</b>" not in page
+    assert "messagelist" not in page  # the transcript is not shown as admin notifications
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "Anna:</strong>" in page and "Hi, Anna &lt;b&gt;here&lt;/b&gt;" in page
     assert f'data-conversation="{handoff.conversation_id}"' in page
