@@ -9,14 +9,21 @@ Protocol (JSON text frames):
                      and makes no second turn.
     server → client  {"type": "history", "conversation": "<uuid>", "messages": [...]}  on connect
                      {"type": "message", "role": ..., "text": ..., "seq": n[, "route": ...]
-                      [, "id": ...]}
+                      [, "id": ...][, "name": ...]}   ``route`` on assistant messages, ``name``
+                     (the staff member's first name) on staff messages
                      {"type": "typing", "active": true|false}   around each turn
+                     {"type": "notice", "event": "joined"|"left", "name": "Anna",
+                      "text": "Anna has joined the chat"}   a staff member took over the chat or
+                     left it; show ``text`` as a line of its own. Notices are not stored and
+                     do not come in the history.
                      {"type": "error", "code": ..., "message": ...}   the connection stays open
 
 Every socket of a conversation joins its group (``agent.live``): the visitor's other tabs see
 the same frames. A turn runs as a task of its own, so frames for the conversation keep flowing
 while it runs, and it finishes, stored, even when the visitor has gone; the reply then arrives
 with the history of the next connection. The visitor's turns run one at a time, in order.
+While staff hold the conversation (a claimed handoff, ``agent.handoffs``), a visitor message
+makes no turn: it is marked for staff and the bot stays silent.
 """
 
 import asyncio
@@ -27,7 +34,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from agent import turn
+from agent import handoffs, turn
 from agent.live import conversation_group, publish
 
 logger = logging.getLogger(__name__)
@@ -151,9 +158,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def answer(self, message) -> None:
         """Run the turn of a stored visitor message and publish its reply, after the turns
-        this socket started before it. Failures are logged and published as ``turn_failed``."""
+        this socket started before it; unless staff hold the conversation, who see the message
+        and answer it themselves. Failures are logged and published as ``turn_failed``."""
         conversation_id = message.conversation_id
         async with self.turns:
+            try:
+                for_staff = await database_sync_to_async(handoffs.route_to_staff)(message)
+            except Exception:  # the bot answers; its turn reports a database that stays down
+                logger.exception("could not check for staff in conversation %s", conversation_id)
+                for_staff = False
+            if for_staff:
+                return
             await publish(conversation_id, {"type": "typing", "active": True})
             try:
                 reply = await turn.run_turn(message)

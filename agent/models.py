@@ -35,6 +35,7 @@ class Route(models.TextChoices):
     BOOKING_NEEDS_TIME = "booking_needs_time", "Booking: asked for time"
     HANDOFF = "handoff", "Listing question handed off"
     FALLBACK = "fallback", "Fallback to a human"
+    STAFF = "staff", "For staff (conversation claimed)"
 
 
 class Conversation(models.Model):
@@ -62,7 +63,9 @@ class Message(models.Model):
     """A message in a conversation, numbered by ``seq`` (1, 2, 3, ...) within it.
 
     Assistant messages carry the turn's ``route`` and ``latency_ms``: milliseconds from storing
-    the visitor's message to storing the reply.
+    the visitor's message to storing the reply. A visitor message sent while staff held the
+    conversation has route ``staff`` (no classifier saw it). A staff message has its ``author``
+    and the first name the visitor saw, ``author_name``, kept should the user be renamed or deleted.
     """
 
     class Role(models.TextChoices):
@@ -81,6 +84,10 @@ class Message(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     # The id the visitor's client gave the message, so a resend never makes a second turn.
     client_id = models.CharField(max_length=64, null=True, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    author_name = models.CharField(max_length=150, blank=True)
 
     class Meta:
         ordering = ["conversation_id", "seq"]  # no join to order by the FK
@@ -97,10 +104,13 @@ class Message(models.Model):
 
     def as_frame(self) -> dict:
         """The websocket frame for this message: type, role, text, seq, the route of an
-        assistant message, and the client's ``id`` of a visitor message that had one."""
+        assistant message, the staff member's first name (``name``) of a staff message, and
+        the client's ``id`` of a visitor message that had one."""
         frame = {"type": "message", "role": self.role, "text": self.text, "seq": self.seq}
         if self.role == self.Role.ASSISTANT:
             frame["route"] = self.route
+        if self.role == self.Role.STAFF:
+            frame["name"] = self.author_name
         if self.client_id:
             frame["id"] = self.client_id
         return frame
@@ -265,7 +275,11 @@ class ClassifierCall(models.Model):
 
 
 class Handoff(models.Model):
-    """A conversation waiting for a person: queued, then claimed by staff, then resolved."""
+    """A conversation waiting for a person: queued, then claimed by staff, then resolved.
+
+    A release puts a claimed handoff back in the queue; ``claimed_at`` stays the first claim.
+    The lifecycle is in ``agent.handoffs``.
+    """
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -291,6 +305,9 @@ class Handoff(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    alerted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the overdue email went out (it goes once)."
+    )
 
     class Meta:
         ordering = ["created_at"]

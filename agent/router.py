@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from agent import handoffs
 from agent.classifiers import ListingQuestion, Pricing, Scheduling
 from agent.fanout import Outcome
 from agent.models import Conversation, Handoff, Message, Route
@@ -54,24 +55,24 @@ def route_turn(
             _queue_handoff(conversation, message, "listing question")
             return Reply(
                 Route.HANDOFF,
-                "Good question! I've passed it to one of our realtors, who will answer you "
-                "here shortly.",
+                "Good question! I've passed it to one of our realtors. "
+                + handoffs.when_staff_answer(conversation, now),
             )
     failed = [o for o in outcomes if o.status in ("error", "timeout") or o.error]
     if not failed:
         _queue_handoff(conversation, message, "no classifier matched")
         return Reply(
             Route.FALLBACK,
-            "Let me transfer you to a human representative. Someone from our team will reply "
-            "here shortly.",
+            "Let me transfer you to a human representative. "
+            + handoffs.when_staff_answer(conversation, now),
         )
     every = "every classifier failed" if len(failed) == len(outcomes) else "no classifier matched"
     reason = f"{every}: " + "; ".join(f"{o.classifier}: {o.error}" for o in failed)
     _queue_handoff(conversation, message, reason)
     return Reply(
         Route.FALLBACK,
-        "Sorry, I couldn't understand that one in time. I've passed your message to our team, "
-        "and someone will reply here shortly.",
+        "Sorry, I couldn't understand that one in time. I've passed your message to our team. "
+        + handoffs.when_staff_answer(conversation, now),
     )
 
 
@@ -123,9 +124,4 @@ def _booking(conversation: Conversation, scheduling: Scheduling, now: datetime) 
 
 def _queue_handoff(conversation: Conversation, message: Message, reason: str) -> Handoff:
     """Queue a handoff, unless the conversation already waits for or has a person."""
-    waiting = conversation.handoffs.filter(
-        status__in=(Handoff.Status.QUEUED, Handoff.Status.CLAIMED)
-    ).first()
-    if waiting is not None:
-        return waiting
-    return Handoff.objects.create(conversation=conversation, message=message, reason=reason)
+    return handoffs.queue_handoff(conversation, message, reason)

@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, the chat consumer for websockets."""
+"""ASGI entry point: Django for HTTP, the chat and staff consumers for websockets."""
 
 import os
 
@@ -13,8 +13,12 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from agent.consumers import ChatConsumer  # noqa: E402
+from agent.staff_socket import StaffConsumer  # noqa: E402
 
-websocket_urlpatterns = [path("ws/chat/", ChatConsumer.as_asgi())]
+websocket_urlpatterns = [
+    path("ws/chat/", ChatConsumer.as_asgi()),
+    path("ws/staff/", StaffConsumer.as_asgi()),
+]
 
 application = ProtocolTypeRouter(
     {

@@ -1,8 +1,9 @@
 """``make run``: everything a local run needs, stopped together on Ctrl-C.
 
 Starts the embedded PostgreSQL unless DATABASE_URL is set, migrates, loads the demo data,
-starts the rule-based LLM stand-in on 127.0.0.1:8001 unless LLM_BASE_URL is set, and serves
-the app with daphne on http://127.0.0.1:8000.
+starts the rule-based LLM stand-in on 127.0.0.1:8001 unless LLM_BASE_URL is set, checks for
+overdue handoffs every minute (``notify_overdue_handoffs --every 60``; emails go to the console
+unless EMAIL_HOST is set), and serves the app with daphne on http://127.0.0.1:8000.
 """
 
 import os
@@ -57,6 +58,7 @@ def main() -> int:
             children.append(standin)
             wait_for_port(STANDIN_PORT, standin)
             os.environ["LLM_BASE_URL"] = f"http://127.0.0.1:{STANDIN_PORT}/v1"
+        children.append(subprocess.Popen(manage("notify_overdue_handoffs", "--every", "60")))
         app = subprocess.Popen(
             manage("runserver", f"127.0.0.1:{APP_PORT}", "--noreload", "--insecure")
         )

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import validate_email
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -82,6 +83,20 @@ def env_weekdays(name: str, default: str) -> frozenset[int]:
     if not days or unknown:
         raise ImproperlyConfigured(f"{name} must list weekdays like mon,tue,wed, not {raw!r}")
     return frozenset(WEEKDAYS.index(day) for day in days)
+
+
+def env_emails(name: str, default: str = "") -> list[str]:
+    """Parse a comma-separated list of email addresses; unset gives an empty list."""
+    raw = env_str(name, default)
+    addresses = [part.strip() for part in raw.split(",") if part.strip()]
+    for address in addresses:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ImproperlyConfigured(
+                f"{name} must be email addresses separated by commas, not {raw!r}"
+            ) from None
+    return addresses
 
 
 LOCAL_SECRET_KEY = "django-insecure-local-only-never-use-in-production"
@@ -173,6 +188,31 @@ USE_I18N = True
 BUSINESS_HOURS = env_hours("BUSINESS_HOURS", "09:00-17:00")
 BUSINESS_DAYS = env_weekdays("BUSINESS_DAYS", "mon,tue,wed,thu,fri")
 CALL_MINUTES = int(env_float("CALL_MINUTES", 30, minimum=5))
+# Hours when staff answer handoffs (default: the business hours). A handoff queued outside them
+# tells the visitor when someone will answer.
+STAFF_HOURS = env_hours("STAFF_HOURS", env_str("BUSINESS_HOURS", "09:00-17:00"))
+STAFF_DAYS = env_weekdays("STAFF_DAYS", env_str("BUSINESS_DAYS", "mon,tue,wed,thu,fri"))
+
+# Email to these addresses about a handoff queued longer than HANDOFF_ALERT_MINUTES, once per
+# handoff, sent by ``manage.py notify_overdue_handoffs`` (cron or a systemd timer). Empty: off.
+HANDOFF_ALERT_EMAIL = env_emails("HANDOFF_ALERT_EMAIL")
+HANDOFF_ALERT_MINUTES = env_float("HANDOFF_ALERT_MINUTES", 10, minimum=1)
+# The site's address, for links in emails.
+SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
+
+# Outgoing email. Without EMAIL_HOST, emails are printed to the console.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = int(env_float("EMAIL_PORT", 587, minimum=1))
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 10  # seconds
+DEFAULT_FROM_EMAIL = SERVER_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chat@localhost")
 
 # The LLM server: any OpenAI-compatible /v1/chat/completions (vLLM, OpenAI, llama.cpp, Ollama).
 LLM_BASE_URL = env_url("LLM_BASE_URL", "http://127.0.0.1:8001/v1")

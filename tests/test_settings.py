@@ -35,6 +35,12 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("BUSINESS_HOURS", "17:00-09:00", "BUSINESS_HOURS must open before it closes"),
         ("BUSINESS_DAYS", "mon,funday", "BUSINESS_DAYS must list weekdays"),
         ("RETENTION_DAYS", "0", "RETENTION_DAYS must be at least 1"),
+        ("STAFF_HOURS", "9-5", "STAFF_HOURS must look like 09:00-17:00"),
+        ("STAFF_DAYS", "weekends", "STAFF_DAYS must list weekdays"),
+        ("HANDOFF_ALERT_EMAIL", "desk@agency.example, nobody", "HANDOFF_ALERT_EMAIL must be"),
+        ("HANDOFF_ALERT_MINUTES", "0", "HANDOFF_ALERT_MINUTES must be at least"),
+        ("SITE_URL", "chat.agency.example", "SITE_URL must be an http:// or https:// URL"),
+        ("EMAIL_USE_TLS", "sometimes", "EMAIL_USE_TLS must be true or false"),
         ("DATABASE_URL", "mysql://db/app", "DATABASE_URL must be a postgresql:// URL"),
         ("DATABASE_URL", "not a url", "DATABASE_URL"),
     ],
@@ -47,7 +53,9 @@ def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
 
 def test_good_values_load():
     result = load_settings(
-        DEBUG="yes", AGENCY_TIMEZONE="Europe/Berlin", TURN_BUDGET="2.5", BUSINESS_DAYS="Mon,Tue,Sat"
+        DEBUG="yes", AGENCY_TIMEZONE="Europe/Berlin", TURN_BUDGET="2.5",
+        BUSINESS_DAYS="Mon,Tue,Sat", STAFF_HOURS="08:00-20:00",
+        HANDOFF_ALERT_EMAIL="desk@agency.example, ops@agency.example",
     )
     assert result.returncode == 0, result.stderr
 
