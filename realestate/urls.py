@@ -5,5 +5,6 @@ from agent import views
 
 urlpatterns = [
     path("", views.chat_page, name="chat"),
+    path("chat/session", views.chat_session, name="chat-session"),
     path("admin/", admin.site.urls),
 ]
