@@ -3,6 +3,9 @@
 Protocol (JSON text frames):
     connect          ``/ws/chat/?after=N`` asks only for the messages after ``seq`` N (the last
                      one the client holds); without it the whole conversation comes.
+                     ``token=...`` (from ``POST /chat/session``, see ``agent.embed``) names the
+                     conversation; without it, the Django session cookie does. A bad or
+                     expired token gets an error frame ``bad_token`` and close code 4403.
     client → server  {"type": "message", "text": "...", "id": "..."}  text 1 to 2,000
                      characters after trimming; ``id`` optional, 1 to 64 characters, chosen by
                      the client: a message whose id was already stored is acknowledged again
@@ -35,7 +38,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agent import handoffs, turn
+from agent.embed import read_token
 from agent.live import conversation_group, publish
+from agent.models import Conversation
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +89,15 @@ def parse_frame(text_data: str | None, bytes_data: bytes | None) -> tuple[str, s
     return text, client_id
 
 
+def conversation_of_token(token: str) -> Conversation | None:
+    """The conversation a token (``agent.embed``) names, or None when the token is forged,
+    expired or names a conversation that no longer exists."""
+    conversation_id = read_token(token)
+    if conversation_id is None:
+        return None
+    return Conversation.objects.filter(id=conversation_id).first()
+
+
 def parse_after(query_string: bytes) -> int:
     """The ``after`` seq of the connect URL's query string; 0 when absent.
 
@@ -99,17 +113,29 @@ def parse_after(query_string: bytes) -> int:
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    """One visitor's connection; the conversation is the latest of their Django session."""
+    """One visitor's connection, to the conversation its token names or else to the latest
+    conversation of its Django session."""
 
-    group = None
+    conversation = group = None
 
     async def connect(self):
-        session = self.scope.get("session")
-        session_key = session.session_key if session is not None else None
-        if not session_key:
-            await self.close(code=4401)  # load the chat page first: it sets the session
-            return
-        self.conversation = await database_sync_to_async(turn.open_conversation)(session_key)
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        token = query.get("token", [None])[0]
+        if token is not None:
+            self.conversation = await database_sync_to_async(conversation_of_token)(token)
+            if self.conversation is None:
+                # Accepted, so the client can read why, and learn to fetch a new token.
+                await self.accept()
+                await self.send_error("bad_token", "This chat link is not valid any more.")
+                await self.close(code=4403)
+                return
+        else:
+            session = self.scope.get("session")
+            session_key = session.session_key if session is not None else None
+            if not session_key:
+                await self.close(code=4401)  # load the chat page first: it sets the session
+                return
+            self.conversation = await database_sync_to_async(turn.open_conversation)(session_key)
         self.group = conversation_group(self.conversation.id)
         # Join before reading the history: a message stored in between then comes twice (the
         # client drops a seq it holds), never not at all.
@@ -135,6 +161,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
+        if self.conversation is None:
+            return  # refused at connect, closing
         try:
             text, client_id = parse_frame(text_data, bytes_data)
         except BadFrame as exc:

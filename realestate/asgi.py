@@ -9,10 +9,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from agent.consumers import ChatConsumer  # noqa: E402
+from agent.embed import ChatOriginValidator  # noqa: E402
 from agent.staff_socket import StaffConsumer  # noqa: E402
 
 websocket_urlpatterns = [
@@ -23,7 +23,8 @@ websocket_urlpatterns = [
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        # The Origin's host must be in ALLOWED_HOSTS, or the origin in CHAT_ALLOWED_ORIGINS.
+        "websocket": ChatOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }

@@ -99,6 +99,34 @@ def env_emails(name: str, default: str = "") -> list[str]:
     return addresses
 
 
+def env_origins(name: str) -> list[str]:
+    """Parse a comma-separated list of web origins (``https://host[:port]``, no path) into
+    their lower-case ``scheme://host[:port]`` form, as browsers send them in the ``Origin``
+    header (no default port); unset gives an empty list."""
+    origins = []
+    for raw in filter(None, (item.strip() for item in env_str(name).split(","))):
+        parts = urlsplit(raw.lower())
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
+            raise ImproperlyConfigured(
+                f"{name} must list origins like https://www.agency.example, not {raw!r}"
+            )
+        default_port = {"http": ":80", "https": ":443"}[parts.scheme]
+        origins.append(f"{parts.scheme}://{parts.netloc.removesuffix(default_port)}")
+    return origins
+
+
 LOCAL_SECRET_KEY = "django-insecure-local-only-never-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY", LOCAL_SECRET_KEY)
 DEBUG = env_bool("DEBUG", False)
@@ -240,6 +268,11 @@ CLASSIFIER_MODELS = {
 # Privacy: `manage.py purge_conversations` anonymises conversations whose last message is older
 # than this many days (agent/retention.py says what it removes and keeps).
 RETENTION_DAYS = int(env_float("RETENTION_DAYS", 365, minimum=1))
+# The chat widget on other sites: the origins (scheme://host[:port]) whose pages may embed it,
+# besides the app's own ALLOWED_HOSTS; checked on /chat/session and on the websocket upgrade.
+CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
+# Seconds a conversation token works after it was issued (default 14 days, Django's session age).
+CHAT_TOKEN_MAX_AGE = int(env_float("CHAT_TOKEN_MAX_AGE", 14 * 24 * 3600, minimum=60))
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -14,5 +14,6 @@ urlpatterns = [
         admin.site.admin_view(staff_views.handoff_detail),
         name="handoff_detail",
     ),
+    path("chat/session", views.chat_session, name="chat-session"),
     path("admin/", admin.site.urls),
 ]

@@ -43,20 +43,12 @@ def test_it_keeps_the_same_session_on_a_second_visit(client):
 
 
 @pytest.mark.django_db
-def test_it_includes_the_chat_form_with_a_labelled_limited_text_box(page):
+def test_it_loads_the_chat_widget_with_one_deferred_script_tag_and_its_settings(page):
     html = page.content.decode()
-    assert 'id="chat-form"' in html
-    assert '<label for="chat-input"' in html
-    assert 'id="chat-input"' in html and 'maxlength="2000"' in html
-    assert 'id="chat-send"' in html
-
-
-@pytest.mark.django_db
-def test_it_includes_a_polite_live_transcript_a_typing_indicator_and_a_status(page):
-    html = page.content.decode()
-    assert 'id="chat-transcript"' in html and 'aria-live="polite"' in html
-    assert 'id="chat-typing"' in html
-    assert 'id="chat-status"' in html
+    src = static("chat/widget.js")
+    assert f'<script src="{src}" data-title="Chat with Harbor &amp; Oak"' in html
+    assert 'data-colour="#1f4e79" data-position="right" defer></script>' in html
+    assert html.count("<script") == 1
 
 
 @pytest.mark.django_db
@@ -71,23 +63,27 @@ def test_it_shows_active_listings_from_the_database(client, listings):
 
 
 @pytest.mark.django_db
-def test_it_links_the_stylesheet_and_a_deferred_script(page):
-    html = page.content.decode()
-    assert f'href="{static("chat/chat.css")}"' in html
-    assert f'<script src="{static("chat/chat.js")}" defer>' in html
+def test_it_links_the_site_stylesheet(page):
+    assert f'href="{static("site.css")}"' in page.content.decode()
 
 
 def test_the_static_files_exist():
-    assert _static_text("chat/chat.css")
-    assert _static_text("chat/chat.js")
+    assert _static_text("site.css")
+    assert _static_text("chat/widget.js")
 
 
-def test_the_script_never_uses_inner_html():
-    assert "innerHTML" not in _static_text("chat/chat.js")
+def test_the_widget_stays_under_20_kb_unminified():
+    assert len(_static_text("chat/widget.js").encode()) < 20 * 1024
 
 
-def test_the_script_speaks_the_chat_protocol():
-    js = _static_text("chat/chat.js")
-    assert '"/ws/chat/"' in js and '"wss://"' in js
-    for frame_type in ['"history"', '"message"', '"typing"', '"error"']:
+def test_the_widget_never_parses_html():
+    js = _static_text("chat/widget.js")
+    for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("]:
+        assert sink not in js
+
+
+def test_the_widget_speaks_the_chat_protocol():
+    js = _static_text("chat/widget.js")
+    assert '"/ws/chat/?token="' in js and '"/chat/session"' in js and "&after=" in js
+    for frame_type in ['"history"', '"message"', '"typing"', '"notice"', '"error"']:
         assert frame_type in js

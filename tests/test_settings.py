@@ -43,6 +43,9 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("EMAIL_USE_TLS", "sometimes", "EMAIL_USE_TLS must be true or false"),
         ("DATABASE_URL", "mysql://db/app", "DATABASE_URL must be a postgresql:// URL"),
         ("DATABASE_URL", "not a url", "DATABASE_URL"),
+        ("CHAT_ALLOWED_ORIGINS", "www.agency.example", "CHAT_ALLOWED_ORIGINS must list origins"),
+        ("CHAT_ALLOWED_ORIGINS", "https://a.example/chat", "CHAT_ALLOWED_ORIGINS must list"),
+        ("CHAT_TOKEN_MAX_AGE", "10", "CHAT_TOKEN_MAX_AGE must be at least"),
     ],
 )
 def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):

@@ -1,0 +1,243 @@
+"""The chat widget in Chromium: what a visitor sees and does, against the app served by daphne.
+
+Locators pierce the widget's open shadow root. Replies come from the LLM stand-in.
+"""
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from agent import turn
+from agent.models import Conversation, Message
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # git-ignored
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PRICE_QUESTION = "How much is listing 123456?"
+RECONNECT_TIMEOUT = 20_000  # ms: a restart plus the widget's backoff (at most 10 s a wait)
+
+
+def open_chat(page, url):
+    """Load ``url`` and open the widget with the mouse; wait until it is online."""
+    page.goto(url)
+    page.locator(".launcher").click()
+    expect(page.locator(".status")).to_have_text("Online")
+
+
+def say(page, text):
+    """Type a message and press Enter."""
+    page.locator("textarea").fill(text)
+    page.locator("textarea").press("Enter")
+
+
+def texts(page, selector=".msg"):
+    """The texts of the transcript's messages (``selector`` narrows them), in order."""
+    return page.locator(f"{selector} .text").all_text_contents()
+
+
+def stored():
+    """Every stored message as (role, text), by conversation and seq."""
+    return [(m.role, m.text) for m in Message.objects.order_by("conversation_id", "seq")]
+
+
+def test_a_visitor_sends_a_message_and_sees_the_reply_as_text(page, app, listings, llm):
+    llm.latency_ms = 600  # long enough to see the typing indicator
+    try:
+        open_chat(page, app.url + "/")
+        say(page, PRICE_QUESTION)
+        expect(page.locator(".typing")).to_be_visible()
+        expect(page.locator(".msg.assistant .text")).to_have_text(
+            ["The price for listing 123456 is $350,000."]
+        )
+        expect(page.locator(".typing")).to_be_hidden()
+    finally:
+        llm.latency_ms = 0
+
+    markup = '<b id="bold">hi</b><img src=x onerror="document.title=\'owned\'">'
+    say(page, markup)
+    expect(page.locator(".msg.assistant")).to_have_count(2)
+    assert texts(page, ".msg.user") == [PRICE_QUESTION, markup]
+    assert page.locator("#bold").count() == 0 and page.title() != "owned"
+    assert stored()[0] == ("user", PRICE_QUESTION) and len(stored()) == 4
+
+
+def test_a_reload_shows_the_history_once(page, app, listings):
+    open_chat(page, app.url + "/")
+    say(page, PRICE_QUESTION)
+    expect(page.locator(".msg.assistant")).to_have_count(1)
+
+    page.reload()  # the panel stays open in this tab
+    expect(page.locator(".status")).to_have_text("Online")
+    assert texts(page) == [PRICE_QUESTION, "The price for listing 123456 is $350,000."]
+    assert Conversation.objects.count() == 1
+
+
+def test_a_reply_that_came_while_the_network_was_down_appears_once(
+    page, network, listings, llm
+):
+    open_chat(page, network.url + "/")
+    llm.latency_ms = 1500
+    try:
+        say(page, PRICE_QUESTION)
+        expect(page.locator(".msg.user:not(.pending)")).to_have_count(1)  # stored
+        network.cut()
+        expect(page.locator(".status")).to_contain_text("Offline")
+        for _ in range(100):  # the turn goes on and finishes on the server meanwhile
+            if Message.objects.filter(role="assistant").exists():
+                break
+            page.wait_for_timeout(100)
+        assert page.locator(".msg.assistant").count() == 0
+    finally:
+        llm.latency_ms = 0
+    network.restore()
+    expect(page.locator(".status")).to_have_text("Online", timeout=RECONNECT_TIMEOUT)
+    expect(page.locator(".msg.assistant")).to_have_count(1)
+    assert texts(page) == [PRICE_QUESTION, "The price for listing 123456 is $350,000."]
+
+
+def test_the_server_goes_away_and_comes_back_and_the_missed_staff_reply_appears_once(
+    page, app, listings
+):
+    open_chat(page, app.url + "/")
+    say(page, PRICE_QUESTION)
+    expect(page.locator(".msg.assistant")).to_have_count(1)
+
+    app.stop(kill=True)
+    expect(page.locator(".status")).to_contain_text("Offline")
+    conversation = Conversation.objects.get()
+    turn.store_message(conversation.id, Message.Role.STAFF, "Anna here: it is still available.")
+    app.start()
+
+    expect(page.locator(".msg.staff")).to_have_count(1, timeout=RECONNECT_TIMEOUT)
+    expect(page.locator(".status")).to_have_text("Online")
+    assert texts(page) == [
+        PRICE_QUESTION,
+        "The price for listing 123456 is $350,000.",
+        "Anna here: it is still available.",
+    ]
+
+
+def test_messages_typed_while_offline_are_delivered_once_in_order(page, app, listings):
+    open_chat(page, app.url + "/")
+    app.stop(kill=True)
+    expect(page.locator(".status")).to_contain_text("Offline")
+
+    say(page, "Hello?")
+    say(page, PRICE_QUESTION)
+    expect(page.locator(".msg.pending .text")).to_have_text(["Hello?", PRICE_QUESTION])
+    app.start()
+
+    expect(page.locator(".msg.assistant")).to_have_count(2, timeout=RECONNECT_TIMEOUT)
+    expect(page.locator(".msg.pending")).to_have_count(0)
+    assert texts(page, ".msg.user") == ["Hello?", PRICE_QUESTION]
+    # Both are stored on arrival, in order, once; their turns then run one after the other.
+    assert stored()[:2] == [("user", "Hello?"), ("user", PRICE_QUESTION)]
+    assert [role for role, _ in stored()[2:]] == ["assistant", "assistant"]
+
+
+def test_messages_queued_in_a_closed_tab_are_sent_by_the_next_one(context, page, app, listings):
+    open_chat(page, app.url + "/")
+    app.stop(kill=True)
+    expect(page.locator(".status")).to_contain_text("Offline")
+    say(page, PRICE_QUESTION)
+    expect(page.locator(".msg.pending")).to_have_count(1)
+    page.close()
+    app.start()
+
+    later = context.new_page()
+    later.goto(app.url + "/")
+    later.locator(".launcher").click()
+    expect(later.locator(".msg.assistant")).to_have_count(1)
+    assert texts(later) == [PRICE_QUESTION, "The price for listing 123456 is $350,000."]
+    assert [role for role, _ in stored()] == ["user", "assistant"]
+
+
+def test_the_widget_works_embedded_on_another_origin_without_cookies(
+    page, context, app, sites, listings
+):
+    site = sites["allowed"].origin
+    open_chat(page, site + "/")
+    launcher = page.locator(".launcher").bounding_box()
+    assert launcher["x"] < 100  # data-position="left"
+    expect(page.locator("h2")).to_have_text("Talk to us")  # data-title
+    say(page, PRICE_QUESTION)
+    expect(page.locator(".msg.assistant")).to_have_count(1)
+
+    assert context.cookies(app.url) == []  # the token, not a cookie, holds the conversation
+    keys = page.evaluate("Object.keys(localStorage)")
+    assert f"chat-widget:{app.url}:token" in keys
+
+    page.reload()
+    expect(page.locator(".msg")).to_have_count(2)
+    assert Conversation.objects.count() == 1
+
+
+def test_a_site_that_is_not_allowed_gets_no_chat(page, sites):
+    page.goto(sites["other"].origin + "/")
+    page.locator(".launcher").click()
+    expect(page.locator(".status")).to_have_text("The chat is not available on this site.")
+    assert Conversation.objects.count() == 0
+
+
+def test_the_minimised_widget_counts_unread_replies(page, app, listings, llm):
+    open_chat(page, app.url + "/")
+    llm.latency_ms = 1000
+    try:
+        say(page, PRICE_QUESTION)
+        page.keyboard.press("Escape")  # minimise while the turn runs
+        expect(page.locator(".panel")).to_be_hidden()
+        expect(page.locator(".badge")).to_have_text("1")
+        expect(page.locator(".launcher")).to_have_attribute(
+            "aria-label", "Chat with Harbor & Oak, 1 unread"
+        )
+    finally:
+        llm.latency_ms = 0
+    page.keyboard.press("Enter")  # the launcher has the focus back
+    expect(page.locator(".panel")).to_be_visible()
+    expect(page.locator(".badge")).to_be_hidden()
+
+
+FOCUSED = "document.querySelector('[data-chat-widget]').shadowRoot.activeElement"
+
+
+def test_the_widget_works_with_the_keyboard_alone(page, app, listings):
+    page.goto(app.url + "/")
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"{FOCUSED}?.className") == "launcher":
+            break
+    else:
+        pytest.fail("Tab never reached the chat button")
+    outline = page.evaluate(f"getComputedStyle({FOCUSED}).outlineStyle")
+    assert outline == "solid"  # visible focus
+
+    page.keyboard.press("Enter")
+    expect(page.locator(".panel")).to_be_visible()
+    assert page.evaluate(f"{FOCUSED}.tagName") == "TEXTAREA"
+    expect(page.locator(".status")).to_have_text("Online")
+    page.keyboard.type(PRICE_QUESTION)
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.assistant")).to_have_count(1)
+
+    page.keyboard.press("Escape")
+    expect(page.locator(".panel")).to_be_hidden()
+    assert page.evaluate(f"{FOCUSED}.className") == "launcher"
+    expect(page.locator(".launcher")).to_have_attribute("aria-expanded", "false")
+
+
+def test_screenshots_of_the_open_widget_at_desktop_and_phone_width(page, app, listings):
+    ARTIFACTS.mkdir(exist_ok=True)
+    open_chat(page, app.url + "/")
+    say(page, PRICE_QUESTION)
+    expect(page.locator(".msg.assistant")).to_have_count(1)
+    page.screenshot(path=ARTIFACTS / "widget-desktop.png")
+
+    page.set_viewport_size({"width": 360, "height": 740})
+    panel = page.locator(".panel").bounding_box()
+    assert panel["x"] >= 0 and panel["x"] + panel["width"] <= 360
+    assert panel["y"] >= 0 and panel["y"] + panel["height"] <= 740
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    expect(page.locator("textarea")).to_be_in_viewport()
+    page.screenshot(path=ARTIFACTS / "widget-360px.png")
