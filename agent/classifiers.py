@@ -1,4 +1,4 @@
-"""The three classifier prompts of a turn, their JSON schemas and their typed outputs.
+"""The four classifier prompts of a turn, their JSON schemas and their typed outputs.
 
 Each classifier asks the LLM one question about the visitor's latest message, with the
 conversation so far as context, and gets a small JSON object back through structured output
@@ -44,6 +44,14 @@ class ListingQuestion:
     is_listing_question: bool
 
 
+@dataclass(frozen=True)
+class AppointmentChange:
+    """Does the visitor want to cancel or move a call already booked? ``action`` is "none",
+    "cancel" or "move"; the new time of a move comes from the scheduling classifier."""
+
+    action: str
+
+
 def _nullable(pattern: str) -> dict:
     return {"anyOf": [{"type": "string", "pattern": pattern}, {"type": "null"}]}
 
@@ -77,6 +85,7 @@ def _field(data: dict, name: str, kind: type, pattern: str | None = None) -> Any
 LISTING_ID = r"[0-9]{6}"
 DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 TIME = r"[0-9]{2}:[0-9]{2}"
+CHANGE_ACTIONS = ("none", "cancel", "move")
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,8 @@ SCHEDULING = Classifier(
     instructions=(
         "You classify messages for a real-estate agency's chat. Today is {today}. Decide "
         "whether the visitor's latest message asks to schedule a call with an agent, counting a "
-        "reply that gives the day or time the assistant just asked for. Resolve relative dates "
+        "reply that gives the day or time the assistant just asked for and a request to move a "
+        "call already booked to another day or time. Resolve relative dates "
         "such as 'tomorrow' or 'next Tuesday' against today's date. Set date (YYYY-MM-DD) and "
         "time (24-hour HH:MM) to when the visitor wants the call, or null when not given. "
         'Answer with JSON only: {{"wants_call": true|false, "date": "YYYY-MM-DD"|null, '
@@ -168,8 +178,29 @@ LISTING_QUESTION = Classifier(
     ),
 )
 
-# In the router's priority order.
-CLASSIFIERS = (PRICING, SCHEDULING, LISTING_QUESTION)
+APPOINTMENT_CHANGE = Classifier(
+    name="appointment_change",
+    instructions=(
+        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "latest message asks to cancel or to move (reschedule) a call with an agent that is "
+        "already booked, counting a reply that gives the new day or time the assistant just "
+        "asked for. Booking a new call is none. "
+        'Answer with JSON only: {{"action": "none"|"cancel"|"move"}}.'
+    ),
+    schema=_object(action={"type": "string", "enum": list(CHANGE_ACTIONS)}),
+    parse=lambda data: AppointmentChange(action=_action(data)),
+)
+
+
+def _action(data: dict) -> str:
+    action = _field(data, "action", str)
+    if action not in CHANGE_ACTIONS:
+        raise ClassifierOutputError(f"'action' should be one of {CHANGE_ACTIONS}, got {action!r}")
+    return action
+
+
+# Asked on every turn, in this order; the router applies its own priority.
+CLASSIFIERS = (PRICING, SCHEDULING, LISTING_QUESTION, APPOINTMENT_CHANGE)
 
 
 def as_label(output: Any) -> dict:

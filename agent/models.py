@@ -16,6 +16,9 @@ class Route(models.TextChoices):
     BOOKING = "booking", "Call booked"
     BOOKING_UNAVAILABLE = "booking_unavailable", "Booking: slot unavailable"
     BOOKING_NEEDS_TIME = "booking_needs_time", "Booking: asked for time"
+    BOOKING_CANCELLED = "booking_cancelled", "Call cancelled"
+    BOOKING_NOT_FOUND = "booking_not_found", "Cancel/move: no upcoming call"
+    CONTACT_SAVED = "contact_saved", "Contact details saved"
     HANDOFF = "handoff", "Listing question handed off"
     FALLBACK = "fallback", "Fallback to a human"
 
@@ -30,6 +33,13 @@ class Conversation(models.Model):
     visitor_email = models.EmailField(blank=True)
     visitor_phone = models.CharField(max_length=32, blank=True)
     last_seq = models.PositiveIntegerField(default=0, editable=False)
+    offer = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="Call times last offered to the visitor: "
+        '{"action": "book"|"move", "slots": ["<UTC ISO datetime>", ...]}, or {} when none.',
+    )
 
     class Meta:
         ordering = ["-created_at"]

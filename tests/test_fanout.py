@@ -1,4 +1,4 @@
-"""The fan-out: three classifier calls in flight at once, each failure contained."""
+"""The fan-out: every classifier call in flight at once, each failure contained."""
 
 import asyncio
 import json
@@ -7,7 +7,7 @@ from datetime import date
 import httpx
 import pytest
 
-from agent.classifiers import ListingQuestion, Pricing, Scheduling
+from agent.classifiers import CLASSIFIERS, AppointmentChange, ListingQuestion, Pricing, Scheduling
 from agent.fanout import fan_out
 from agent.llm import LLMClient, LLMError
 
@@ -18,6 +18,7 @@ ANSWERS = {
     "pricing": {"asks_price": True, "listing_id": "654321"},
     "scheduling": {"wants_call": False, "date": None, "time": None},
     "listing_question": {"is_listing_question": True},
+    "appointment_change": {"action": "none"},
 }
 
 
@@ -31,10 +32,10 @@ def schema_name(request: httpx.Request) -> str:
     return json.loads(request.content)["response_format"]["json_schema"]["name"]
 
 
-async def test_the_three_classifier_calls_are_in_flight_at_the_same_time():
-    # Each call waits at a barrier that opens only when all three have arrived: sent one after
+async def test_the_classifier_calls_are_in_flight_at_the_same_time():
+    # Each call waits at a barrier that opens only when all of them have arrived: sent one after
     # the other, the first would wait forever and the barrier's timeout would fail the test.
-    barrier = asyncio.Barrier(3)
+    barrier = asyncio.Barrier(len(CLASSIFIERS))
 
     async def handler(request):
         async with asyncio.timeout(2):
@@ -48,6 +49,7 @@ async def test_the_three_classifier_calls_are_in_flight_at_the_same_time():
         Pricing(True, "654321"),
         Scheduling(False, None, None),
         ListingQuestion(True),
+        AppointmentChange("none"),
     ]
     assert all(o.error == "" for o in outcomes)
 
@@ -67,7 +69,7 @@ async def test_each_request_carries_the_schema_the_history_and_the_date():
     assert {path for path, _, _ in seen} == {"/v1/chat/completions"}
     assert {auth for _, auth, _ in seen} == {"Bearer secret"}
     by_name = {body["response_format"]["json_schema"]["name"]: body for _, _, body in seen}
-    assert set(by_name) == {"pricing", "scheduling", "listing_question"}
+    assert set(by_name) == {"pricing", "scheduling", "listing_question", "appointment_change"}
     scheduling = by_name["scheduling"]
     assert scheduling["response_format"]["type"] == "json_schema"
     assert "Today is Sunday, 2026-11-22" in scheduling["messages"][0]["content"]
@@ -93,12 +95,13 @@ async def test_a_bad_answer_is_an_error_on_that_classifier_only(response, error)
         return completion(json.dumps(ANSWERS[schema_name(request)]))
 
     client = LLMClient("http://llm.test/v1", transport=httpx.MockTransport(handler))
-    pricing, scheduling, listing_question = await fan_out(client, HISTORY, TODAY)
+    pricing, scheduling, listing_question, change = await fan_out(client, HISTORY, TODAY)
     await client.aclose()
     assert pricing.output is None and error in pricing.error
     assert pricing.raw  # what the server said is kept for the log
     assert scheduling.output == Scheduling(False, None, None)
     assert listing_question.output == ListingQuestion(True)
+    assert change.output == AppointmentChange("none")
 
 
 async def test_a_timeout_is_an_error_not_an_exception():
@@ -108,7 +111,7 @@ async def test_a_timeout_is_an_error_not_an_exception():
     client = LLMClient("http://llm.test/v1", transport=httpx.MockTransport(handler))
     outcomes = await fan_out(client, HISTORY, TODAY)
     await client.aclose()
-    assert [o.error for o in outcomes] == ["timed out: ReadTimeout"] * 3
+    assert [o.error for o in outcomes] == ["timed out: ReadTimeout"] * len(CLASSIFIERS)
 
 
 @pytest.mark.parametrize(
