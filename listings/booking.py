@@ -346,11 +346,15 @@ def nearest_free_slots(
     """Up to ``count`` free call starts nearest to ``requested``, earliest first.
 
     Candidates lie on the ``SLOT_STEP`` grid from each opening time, from ``SEARCH_BEFORE``
-    before to ``SEARCH_AFTER`` after the requested time, within the lead time and horizon.
+    before to ``SEARCH_AFTER`` after the requested time (moved inside the lead time and the
+    horizon first), within the lead time and horizon.
     """
     requested = requested.astimezone(UTC)
-    start = max(requested - SEARCH_BEFORE, now + timedelta(minutes=settings.BOOKING_LEAD_MINUTES))
-    end = min(requested + SEARCH_AFTER, now + timedelta(days=settings.BOOKING_HORIZON_DAYS))
+    earliest = now + timedelta(minutes=settings.BOOKING_LEAD_MINUTES)
+    latest = now + timedelta(days=settings.BOOKING_HORIZON_DAYS)
+    around = min(max(requested, earliest), latest)  # a time past the horizon looks back from it
+    start = max(around - SEARCH_BEFORE, earliest)
+    end = min(around + SEARCH_AFTER, latest)
     if end < start:
         return []
     slots = load_schedule(start, end, ignore=ignore).slots(start, end)

@@ -14,7 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.classifiers import CLASSIFIERS, LISTING_QUESTION, PRICING, SCHEDULING
+from agent.classifiers import (
+    APPOINTMENT_CHANGE,
+    CLASSIFIERS,
+    LISTING_QUESTION,
+    PRICING,
+    SCHEDULING,
+)
 from agent.standin import NOTHING, StandinServer, classify, parse_date, parse_time, today_from
 
 TODAY = date(2026, 11, 19)  # a Thursday, so {weekday+3} crosses a weekend
@@ -129,6 +135,29 @@ def test_a_time_given_unprompted_is_not_a_call_request():
     answer = ask(SCHEDULING, ("user", "hi"), ("assistant", OTHER_REPLY),
                  ("user", "I move in tomorrow at 3pm"))
     assert answer == {"wants_call": False, "date": None, "time": None}
+
+
+@pytest.mark.parametrize(
+    ("asked", "text", "action"),
+    [
+        (OTHER_REPLY, "Cancel my appointment", "cancel"),
+        (OTHER_REPLY, "can we move it to Friday?", "move"),
+        (OTHER_REPLY, "I need to reschedule", "move"),
+        ("Your call is on Tuesday. To which day and time should I move your call?",
+         "Friday at 11", "move"),
+        (OTHER_REPLY, "I move in tomorrow at 3pm", "none"),
+        (OTHER_REPLY, "Can I book a call for Friday?", "none"),
+    ],
+)
+def test_cancel_and_move_requests_are_told_apart_from_bookings(asked, text, action):
+    answer = ask(APPOINTMENT_CHANGE, ("user", "hi"), ("assistant", asked), ("user", text))
+    assert answer == {"action": action}
+    assert APPOINTMENT_CHANGE.parse(answer).action == action
+
+
+def test_a_move_request_carries_its_new_day_for_the_scheduling_classifier():
+    answer = ask(SCHEDULING, ("user", "can we move it to Friday?"))
+    assert answer == {"wants_call": True, "date": "2026-11-20", "time": None}
 
 
 def test_a_call_request_without_a_day_or_time_leaves_both_null():
