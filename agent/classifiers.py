@@ -1,4 +1,4 @@
-"""The three classifier prompts of a turn, their JSON schemas and their typed outputs.
+"""The four classifier prompts of a turn, their JSON schemas and their typed outputs.
 
 Each classifier asks the LLM one question about the visitor's latest message, with the
 conversation so far as context, and gets a small JSON object back through structured output
@@ -6,8 +6,8 @@ conversation so far as context, and gets a small JSON object back through struct
 Ollama). The outputs are also the labels of ``../shared/eval`` data.
 
 The product reads its classifiers from ``agent.models.ClassifierConfig`` rows (editable in the
-admin); the router keys on the names pricing, scheduling and listing_question and reads the
-typed answers defined here.
+admin); the router keys on the names pricing, appointment_change, scheduling and
+listing_question and reads the typed answers defined here.
 """
 
 import re
@@ -50,6 +50,14 @@ class ListingQuestion:
     is_listing_question: bool
 
 
+@dataclass(frozen=True)
+class AppointmentChange:
+    """Does the visitor want to cancel or move a call already booked? ``action`` is "none",
+    "cancel" or "move"; the new time of a move comes from the scheduling classifier."""
+
+    action: str
+
+
 def _nullable(pattern: str) -> dict:
     return {"anyOf": [{"type": "string", "pattern": pattern}, {"type": "null"}]}
 
@@ -83,6 +91,7 @@ def _field(data: dict, name: str, kind: type, pattern: str | None = None) -> Any
 LISTING_ID = r"[0-9]{6}"
 DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 TIME = r"[0-9]{2}:[0-9]{2}"
+CHANGE_ACTIONS = ("none", "cancel", "move")
 
 
 AGENCY_CONTEXT = (
@@ -173,9 +182,10 @@ def fill_today(text: str, today: date) -> str:
 
 def decides(output: Any) -> bool:
     """Whether this answer makes the router act on its classifier (a "yes" of the router's
-    three), so no lower-priority classifier can change the route."""
+    four), so no lower-priority classifier can change the route."""
     return (
         (isinstance(output, Pricing) and output.asks_price)
+        or (isinstance(output, AppointmentChange) and output.action != "none")
         or (isinstance(output, Scheduling) and output.wants_call)
         or (isinstance(output, ListingQuestion) and output.is_listing_question)
     )
@@ -194,6 +204,7 @@ PARSERS: dict[str, Callable[[dict], Any]] = {
     "listing_question": lambda data: ListingQuestion(
         is_listing_question=_field(data, "is_listing_question", bool)
     ),
+    "appointment_change": lambda data: AppointmentChange(action=_action(data)),
 }
 
 # The built-in defaults. Migration 0004 seeds the ClassifierConfig rows with copies of these
@@ -215,7 +226,8 @@ SCHEDULING = Classifier(
     instructions=(
         "You classify messages for a real-estate agency's chat. Today is {today}. Decide "
         "whether the visitor's latest message asks to schedule a call with an agent, counting a "
-        "reply that gives the day or time the assistant just asked for. Resolve relative dates "
+        "reply that gives the day or time the assistant just asked for and a request to move a "
+        "call already booked to another day or time. Resolve relative dates "
         "such as 'tomorrow' or 'next Tuesday' against today's date. Set date (YYYY-MM-DD) and "
         "time (24-hour HH:MM) to when the visitor wants the call, or null when not given. "
         'Answer with JSON only: {"wants_call": true|false, "date": "YYYY-MM-DD"|null, '
@@ -236,8 +248,29 @@ LISTING_QUESTION = Classifier(
     schema=_object(is_listing_question=BOOLEAN),
 )
 
-# In the router's priority order.
-CLASSIFIERS = (PRICING, SCHEDULING, LISTING_QUESTION)
+APPOINTMENT_CHANGE = Classifier(
+    name="appointment_change",
+    instructions=(
+        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "latest message asks to cancel or to move (reschedule) a call with an agent that is "
+        "already booked, counting a reply that gives the new day or time the assistant just "
+        "asked for. Booking a new call is none. "
+        'Answer with JSON only: {"action": "none"|"cancel"|"move"}.'
+    ),
+    schema=_object(action={"type": "string", "enum": list(CHANGE_ACTIONS)}),
+)
+
+
+def _action(data: dict) -> str:
+    action = _field(data, "action", str)
+    if action not in CHANGE_ACTIONS:
+        raise ClassifierOutputError(f"'action' should be one of {CHANGE_ACTIONS}, got {action!r}")
+    return action
+
+
+# The built-in classifiers in their default priority order (migration 0005 seeds them so).
+# Cancel or move comes before scheduling, which also says yes to "move it to Friday".
+CLASSIFIERS = (PRICING, APPOINTMENT_CHANGE, SCHEDULING, LISTING_QUESTION)
 
 
 def as_label(output: Any) -> dict:

@@ -33,6 +33,9 @@ class Route(models.TextChoices):
     BOOKING = "booking", "Call booked"
     BOOKING_UNAVAILABLE = "booking_unavailable", "Booking: slot unavailable"
     BOOKING_NEEDS_TIME = "booking_needs_time", "Booking: asked for time"
+    BOOKING_CANCELLED = "booking_cancelled", "Call cancelled"
+    BOOKING_NOT_FOUND = "booking_not_found", "Cancel/move: no upcoming call"
+    CONTACT_SAVED = "contact_saved", "Contact details saved"
     HANDOFF = "handoff", "Listing question handed off"
     FALLBACK = "fallback", "Fallback to a human"
     STAFF = "staff", "For staff (conversation claimed)"
@@ -50,6 +53,13 @@ class Conversation(models.Model):
     last_seq = models.PositiveIntegerField(default=0, editable=False)
     # When ``purge_conversations`` removed its texts and contact details (null: never).
     anonymised_at = models.DateTimeField(null=True, blank=True, editable=False)
+    offer = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="Call times last offered to the visitor: "
+        '{"action": "book"|"move", "slots": ["<UTC ISO datetime>", ...]}, or {} when none.',
+    )
 
     class Meta:
         ordering = ["-created_at"]

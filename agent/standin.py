@@ -1,7 +1,7 @@
 """A rule-based stand-in for the LLM server, so the product runs without a GPU.
 
 It speaks the OpenAI chat-completions protocol (``POST /v1/chat/completions``,
-``GET /v1/models``) and answers the three classifiers of ``agent.classifiers`` with keyword
+``GET /v1/models``) and answers the four classifiers of ``agent.classifiers`` with keyword
 rules: deterministic, instant, and wrong wherever a keyword list is. It is for local runs,
 tests and benchmarks, never for judging the classifiers' accuracy.
 
@@ -38,15 +38,16 @@ HANG_LIMIT = 600.0  # seconds a "hang" lasts at most when the client never gives
 STEP = 0.05  # seconds between checks of the stop flag and the client while sleeping
 PIECE = 12  # characters of the answer per streamed chunk
 
-# The three classifiers' answers when nothing matches, in ``agent.classifiers`` order.
+# The classifiers' answers when nothing matches, in ``agent.classifiers`` order.
 NOTHING = {
     "pricing": {"asks_price": False, "listing_id": None},
     "scheduling": {"wants_call": False, "date": None, "time": None},
     "listing_question": {"is_listing_question": False},
+    "appointment_change": {"action": "none"},
 }
 # A field of each classifier's answer, to recognise its system prompt without a schema.
 _PROMPT_FIELDS = {"asks_price": "pricing", "wants_call": "scheduling",
-                  "is_listing_question": "listing_question"}
+                  "is_listing_question": "listing_question", '"action"': "appointment_change"}
 
 _LISTING_ID = re.compile(r"(?<!\d)\d{6}(?!\d)")
 _PRICE_WORDS = re.compile(
@@ -57,6 +58,12 @@ _CALL_WORDS = re.compile(
     r"\b(call|calls|phone|ring|schedul(e|ed|ing)|book|booking|appointment|meet|meeting|"
     r"speak|talk)\b"
 )
+_CANCEL_WORDS = re.compile(r"\b(cancel(s|led|ling)?|call (it )?off)\b")
+_MOVE_WORDS = re.compile(
+    r"\b(move|push|shift) (it|the call|my call|our call|the appointment|my appointment)\b|"
+    r"\breschedul(e|ed|ing)\b|\bpostpone\b"
+)
+_ASKS_MOVE = re.compile(r"\bmove your call\b")
 _LISTING_WORDS = re.compile(
     r"\b(listings?|house|houses|home|homes|property|properties|place|apartments?|flat|condo|"
     r"bedrooms?|bathrooms?|beds?|baths?|garage|garden|yard|pool|kitchen|basement|sq ?ft|"
@@ -203,9 +210,27 @@ def scheduling(latest: str, asked: str, today: date) -> dict:
     """
     day, hour = parse_date(latest, today), parse_time(latest)
     follow_up = (day or hour) and _ASKS_WHEN.search(asked.lower()) is not None
-    if not (_CALL_WORDS.search(latest.lower()) or follow_up):
+    lowered = latest.lower()
+    if not (_CALL_WORDS.search(lowered) or _MOVE_WORDS.search(lowered) or follow_up):
         return dict(NOTHING["scheduling"])
     return {"wants_call": True, "date": day, "time": hour}
+
+
+def appointment_change(latest: str, asked: str, today: date) -> dict:
+    """The appointment-change answer for the latest user message and the assistant message
+    before it.
+
+    Returns:
+        ``{"action": "cancel" | "move" | "none"}``: cancel words win over move words; a day or
+        time given right after the assistant asked where to move the call is a move.
+    """
+    lowered = latest.lower()
+    if _CANCEL_WORDS.search(lowered):
+        return {"action": "cancel"}
+    gives_time = parse_date(latest, today) or parse_time(latest)
+    if _MOVE_WORDS.search(lowered) or (gives_time and _ASKS_MOVE.search(asked.lower())):
+        return {"action": "move"}
+    return dict(NOTHING["appointment_change"])
 
 
 def listing_question(latest: str) -> dict:
@@ -241,7 +266,8 @@ def classify(name: str | None, messages: list[dict], schema: dict | None = None)
     """Answer one classifier by the rules.
 
     Args:
-        name: "pricing", "scheduling", "listing_question", or anything else (unknown).
+        name: "pricing", "scheduling", "listing_question", "appointment_change", or anything
+            else (unknown).
         messages: the OpenAI chat messages of the request, system prompt first.
         schema: the JSON schema of ``response_format``, if any.
     Returns:
@@ -256,6 +282,8 @@ def classify(name: str | None, messages: list[dict], schema: dict | None = None)
         answer = scheduling(latest, asked, today_from(messages))
     elif name == "listing_question":
         answer = listing_question(latest)
+    elif name == "appointment_change":
+        answer = appointment_change(latest, asked, today_from(messages))
     else:
         answer = {key: value for fields in NOTHING.values() for key, value in fields.items()}
     properties = schema.get("properties") if isinstance(schema, dict) else None

@@ -1,27 +1,55 @@
-"""Staff views of listings, realtors and the calls booked with them."""
+"""Staff views of listings, realtors and the calls booked with them: appointments by day and
+realtor, realtors with their hours and days off, and a day view per realtor."""
+
+from datetime import date, timedelta
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
 from agent.admin import contact, conversation_link
 
-from .models import Appointment, Listing, Realtor
+from . import booking
+from .models import Appointment, DayOff, Listing, Realtor, WorkingHours
 
 
 @admin.register(Listing)
 class ListingAdmin(admin.ModelAdmin):
-    list_display = ["listing_id", "address", "price", "currency", "status", "bedrooms"]
+    list_display = ["listing_id", "address", "price", "currency", "status", "bedrooms", "realtor"]
     list_editable = ["price"]
-    list_filter = ["status"]
+    list_filter = ["status", "realtor"]
+    list_select_related = ["realtor__user"]
     search_fields = ["listing_id", "address"]
+
+
+class WorkingHoursInline(admin.TabularInline):
+    model = WorkingHours
+    extra = 0
+    verbose_name_plural = "weekly hours (agency time; none means the agency's default hours)"
+
+
+class DayOffInline(admin.TabularInline):
+    model = DayOff
+    extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(day__gte=timezone.localdate() - timedelta(30))
 
 
 @admin.register(Realtor)
 class RealtorAdmin(admin.ModelAdmin):
-    list_display = ["name", "email", "phone", "is_active"]
+    list_display = ["name", "email", "phone", "is_active", "call_minutes", "buffer_minutes",
+                    "day_view"]
     list_filter = ["is_active"]
     list_select_related = ["user"]
     search_fields = ["user__first_name", "user__last_name", "user__email", "phone"]
+    inlines = [WorkingHoursInline, DayOffInline]
 
     @admin.display(ordering="user__first_name")
     def name(self, obj):
@@ -31,15 +59,106 @@ class RealtorAdmin(admin.ModelAdmin):
     def email(self, obj):
         return obj.user.email
 
+    @admin.display(description="calls")
+    def day_view(self, obj):
+        url = reverse("admin:listings_realtor_day", args=[obj.pk])
+        return format_html('<a href="{}">day view</a>', url)
+
+    def get_urls(self):
+        day = path(
+            "<int:realtor_id>/day/",
+            self.admin_site.admin_view(self.day_view_page),
+            name="listings_realtor_day",
+        )
+        return [day, *super().get_urls()]
+
+    def day_view_page(self, request, realtor_id):
+        """One realtor's day (``?day=YYYY-MM-DD``, default today, agency time): their hours,
+        days off and calls, with links to the previous and next day."""
+        realtor = get_object_or_404(Realtor.objects.select_related("user"), pk=realtor_id)
+        if not self.has_view_permission(request, realtor):
+            raise PermissionDenied
+        try:
+            day = date.fromisoformat(request.GET.get("day", ""))
+        except ValueError:
+            day = timezone.localdate()
+        start = booking.local_midnight(day)
+        calls = (
+            Appointment.objects.filter(
+                realtor=realtor, starts_at__gte=start,
+                starts_at__lt=booking.local_midnight(day + timedelta(days=1)),
+            )
+            .select_related("listing")
+            .order_by("starts_at")
+        )
+        schedule = booking.load_schedule(start, start)
+        mine = next((r for r in schedule.realtors if r.pk == realtor.pk), None)
+        shifts = schedule.shifts(mine, day) if mine is not None else []
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{realtor}: {day:%A, %B} {day.day}, {day.year}",
+            "opts": self.model._meta,
+            "original": realtor,
+            "realtor": realtor,
+            "day": day,
+            "previous_day": day - timedelta(days=1),
+            "next_day": day + timedelta(days=1),
+            "shifts": [(booking.local(a), booking.local(b)) for a, b in shifts],
+            "day_off": realtor.days_off.filter(day=day).first(),
+            "calls": [(booking.local(c.starts_at), booking.local(c.ends_at), c) for c in calls],
+            "zone": settings.TIME_ZONE,
+        }
+        return TemplateResponse(request, "admin/listings/realtor_day.html", context)
+
+
+class WhenFilter(admin.SimpleListFilter):
+    """Upcoming (not started yet) or today's calls, agency time."""
+
+    title = "when"
+    parameter_name = "when"
+
+    def lookups(self, request, model_admin):
+        return [("upcoming", "Upcoming"), ("today", "Today"), ("past", "Past")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "upcoming":
+            return queryset.filter(starts_at__gte=now)
+        if self.value() == "past":
+            return queryset.filter(starts_at__lt=now)
+        if self.value() == "today":
+            today = timezone.localdate()
+            return queryset.filter(
+                starts_at__gte=booking.local_midnight(today),
+                starts_at__lt=booking.local_midnight(today + timedelta(days=1)),
+            )
+        return queryset
+
 
 @admin.register(Appointment)
 class AppointmentAdmin(admin.ModelAdmin):
     list_display = ["starts", "realtor", "status", "visitor", "listing", "conversation_link"]
-    list_filter = ["starts_at", "status", "realtor"]
+    list_filter = [WhenFilter, "status", "realtor"]
     list_select_related = ["realtor__user", "listing"]
     date_hierarchy = "starts_at"
+    ordering = ["starts_at", "realtor"]
     search_fields = ["visitor_name", "visitor_email", "visitor_phone", "listing__listing_id"]
     raw_id_fields = ["listing", "conversation"]
+    actions = ["confirm", "cancel"]
+
+    @admin.action(description="Confirm selected calls")
+    def confirm(self, request, queryset):
+        count = queryset.filter(status=Appointment.Status.BOOKED).update(
+            status=Appointment.Status.CONFIRMED
+        )
+        self.message_user(request, f"Confirmed {count} call(s).", messages.SUCCESS)
+
+    @admin.action(description="Cancel selected calls (frees their time, emails both sides)")
+    def cancel(self, request, queryset):
+        active = queryset.filter(status__in=booking.ACTIVE).select_related("realtor__user")
+        with transaction.atomic():
+            cancelled = [booking.cancel(appointment) for appointment in active]
+        self.message_user(request, f"Cancelled {len(cancelled)} call(s).", messages.SUCCESS)
 
     # Datetimes are shown in the current time zone, which is TIME_ZONE, the agency's zone.
     @admin.display(description=f"starts ({settings.TIME_ZONE})", ordering="starts_at")

@@ -1,22 +1,44 @@
-"""Booking calls with realtors: the agency's hours, free realtors, and the appointment itself.
+"""Booking calls with realtors: their hours, free slots, alternatives, and the appointment itself.
 
-Rules (issue #2): a call lasts ``CALL_MINUTES`` (default 30), must start in the future, on a
-business day (``BUSINESS_DAYS``, default Monday to Friday) and lie within ``BUSINESS_HOURS``
-(default 09:00-17:00) in the agency's time zone (``AGENCY_TIMEZONE``), and must not overlap
-another active appointment of the same realtor.
+Rules (issue #4):
+
+- Each realtor has weekly hours in the agency's time zone (``WorkingHours``; none means the
+  agency's ``BUSINESS_HOURS`` on ``BUSINESS_DAYS``), days off, a call length and a buffer kept
+  free after each call.
+- A call starts at least ``BOOKING_LEAD_MINUTES`` (default 60) from now and at most
+  ``BOOKING_HORIZON_DAYS`` (default 60) ahead, lies inside the realtor's hours, and does not
+  overlap the realtor's other active calls, buffers included.
+- The realtor of the listing under discussion gets the call if free, otherwise the free realtor
+  with the fewest calls that (agency-local) day, then the lowest id.
+- The application check picks a realtor; PostgreSQL has the last word (the exclusion
+  constraint ``appointment_no_overlap``): when a concurrent booking took the realtor first, the
+  next free realtor is tried, and when none is left the visitor is told the slot was taken.
+
+Times are stored in UTC and read in the agency's zone. All arithmetic and comparisons here are
+done on UTC datetimes: Python adds a timedelta to a zone-aware datetime in wall-clock time,
+which is off by an hour across a daylight-saving change.
 """
 
-from datetime import date, datetime, time, timedelta
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, Q
+from django.db import IntegrityError, transaction
+from django.db.models import Prefetch
 
-from listings.models import Appointment, Listing, Realtor
+from listings.models import Appointment, DayOff, Listing, Realtor, WorkingHours
+
+logger = logging.getLogger(__name__)
 
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 ACTIVE = (Appointment.Status.BOOKED, Appointment.Status.CONFIRMED)
+SLOT_STEP = timedelta(minutes=30)  # alternatives start on this grid from each opening time
+OFFER_SIZE = 3  # alternatives offered at most
+SEARCH_BEFORE = timedelta(days=7)  # how far around the requested time alternatives are sought
+SEARCH_AFTER = timedelta(days=14)
+EXCLUSION_VIOLATION = "23P01"  # PostgreSQL's SQLSTATE for an exclusion constraint
 
 
 class SlotUnavailable(Exception):
@@ -28,8 +50,29 @@ def agency_zone() -> ZoneInfo:
     return ZoneInfo(settings.AGENCY_TIMEZONE)
 
 
+def local(moment: datetime) -> datetime:
+    """``moment`` in the agency's zone."""
+    return moment.astimezone(agency_zone())
+
+
+def local_midnight(day: date) -> datetime:
+    """The start of an agency-local day, in UTC."""
+    return datetime.combine(day, time(0), tzinfo=agency_zone()).astimezone(UTC)
+
+
+def format_day(moment: datetime) -> str:
+    """The agency-local day as a visitor reads it: ``Wednesday, November 25``."""
+    moment = local(moment)
+    return f"{moment:%A, %B} {moment.day}"
+
+
+def format_slot(starts_at: datetime) -> str:
+    """A call time as a visitor reads it: ``Wednesday, November 25 at 10:00 EST``."""
+    return f"{format_day(starts_at)} at {local(starts_at):%H:%M %Z}"
+
+
 def describe_hours() -> str:
-    """The hours in words, e.g. ``Monday to Friday, 09:00-17:00``."""
+    """The agency's default hours in words, e.g. ``Monday to Friday, 09:00-17:00``."""
     days = sorted(settings.BUSINESS_DAYS)
     if days == list(range(days[0], days[-1] + 1)) and len(days) > 2:
         day_text = f"{DAY_NAMES[days[0]]} to {DAY_NAMES[days[-1]]}"
@@ -40,10 +83,11 @@ def describe_hours() -> str:
 
 
 def parse_slot(day: str, clock: str) -> datetime:
-    """Turn a classifier's ``YYYY-MM-DD`` and ``HH:MM`` into an aware datetime in the agency zone.
+    """Turn a classifier's ``YYYY-MM-DD`` and ``HH:MM`` (agency time) into a UTC datetime.
 
     Raises:
-        SlotUnavailable: the date or time does not exist (e.g. ``2027-02-30`` or ``25:00``).
+        SlotUnavailable: the date or time does not exist (``2027-02-30``, ``25:00``, or a
+            local time skipped when clocks go forward, e.g. 02:30 on 2027-03-14 in New York).
     """
     try:
         local_day = date.fromisoformat(day)
@@ -53,83 +97,333 @@ def parse_slot(day: str, clock: str) -> datetime:
         local_time = time.fromisoformat(clock)
     except ValueError:
         raise SlotUnavailable(f"{clock} is not a valid time") from None
-    return datetime.combine(local_day, local_time, tzinfo=agency_zone())
+    return local_slot(local_day, local_time)
 
 
-def check_hours(starts_at: datetime, now: datetime) -> None:
-    """Check that a call starting at ``starts_at`` is in the future and within business hours.
+def local_slot(day: date, clock: time) -> datetime:
+    """An agency-local day and time as a UTC datetime.
 
     Raises:
-        SlotUnavailable: with the reason in words.
+        SlotUnavailable: that local time does not exist on that day (clocks went forward).
     """
-    local = starts_at.astimezone(agency_zone())
+    wall = datetime.combine(day, clock, tzinfo=agency_zone())
+    moment = wall.astimezone(UTC)
+    if local(moment).replace(tzinfo=None) != wall.replace(tzinfo=None):
+        raise SlotUnavailable(f"{clock:%H:%M} does not exist on {day} (the clocks change)")
+    return moment
+
+
+def check_window(starts_at: datetime, now: datetime) -> None:
+    """Check that a call starting at ``starts_at`` is neither past, too soon nor too far ahead.
+
+    Raises:
+        SlotUnavailable: with the reason in words (``BOOKING_LEAD_MINUTES``,
+            ``BOOKING_HORIZON_DAYS``).
+    """
     if starts_at <= now:
         raise SlotUnavailable(f"{format_slot(starts_at)} is in the past")
-    if local.weekday() not in settings.BUSINESS_DAYS:
-        raise SlotUnavailable(f"we don't take calls on {DAY_NAMES[local.weekday()]}s")
-    opens, closes = settings.BUSINESS_HOURS
-    ends = (local + timedelta(minutes=settings.CALL_MINUTES)).time()
-    if local.time() < opens or ends > closes or ends < local.time():
-        raise SlotUnavailable(f"{local:%H:%M} is outside our hours")
+    lead = timedelta(minutes=settings.BOOKING_LEAD_MINUTES)
+    if starts_at < now + lead:
+        raise SlotUnavailable(
+            f"{format_slot(starts_at)} is too soon: calls are booked at least "
+            f"{_duration(lead)} ahead"
+        )
+    if starts_at > now + timedelta(days=settings.BOOKING_HORIZON_DAYS):
+        raise SlotUnavailable(
+            f"{format_slot(starts_at)} is too far ahead: we book calls up to "
+            f"{settings.BOOKING_HORIZON_DAYS} days ahead"
+        )
+
+
+def _duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "1 hour" if hours == 1 else f"{hours} hours"
+    return f"{minutes} minutes"
+
+
+@dataclass
+class Schedule:
+    """The realtors' hours, days off and busy times over a stretch of time, read once.
+
+    ``busy`` maps a realtor id to the ``(starts_at, blocked_until)`` UTC pairs of their active
+    calls; ``calls`` maps ``(realtor id, local date)`` to the number of active calls that day.
+    """
+
+    realtors: list[Realtor]
+    busy: dict[int, list[tuple[datetime, datetime]]] = field(default_factory=dict)
+    calls: dict[tuple[int, date], int] = field(default_factory=dict)
+
+    def shifts(self, realtor: Realtor, day: date) -> list[tuple[datetime, datetime]]:
+        """The realtor's working stretches on an agency-local day, as UTC (start, end) pairs;
+        empty on a day off or a day they don't work."""
+        if any(off.day == day for off in realtor.days_off.all()):
+            return []
+        rows = list(realtor.hours.all())
+        if rows:
+            spans = [(r.starts, r.ends) for r in rows if r.weekday == day.weekday()]
+        elif day.weekday() in settings.BUSINESS_DAYS:
+            spans = [settings.BUSINESS_HOURS]
+        else:
+            spans = []
+        zone = agency_zone()
+        return [
+            (
+                datetime.combine(day, opens, tzinfo=zone).astimezone(UTC),
+                datetime.combine(day, closes, tzinfo=zone).astimezone(UTC),
+            )
+            for opens, closes in spans
+        ]
+
+    def works(self, realtor: Realtor, starts_at: datetime) -> bool:
+        """Whether a call of the realtor's length starting then lies inside their hours."""
+        ends_at = starts_at + timedelta(minutes=realtor.call_minutes)
+        return any(
+            opens <= starts_at and ends_at <= closes
+            for opens, closes in self.shifts(realtor, local(starts_at).date())
+        )
+
+    def is_free(self, realtor: Realtor, starts_at: datetime) -> bool:
+        """Whether the realtor works then and the call, with its buffer, overlaps none of
+        their active calls."""
+        if not self.works(realtor, starts_at):
+            return False
+        blocked_until = starts_at + timedelta(
+            minutes=realtor.call_minutes + realtor.buffer_minutes
+        )
+        return all(
+            not (start < blocked_until and starts_at < until)
+            for start, until in self.busy.get(realtor.pk, [])
+        )
+
+    def free_realtors(self, starts_at: datetime, preferred: Realtor | None = None) -> list:
+        """The realtors free for a call starting then, in the order to try them: ``preferred``
+        first, then fewest calls that day, then lowest id."""
+        day = local(starts_at).date()
+        free = [r for r in self.realtors if self.is_free(r, starts_at)]
+        return sorted(
+            free,
+            key=lambda r: (
+                preferred is None or r.pk != preferred.pk,
+                self.calls.get((r.pk, day), 0),
+                r.pk,
+            ),
+        )
+
+    def why_not(self, starts_at: datetime) -> str:
+        """Why no realtor can take a call starting then, in words for the visitor."""
+        moment = local(starts_at)
+        if not self.realtors:
+            return "no realtor takes calls at the moment"
+        if not any(self.shifts(r, moment.date()) for r in self.realtors):
+            if all(not _works_weekday(r, moment.weekday()) for r in self.realtors):
+                return f"we don't take calls on {DAY_NAMES[moment.weekday()]}s"
+            return f"our realtors are away on {format_day(starts_at)}"
+        if not any(self.works(r, starts_at) for r in self.realtors):
+            return f"{moment:%H:%M} is outside our hours that day"
+        return f"all our realtors are busy at {format_slot(starts_at)}"
+
+    def slots(self, start: datetime, end: datetime) -> list[datetime]:
+        """Every free call start in ``[start, end]`` on the ``SLOT_STEP`` grid from each
+        opening time, in order, without duplicates."""
+        found = set()
+        day = local(start).date()
+        while local_midnight(day) <= end:
+            for realtor in self.realtors:
+                for opens, closes in self.shifts(realtor, day):
+                    moment = opens
+                    length = timedelta(minutes=realtor.call_minutes)
+                    while moment + length <= closes:
+                        if start <= moment <= end and self.is_free(realtor, moment):
+                            found.add(moment)
+                        moment += SLOT_STEP
+            day += timedelta(days=1)
+        return sorted(found)
+
+
+def _works_weekday(realtor: Realtor, weekday: int) -> bool:
+    rows = list(realtor.hours.all())
+    if rows:
+        return any(r.weekday == weekday for r in rows)
+    return weekday in settings.BUSINESS_DAYS
+
+
+def load_schedule(start: datetime, end: datetime, *, ignore: Appointment | None = None) -> Schedule:
+    """Read the active realtors with their hours and days off, and their active calls that
+    touch the agency-local days from ``start`` to ``end``.
+
+    Args:
+        start, end: aware datetimes.
+        ignore: an appointment to leave out (the one being moved).
+    """
+    first = local_midnight(local(start).date())
+    last = local_midnight(local(end).date() + timedelta(days=1))
+    realtors = list(
+        Realtor.objects.filter(is_active=True)
+        .select_related("user")
+        .prefetch_related(
+            Prefetch("hours", queryset=WorkingHours.objects.order_by("weekday", "starts")),
+            Prefetch("days_off", queryset=DayOff.objects.filter(day__gte=local(first).date())),
+        )
+        .order_by("pk")
+    )
+    schedule = Schedule(realtors)
+    appointments = Appointment.objects.filter(
+        status__in=ACTIVE, starts_at__lt=last, blocked_until__gt=first - timedelta(days=1)
+    )
+    if ignore is not None:
+        appointments = appointments.exclude(pk=ignore.pk)
+    for realtor_id, starts_at, blocked_until in appointments.values_list(
+        "realtor_id", "starts_at", "blocked_until"
+    ):
+        schedule.busy.setdefault(realtor_id, []).append((starts_at, blocked_until))
+        key = (realtor_id, local(starts_at).date())
+        schedule.calls[key] = schedule.calls.get(key, 0) + 1
+    return schedule
 
 
 def book_call(
-    starts_at: datetime, *, now: datetime, conversation=None, listing: Listing | None = None
+    starts_at: datetime,
+    *,
+    now: datetime,
+    conversation=None,
+    listing: Listing | None = None,
+    preferred: Realtor | None = None,
+    ignore: Appointment | None = None,
 ) -> Appointment:
-    """Book a call of ``CALL_MINUTES`` with a free realtor.
-
-    Of the active realtors free at that time, the one with the fewest active calls that day
-    gets it (then the lowest id). Realtor rows are locked for the
-    transaction, so two concurrent bookings cannot both take the last free realtor.
+    """Book a call with a free realtor.
 
     Args:
         starts_at: aware datetime of the call's start.
         now: the current time, aware.
         conversation: the ``agent.Conversation`` the request came from; its contact is copied.
-        listing: the listing under discussion, if any.
+        listing: the listing under discussion; its realtor is preferred when free.
+        preferred: a realtor to prefer over the listing's (the realtor of a call being moved).
+        ignore: an appointment whose time does not count as busy (the one being moved; the
+            caller cancels it in the same transaction).
     Returns:
-        The saved ``Appointment`` (UTC times).
+        The saved ``Appointment`` (UTC times), its end after the realtor's call length.
     Raises:
-        SlotUnavailable: in the past, outside hours, or no realtor free.
+        SlotUnavailable: past, too soon, too far ahead, outside every realtor's hours, or no
+            realtor free, including when a concurrent booking took the last one first.
     """
-    check_hours(starts_at, now)
-    ends_at = starts_at + timedelta(minutes=settings.CALL_MINUTES)
-    local_day = starts_at.astimezone(agency_zone()).date()
-    day_start = datetime.combine(local_day, time(0), tzinfo=agency_zone())
-    with transaction.atomic():
-        realtors = list(Realtor.objects.filter(is_active=True).select_for_update().order_by("pk"))
-        busy = set(
-            Appointment.objects.filter(
-                status__in=ACTIVE, starts_at__lt=ends_at, ends_at__gt=starts_at
-            ).values_list("realtor_id", flat=True)
-        )
-        free = [r.pk for r in realtors if r.pk not in busy]
-        if not free:
-            raise SlotUnavailable(f"all our realtors are busy at {format_slot(starts_at)}")
-        that_day = Q(
-            appointments__status__in=ACTIVE,
-            appointments__starts_at__gte=day_start,
-            appointments__starts_at__lt=day_start + timedelta(days=1),
-        )
-        realtor = (
-            Realtor.objects.filter(pk__in=free)
-            .annotate(calls=Count("appointments", filter=that_day))
-            .order_by("calls", "pk")
-            .first()
-        )
-        return Appointment.objects.create(
+    starts_at = starts_at.astimezone(UTC)
+    check_window(starts_at, now)
+    schedule = load_schedule(starts_at, starts_at, ignore=ignore)
+    if preferred is None and listing is not None:
+        preferred = listing.realtor
+    candidates = schedule.free_realtors(starts_at, preferred)
+    if not candidates:
+        raise SlotUnavailable(schedule.why_not(starts_at))
+    for realtor in candidates:
+        appointment = Appointment(
             realtor=realtor,
             starts_at=starts_at,
-            ends_at=ends_at,
+            ends_at=starts_at + timedelta(minutes=realtor.call_minutes),
             listing=listing,
             conversation=conversation,
             visitor_name=getattr(conversation, "visitor_name", ""),
             visitor_email=getattr(conversation, "visitor_email", ""),
             visitor_phone=getattr(conversation, "visitor_phone", ""),
         )
+        appointment.set_blocked_until()
+        try:
+            with transaction.atomic():
+                appointment.save()
+        except IntegrityError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != EXCLUSION_VIOLATION:
+                raise
+            logger.info("realtor %s was taken concurrently at %s", realtor.pk, starts_at)
+            continue
+        return appointment
+    raise SlotUnavailable(f"{format_slot(starts_at)} was booked by someone else a moment ago")
 
 
-def format_slot(starts_at: datetime) -> str:
-    """A call time as a visitor reads it: ``Wednesday, November 25 at 10:00 EST``."""
-    local = starts_at.astimezone(agency_zone())
-    return f"{local:%A, %B} {local.day} at {local:%H:%M %Z}"
+def nearest_free_slots(
+    requested: datetime, *, now: datetime, count: int = OFFER_SIZE, ignore=None
+) -> list[datetime]:
+    """Up to ``count`` free call starts nearest to ``requested``, earliest first.
+
+    Candidates lie on the ``SLOT_STEP`` grid from each opening time, from ``SEARCH_BEFORE``
+    before to ``SEARCH_AFTER`` after the requested time (moved inside the lead time and the
+    horizon first), within the lead time and horizon.
+    """
+    requested = requested.astimezone(UTC)
+    earliest = now + timedelta(minutes=settings.BOOKING_LEAD_MINUTES)
+    latest = now + timedelta(days=settings.BOOKING_HORIZON_DAYS)
+    around = min(max(requested, earliest), latest)  # a time past the horizon looks back from it
+    start = max(around - SEARCH_BEFORE, earliest)
+    end = min(around + SEARCH_AFTER, latest)
+    if end < start:
+        return []
+    slots = load_schedule(start, end, ignore=ignore).slots(start, end)
+    nearest = sorted(slots, key=lambda s: (abs(s - requested), s))[:count]
+    return sorted(nearest)
+
+
+def free_slots_on(day: date, *, now: datetime, count: int = OFFER_SIZE, ignore=None) -> list:
+    """The first ``count`` free call starts on an agency-local day, within lead and horizon."""
+    start = max(local_midnight(day), now + timedelta(minutes=settings.BOOKING_LEAD_MINUTES))
+    end = min(
+        local_midnight(day + timedelta(days=1)) - timedelta(seconds=1),
+        now + timedelta(days=settings.BOOKING_HORIZON_DAYS),
+    )
+    if end < start:
+        return []
+    return load_schedule(start, end, ignore=ignore).slots(start, end)[:count]
+
+
+def upcoming_appointment(conversation, now: datetime) -> Appointment | None:
+    """The conversation's next active appointment that has not started, or None."""
+    return (
+        Appointment.objects.filter(conversation=conversation, status__in=ACTIVE, starts_at__gt=now)
+        .select_related("realtor__user", "listing")
+        .order_by("starts_at")
+        .first()
+    )
+
+
+def cancel(appointment: Appointment) -> None:
+    """Cancel an appointment, which frees its time, and email the visitor and the realtor
+    once the transaction commits."""
+    from listings.emails import send_cancellation
+
+    appointment.status = Appointment.Status.CANCELLED
+    appointment.save(update_fields=["status"])
+    transaction.on_commit(lambda: send_cancellation(appointment))
+
+
+def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> Appointment:
+    """Move a call to a new time: book the new one (same realtor preferred), cancel the old one.
+
+    Both happen or neither does; emails go out once the transaction commits.
+
+    Returns:
+        The new ``Appointment``.
+    Raises:
+        SlotUnavailable: the new time cannot be booked; the old call is kept.
+    """
+    from listings.emails import send_cancellation, send_confirmation
+
+    with transaction.atomic():
+        old_status = appointment.status
+        appointment.status = Appointment.Status.CANCELLED
+        appointment.save(update_fields=["status"])
+        try:
+            with transaction.atomic():
+                new = book_call(
+                    starts_at,
+                    now=now,
+                    conversation=appointment.conversation,
+                    listing=appointment.listing,
+                    preferred=appointment.realtor,
+                    ignore=appointment,
+                )
+        except SlotUnavailable:
+            appointment.status = old_status
+            appointment.save(update_fields=["status"])
+            raise
+    transaction.on_commit(lambda: send_cancellation(appointment, moved_to=new))
+    transaction.on_commit(lambda: send_confirmation(new))
+    return new

@@ -1,9 +1,13 @@
 """Listings, the realtors who take calls, and the appointments booked with them."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator, RegexValidator
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 CURRENCY_SYMBOLS = {"USD": "$", "CAD": "CA$", "EUR": "€", "GBP": "£"}
@@ -36,6 +40,14 @@ class Listing(models.Model):
     area_sqft = models.PositiveIntegerField("area (sq ft)", null=True, blank=True)
     description = models.TextField(blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    realtor = models.ForeignKey(
+        "Realtor",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="listings",
+        help_text="Takes the calls about this listing when free.",
+    )
 
     class Meta:
         ordering = ["listing_id"]
@@ -52,12 +64,30 @@ class Listing(models.Model):
         return f"{symbol}{amount}" if symbol else f"{amount} {self.currency}"
 
 
+def default_call_minutes() -> int:
+    """A new realtor's call length: ``CALL_MINUTES`` (default 30)."""
+    return settings.CALL_MINUTES
+
+
 class Realtor(models.Model):
-    """A staff user who takes calls with visitors."""
+    """A staff user who takes calls with visitors.
+
+    ``call_minutes`` is the length of each call; ``buffer_minutes`` the free time kept after
+    each call before the next one. Weekly hours are ``WorkingHours`` rows; a realtor with none
+    works the agency's ``BUSINESS_HOURS`` on ``BUSINESS_DAYS``. ``DayOff`` rows are days away.
+    """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     phone = models.CharField(max_length=32, blank=True)
     is_active = models.BooleanField("takes calls", default=True)
+    call_minutes = models.PositiveSmallIntegerField(
+        "call length (minutes)",
+        default=default_call_minutes,
+        validators=[MinValueValidator(5), MaxValueValidator(480)],
+    )
+    buffer_minutes = models.PositiveSmallIntegerField(
+        "buffer after each call (minutes)", default=0, validators=[MaxValueValidator(240)]
+    )
 
     class Meta:
         ordering = ["user__first_name", "user__last_name"]
@@ -66,8 +96,71 @@ class Realtor(models.Model):
         return self.user.get_full_name() or self.user.get_username()
 
 
+class WorkingHours(models.Model):
+    """One stretch of a realtor's weekly hours, in the agency's time zone: e.g. Monday
+    09:00-12:00. Several rows on one weekday make a split day."""
+
+    class Weekday(models.IntegerChoices):  # date.weekday() numbers
+        MONDAY = 0
+        TUESDAY = 1
+        WEDNESDAY = 2
+        THURSDAY = 3
+        FRIDAY = 4
+        SATURDAY = 5
+        SUNDAY = 6
+
+    realtor = models.ForeignKey(Realtor, on_delete=models.CASCADE, related_name="hours")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    starts = models.TimeField()
+    ends = models.TimeField()
+
+    class Meta:
+        ordering = ["realtor", "weekday", "starts"]
+        verbose_name_plural = "working hours"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends__gt=models.F("starts")),
+                name="working_hours_end_after_start",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_weekday_display()} {self.starts:%H:%M}-{self.ends:%H:%M}"
+
+
+class DayOff(models.Model):
+    """A day the realtor takes no calls (agency-local date)."""
+
+    realtor = models.ForeignKey(Realtor, on_delete=models.CASCADE, related_name="days_off")
+    day = models.DateField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["realtor", "day"]
+        verbose_name_plural = "days off"
+        constraints = [
+            models.UniqueConstraint(fields=["realtor", "day"], name="day_off_once_per_realtor")
+        ]
+
+    def __str__(self):
+        return f"{self.realtor} off on {self.day}"
+
+
+class TsTzRange(models.Func):
+    """PostgreSQL ``tstzrange(lower, upper)``, half open ``[lower, upper)``."""
+
+    function = "TSTZRANGE"
+    output_field = DateTimeRangeField()
+
+
 class Appointment(models.Model):
-    """A call booked with a realtor; ``starts_at`` and ``ends_at`` are stored in UTC."""
+    """A call booked with a realtor; ``starts_at`` and ``ends_at`` are stored in UTC.
+
+    ``blocked_until`` is ``ends_at`` plus the realtor's buffer: the realtor is busy over
+    ``[starts_at, blocked_until)``. PostgreSQL refuses two active (booked or confirmed)
+    appointments of one realtor whose busy ranges overlap (exclusion constraint
+    ``appointment_no_overlap``, btree_gist), whatever the application checked before.
+    """
 
     class Status(models.TextChoices):
         BOOKED = "booked"
@@ -90,6 +183,7 @@ class Appointment(models.Model):
         related_name="appointments",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    blocked_until = models.DateTimeField(editable=False)
 
     class Meta:
         ordering = ["starts_at"]
@@ -97,8 +191,59 @@ class Appointment(models.Model):
             models.CheckConstraint(
                 condition=models.Q(ends_at__gt=models.F("starts_at")),
                 name="appointment_ends_after_start",
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(blocked_until__gte=models.F("ends_at")),
+                name="appointment_blocked_until_after_end",
+            ),
+            ExclusionConstraint(
+                name="appointment_no_overlap",
+                expressions=[
+                    ("realtor", RangeOperators.EQUAL),
+                    (TsTzRange("starts_at", "blocked_until"), RangeOperators.OVERLAPS),
+                ],
+                condition=models.Q(status__in=["booked", "confirmed"]),
+            ),
         ]
 
     def __str__(self):
         return f"{self.realtor} at {self.starts_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_active(self) -> bool:
+        """Booked or confirmed: it holds the realtor's time."""
+        return self.status in (self.Status.BOOKED, self.Status.CONFIRMED)
+
+    def set_blocked_until(self) -> None:
+        """``blocked_until`` = ``ends_at`` + the realtor's ``buffer_minutes``."""
+        if self.ends_at is not None and self.realtor_id is not None:
+            self.blocked_until = self.ends_at + timedelta(minutes=self.realtor.buffer_minutes)
+
+    def clean(self):
+        """For staff edits: the end after the start, and no overlap with the realtor's other
+        active calls (buffers included), said as a form error rather than a database error."""
+        if self.starts_at is None or self.ends_at is None or self.realtor_id is None:
+            return
+        if self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "A call must end after it starts."})
+        self.set_blocked_until()
+        if not self.is_active:
+            return
+        clash = (
+            Appointment.objects.filter(
+                realtor_id=self.realtor_id,
+                status__in=(self.Status.BOOKED, self.Status.CONFIRMED),
+                starts_at__lt=self.blocked_until,
+                blocked_until__gt=self.starts_at,
+            )
+            .exclude(pk=self.pk)
+            .first()
+        )
+        if clash is not None:
+            raise ValidationError(f"{self.realtor} already has a call then: {clash}.")
+
+    def save(self, *args, **kwargs):
+        """Save, setting ``blocked_until`` from the realtor's buffer when not set."""
+        if self.blocked_until is None:
+            self.set_blocked_until()
+        super().save(*args, **kwargs)

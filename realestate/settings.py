@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
+import phonenumbers
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
@@ -215,7 +216,15 @@ USE_I18N = True
 # Hours when realtors take calls, in the agency's time zone.
 BUSINESS_HOURS = env_hours("BUSINESS_HOURS", "09:00-17:00")
 BUSINESS_DAYS = env_weekdays("BUSINESS_DAYS", "mon,tue,wed,thu,fri")
-CALL_MINUTES = int(env_float("CALL_MINUTES", 30, minimum=5))
+CALL_MINUTES = int(env_float("CALL_MINUTES", 30, minimum=5))  # a new realtor's call length
+# A call must start at least this many minutes from now, and at most this many days ahead.
+BOOKING_LEAD_MINUTES = int(env_float("BOOKING_LEAD_MINUTES", 60, minimum=0))
+BOOKING_HORIZON_DAYS = int(env_float("BOOKING_HORIZON_DAYS", 60, minimum=1))
+# Region for phone numbers written without a country code (ISO 3166 code, e.g. US, GB).
+PHONE_REGION = env_str("PHONE_REGION", "US").upper()
+if PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
+    raise ImproperlyConfigured(f"PHONE_REGION must be a region code like US, not {PHONE_REGION!r}")
+
 # Hours when staff answer handoffs (default: the business hours). A handoff queued outside them
 # tells the visitor when someone will answer.
 STAFF_HOURS = env_hours("STAFF_HOURS", env_str("BUSINESS_HOURS", "09:00-17:00"))
@@ -228,7 +237,8 @@ HANDOFF_ALERT_MINUTES = env_float("HANDOFF_ALERT_MINUTES", 10, minimum=1)
 # The site's address, for links in emails.
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
 
-# Outgoing email. Without EMAIL_HOST, emails are printed to the console.
+# Outgoing email (bookings, handoff alerts): printed on the console unless EMAIL_HOST names
+# an SMTP server.
 EMAIL_HOST = env_str("EMAIL_HOST")
 EMAIL_BACKEND = (
     "django.core.mail.backends.smtp.EmailBackend"
@@ -239,7 +249,7 @@ EMAIL_PORT = int(env_float("EMAIL_PORT", 587, minimum=1))
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
-EMAIL_TIMEOUT = 10  # seconds
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10, minimum=1)  # seconds
 DEFAULT_FROM_EMAIL = SERVER_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chat@localhost")
 
 # The LLM server: any OpenAI-compatible /v1/chat/completions (vLLM, OpenAI, llama.cpp, Ollama).

@@ -35,7 +35,9 @@ def test_a_row_without_url_model_or_cap_uses_the_settings(settings):
 def test_enabled_classifiers_come_in_priority_order_without_the_disabled_ones():
     ClassifierConfig.objects.filter(name="scheduling").update(priority=1)
     ClassifierConfig.objects.filter(name="listing_question").update(enabled=False)
-    assert [c.name for c in ClassifierConfig.enabled_classifiers()] == ["scheduling", "pricing"]
+    assert [c.name for c in ClassifierConfig.enabled_classifiers()] == [
+        "scheduling", "pricing", "appointment_change"
+    ]
 
 
 def test_every_save_raises_the_version():

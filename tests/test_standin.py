@@ -14,8 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.classifiers import CLASSIFIERS, LISTING_QUESTION, PRICING, SCHEDULING
-from agent.standin import StandinServer, classify, parse_date, parse_time, today_from
+from agent.classifiers import (
+    APPOINTMENT_CHANGE,
+    CLASSIFIERS,
+    LISTING_QUESTION,
+    PRICING,
+    SCHEDULING,
+)
+from agent.standin import NOTHING, StandinServer, classify, parse_date, parse_time, today_from
 
 TODAY = date(2026, 11, 19)  # a Thursday, so {weekday+3} crosses a weekend
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "conversations.jsonl"
@@ -56,7 +62,8 @@ def expand(text: str) -> str:
 
 
 def eval_turns() -> list:
-    """One case per (conversation, turn, classifier): the request and the expected label."""
+    """One case per (conversation, turn, classifier): the request and the expected label. A
+    classifier the file has no label for (appointment_change) must answer "nothing"."""
     if not EVAL.exists():
         return [pytest.param(None, None, None, marks=pytest.mark.skip(reason=f"no {EVAL}"))]
     cases = []
@@ -69,7 +76,8 @@ def eval_turns() -> list:
             history.append({"role": "user", "content": turn["user"]})
             for classifier in CLASSIFIERS:
                 cases.append(pytest.param(
-                    classifier, list(history), turn["labels"][classifier.name],
+                    classifier, list(history),
+                    turn["labels"].get(classifier.name, NOTHING[classifier.name]),
                     id=f"{conversation['id']}-{number}-{classifier.name}",
                 ))
             history.append({"role": "assistant",
@@ -127,6 +135,29 @@ def test_a_time_given_unprompted_is_not_a_call_request():
     answer = ask(SCHEDULING, ("user", "hi"), ("assistant", OTHER_REPLY),
                  ("user", "I move in tomorrow at 3pm"))
     assert answer == {"wants_call": False, "date": None, "time": None}
+
+
+@pytest.mark.parametrize(
+    ("asked", "text", "action"),
+    [
+        (OTHER_REPLY, "Cancel my appointment", "cancel"),
+        (OTHER_REPLY, "can we move it to Friday?", "move"),
+        (OTHER_REPLY, "I need to reschedule", "move"),
+        ("Your call is on Tuesday. To which day and time should I move your call?",
+         "Friday at 11", "move"),
+        (OTHER_REPLY, "I move in tomorrow at 3pm", "none"),
+        (OTHER_REPLY, "Can I book a call for Friday?", "none"),
+    ],
+)
+def test_cancel_and_move_requests_are_told_apart_from_bookings(asked, text, action):
+    answer = ask(APPOINTMENT_CHANGE, ("user", "hi"), ("assistant", asked), ("user", text))
+    assert answer == {"action": action}
+    assert APPOINTMENT_CHANGE.parse(answer).action == action
+
+
+def test_a_move_request_carries_its_new_day_for_the_scheduling_classifier():
+    answer = ask(SCHEDULING, ("user", "can we move it to Friday?"))
+    assert answer == {"wants_call": True, "date": "2026-11-20", "time": None}
 
 
 def test_a_call_request_without_a_day_or_time_leaves_both_null():
@@ -199,7 +230,8 @@ def test_an_unknown_schema_gets_each_property_false_or_null():
 def test_without_a_schema_an_unknown_classifier_is_all_false():
     answer = classify(None, [{"role": "user", "content": "How much is 123456?"}])
     assert answer == {"asks_price": False, "listing_id": None, "wants_call": False,
-                      "date": None, "time": None, "is_listing_question": False}
+                      "date": None, "time": None, "is_listing_question": False,
+                      "action": "none"}
 
 
 # --- the server -------------------------------------------------------------------------------

@@ -58,11 +58,14 @@ async def test_a_price_question_does_not_wait_for_the_slow_classifiers(
     assert took < 1.0
     calls = await calls_of(history["conversation"])
     assert {name: c.status for name, c in calls.items()} == {
-        "pricing": "ok", "scheduling": "cancelled", "listing_question": "cancelled"
+        "pricing": "ok",
+        "appointment_change": "cancelled",
+        "scheduling": "cancelled",
+        "listing_question": "cancelled",
     }
     assert calls["scheduling"].error == "" and calls["scheduling"].output is None
-    assert await sync_to_async(standin.wait_for_abandoned)(2)
-    assert standin.abandoned == {"scheduling": 1, "listing_question": 1}
+    assert await sync_to_async(standin.wait_for_abandoned)(3)
+    assert standin.abandoned == {"appointment_change": 1, "scheduling": 1, "listing_question": 1}
 
 
 async def test_each_classifier_calls_the_endpoint_of_its_row(connect, standin, classifier_rows):
@@ -74,7 +77,7 @@ async def test_each_classifier_calls_the_endpoint_of_its_row(connect, standin, c
         await say(communicator, "Can I call an agent?")
         await communicator.disconnect()
     assert pricing_server.requests == {"pricing": 2}
-    assert standin.requests == {"scheduling": 2, "listing_question": 2}
+    assert standin.requests == {"appointment_change": 2, "scheduling": 2, "listing_question": 2}
 
 
 async def test_a_disabled_classifier_is_not_asked(connect, standin, classifier_rows):
@@ -83,7 +86,9 @@ async def test_a_disabled_classifier_is_not_asked(connect, standin, classifier_r
     reply, _ = await say(communicator, "Is the garden big?")
     await communicator.disconnect()
     assert reply["route"] == "fallback"
-    assert set(await calls_of(history["conversation"])) == {"pricing", "scheduling"}
+    assert set(await calls_of(history["conversation"])) == {
+        "pricing", "appointment_change", "scheduling"
+    }
     assert "listing_question" not in standin.requests
 
 

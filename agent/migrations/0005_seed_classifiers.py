@@ -1,4 +1,4 @@
-"""Seed the default LLM endpoint and the three classifiers of agent/classifiers.py.
+"""Seed the default LLM endpoint and the four classifiers of agent/classifiers.py.
 
 The texts are copies, frozen here: a migration must not import code that changes later. Rows
 staff already have are left as they are.
@@ -27,12 +27,30 @@ CLASSIFIERS = [
         },
     },
     {
+        "name": "appointment_change",
+        "priority": 15,
+        "system_prompt": (
+            "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+            "latest message asks to cancel or to move (reschedule) a call with an agent that is "
+            "already booked, counting a reply that gives the new day or time the assistant just "
+            "asked for. Booking a new call is none. "
+            'Answer with JSON only: {"action": "none"|"cancel"|"move"}.'
+        ),
+        "output_schema": {
+            "type": "object",
+            "properties": {"action": {"type": "string", "enum": ["none", "cancel", "move"]}},
+            "required": ["action"],
+            "additionalProperties": False,
+        },
+    },
+    {
         "name": "scheduling",
         "priority": 20,
         "system_prompt": (
             "You classify messages for a real-estate agency's chat. Today is {today}. Decide "
             "whether the visitor's latest message asks to schedule a call with an agent, counting a "
-            "reply that gives the day or time the assistant just asked for. Resolve relative dates "
+            "reply that gives the day or time the assistant just asked for and a request to move a "
+            "call already booked to another day or time. Resolve relative dates "
             "such as 'tomorrow' or 'next Tuesday' against today's date. Set date (YYYY-MM-DD) and "
             "time (24-hour HH:MM) to when the visitor wants the call, or null when not given. "
             'Answer with JSON only: {"wants_call": true|false, "date": "YYYY-MM-DD"|null, '
