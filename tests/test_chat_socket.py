@@ -5,7 +5,6 @@ import asyncio
 import pytest
 
 from agent.classifiers import CLASSIFIERS
-from agent.classifiers import CLASSIFIERS
 from agent.models import ClassifierCall, Conversation, Handoff, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
