@@ -10,14 +10,12 @@ import json
 
 from django.contrib import admin
 from django.contrib import messages as notices
-from django.contrib.auth import get_user_model
 from django.db.models import Count, Max, OuterRef, Prefetch, Subquery
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from . import dashboard, review
+from . import dashboard, handoffs, review
 from .models import ClassifierCall, ClassifierConfig, Conversation, Endpoint, Handoff, Message
 from .review import route_label
 
@@ -176,38 +174,46 @@ class ConversationAdmin(admin.ModelAdmin):
 class HandoffAdmin(admin.ModelAdmin):
     """The queue of conversations waiting for a person, oldest first.
 
-    Staff change only the status and who claimed it; the times are filled in on save.
+    Read-only: claiming, releasing and resolving go through ``agent.handoffs`` (the live page
+    at /admin/handoffs/<id>/, or the actions here), so the visitor sees who joined or left and
+    every open admin's badge updates.
     """
 
-    list_display = ["created_at", "status", "short_reason", "claimed_by", "transcript"]
+    list_display = ["created_at", "status", "short_reason", "claimed_by", "transcript", "live"]
     list_filter = ["status"]
     list_select_related = ["claimed_by"]
     fields = [
-        "transcript", "visitor_message", "reason", "status", "claimed_by",
+        "live", "transcript", "visitor_message", "reason", "status", "claimed_by",
         "created_at", "claimed_at", "resolved_at",
     ]
-    readonly_fields = [
-        "transcript", "visitor_message", "reason", "created_at", "claimed_at", "resolved_at",
-    ]
+    readonly_fields = fields
+    actions = ["claim", "resolve"]
 
     def has_add_permission(self, request):
         return False
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "claimed_by":
-            kwargs["queryset"] = get_user_model().objects.filter(is_staff=True, is_active=True)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+    @admin.action(description="Claim the selected handoffs")
+    def claim(self, request, queryset):
+        self._apply(request, queryset, handoffs.claim, "claimed")
 
-    def save_model(self, request, obj, form, change):
-        now = timezone.now()
-        if obj.status in (Handoff.Status.CLAIMED, Handoff.Status.RESOLVED):
-            if obj.claimed_by is None:
-                obj.claimed_by = request.user
-            if obj.claimed_at is None:
-                obj.claimed_at = now
-        if obj.status == Handoff.Status.RESOLVED and obj.resolved_at is None:
-            obj.resolved_at = now
-        super().save_model(request, obj, form, change)
+    @admin.action(description="Resolve the selected handoffs")
+    def resolve(self, request, queryset):
+        self._apply(request, queryset, handoffs.resolve, "resolved")
+
+    def _apply(self, request, queryset, change, done: str) -> None:
+        """Apply ``change(handoff_id, user)`` to each selected handoff; report refusals."""
+        changed = 0
+        for handoff_id in queryset.values_list("pk", flat=True):
+            try:
+                change(handoff_id, request.user)
+                changed += 1
+            except handoffs.HandoffRefused as exc:
+                self.message_user(request, f"Handoff {handoff_id}: {exc}", notices.WARNING)
+        self.message_user(request, f"{changed} handoff(s) {done}.")
+
+    @admin.display(description="live")
+    def live(self, obj):
+        return format_html('<a href="{}">open</a>', reverse("handoff_detail", args=[obj.pk]))
 
     @admin.display(description="reason")
     def short_reason(self, obj):

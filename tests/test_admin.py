@@ -156,14 +156,25 @@ def test_the_handoff_queue_links_to_the_transcript(admin_client, handoff):
 
 
 def test_claiming_a_handoff_records_who_and_when(admin_client, admin_user, handoff):
-    url = reverse("admin:agent_handoff_change", args=[handoff.pk])
-    response = admin_client.post(url, {"status": "claimed", "claimed_by": ""})
+    url = reverse("admin:agent_handoff_changelist")
+    response = admin_client.post(url, {"action": "claim", "_selected_action": [handoff.pk]})
     assert response.status_code == 302
     handoff.refresh_from_db()
     assert handoff.status == Handoff.Status.CLAIMED
     assert handoff.claimed_by == admin_user
     assert handoff.claimed_at is not None
     assert handoff.resolved_at is None
+
+
+def test_the_handoff_form_cannot_change_the_status_behind_the_visitors_back(
+    admin_client, handoff
+):
+    url = reverse("admin:agent_handoff_change", args=[handoff.pk])
+    response = admin_client.get(url)
+    assert reverse("handoff_detail", args=[handoff.pk]) in response.content.decode()
+    admin_client.post(url, {"status": "resolved"})
+    handoff.refresh_from_db()
+    assert handoff.status == Handoff.Status.QUEUED
 
 
 def test_classifier_calls_can_be_filtered_to_failures(admin_client, conversation):
