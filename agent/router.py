@@ -8,6 +8,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import transaction
+
+from agent import metrics
 from agent.classifiers import ListingQuestion, Pricing, Scheduling
 from agent.fanout import Outcome
 from agent.models import Conversation, Handoff, Message, Route
@@ -123,4 +126,6 @@ def _queue_handoff(conversation: Conversation, message: Message, reason: str) ->
     ).first()
     if waiting is not None:
         return waiting
-    return Handoff.objects.create(conversation=conversation, message=message, reason=reason)
+    handoff = Handoff.objects.create(conversation=conversation, message=message, reason=reason)
+    transaction.on_commit(metrics.record_handoff_queued)  # a rolled-back turn queued none
+    return handoff

@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
+from agent import metrics
 from agent.classifiers import HISTORY_MESSAGES, as_label
 from agent.fanout import Outcome, fan_out
 from agent.llm import LLMClient, get_client
@@ -79,6 +80,7 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
     with transaction.atomic():
         reply = route_turn(message.conversation, message, outcomes, timezone.now())
         latency_ms = round((time.perf_counter() - started) * 1000)
+        transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
         return store_message(
             message.conversation_id,
             Message.Role.ASSISTANT,

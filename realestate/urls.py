@@ -6,4 +6,5 @@ from agent import views
 urlpatterns = [
     path("", views.chat_page, name="chat"),
     path("admin/", admin.site.urls),
+    path("metrics", views.metrics, name="metrics"),
 ]

@@ -34,6 +34,7 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("BUSINESS_DAYS", "mon,funday", "BUSINESS_DAYS must list weekdays"),
         ("DATABASE_URL", "mysql://db/app", "DATABASE_URL must be a postgresql:// URL"),
         ("DATABASE_URL", "not a url", "DATABASE_URL"),
+        ("METRICS_ALLOWED_IPS", "127.0.0.1,prometheus", "METRICS_ALLOWED_IPS must list IP"),
     ],
 )
 def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
@@ -44,7 +45,11 @@ def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
 
 def test_good_values_load():
     result = load_settings(
-        DEBUG="yes", AGENCY_TIMEZONE="Europe/Berlin", LLM_TIMEOUT="2.5", BUSINESS_DAYS="Mon,Tue,Sat"
+        DEBUG="yes",
+        AGENCY_TIMEZONE="Europe/Berlin",
+        LLM_TIMEOUT="2.5",
+        BUSINESS_DAYS="Mon,Tue,Sat",
+        METRICS_ALLOWED_IPS="127.0.0.1, ::1, 10.0.0.0/8",
     )
     assert result.returncode == 0, result.stderr
 
