@@ -60,6 +60,9 @@ from realestate import devdb  # noqa: E402
 BENCH_DATABASE = "realestate_bench"
 SESSION_COOKIE = "sessionid"
 REPLY_TIMEOUT = 60.0  # seconds a turn may take before it counts as an error
+# Chats opened at once: twisted listens with a backlog of 50, and a burst beyond it waits for
+# the kernel's SYN retries; browsers of a real crowd don't arrive in the same millisecond.
+OPEN_AT_ONCE = 50
 
 # What visitors say, in turn: a price, a listing question (a handoff), a call without a time
 # (no appointment is booked) and small talk (a fallback).
@@ -115,6 +118,7 @@ class Run:
     wall_s: float = 0.0
     server_cpu_ms: float | None = None  # daphne's CPU time (user + system) during the run
     routes: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # error text: count
 
     def row(self, ideal_ms: float) -> str:
         turns = len(self.latencies_ms)
@@ -273,6 +277,22 @@ async def open_chat(base_url: str):
     return socket_
 
 
+async def open_chats(base_url: str, count: int, run: "Run", at_once: int = OPEN_AT_ONCE) -> list:
+    """Open ``count`` chats, ``at_once`` at a time; count the failures in ``run``."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def one():
+        async with gate:
+            return await open_chat(base_url)
+
+    opened = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    for failure in (o for o in opened if isinstance(o, BaseException)):
+        run.errors += 1
+        run.failures.setdefault(repr(failure)[:120], 0)
+        run.failures[repr(failure)[:120]] += 1
+    return [o for o in opened if not isinstance(o, BaseException)]
+
+
 async def turn(socket_, text: str) -> tuple[float, str | None]:
     """Send one visitor message; return (ms until the assistant's reply, its route or None
     when the server sent an error frame instead)."""
@@ -293,17 +313,15 @@ async def drive_app(base_url: str, server: psutil.Process, concurrency: int, tur
                     messages: tuple[str, ...]) -> Run:
     """C visitors, each with T turns, against the app; timed from when all have connected."""
     run = Run("app", concurrency)
-    sockets = await asyncio.gather(*(open_chat(base_url) for _ in range(concurrency)),
-                                   return_exceptions=True)
-    run.errors += sum(isinstance(s, BaseException) for s in sockets)
-    sockets = [s for s in sockets if not isinstance(s, BaseException)]
+    sockets = await open_chats(base_url, concurrency, run)
 
     async def visitor(index: int, socket_) -> None:
         for number in range(turns):
             try:
                 latency, route = await turn(socket_, messages[(index + number) % len(messages)])
-            except (TimeoutError, websockets.ConnectionClosed):
+            except (TimeoutError, websockets.ConnectionClosed) as exc:
                 run.errors += 1
+                run.failures[repr(exc)[:120]] = run.failures.get(repr(exc)[:120], 0) + 1
                 return
             if route is None:
                 run.errors += 1
@@ -436,7 +454,8 @@ def run_scenario(key: str, args, env: dict, logs: Path) -> list[Run]:
     scenario = SCENARIOS[key]
     concurrencies = args.concurrency if key == "parallel" else args.early_exit_concurrency
     runs = []
-    print(f"\n## {scenario.name}; T = {args.turns} turns per visitor", flush=True)
+    print(f"\n## {scenario.name}; T = {args.turns} turns per visitor of the app, "
+          f"{args.peer_turns} of the peers", flush=True)
     with stack(scenario.latency_ms, env, logs) as (base_url, server, standin_url):
         asyncio.run(drive_app(base_url, server, 2, 2, scenario.messages))  # warm-up
         for concurrency in concurrencies:
@@ -444,9 +463,9 @@ def run_scenario(key: str, args, env: dict, logs: Path) -> list[Run]:
                                         scenario.messages))
             runs.append(run)
             if not args.no_peers:
-                runs.append(asyncio.run(sequential_peer(standin_url, concurrency, args.turns,
-                                                        scenario.messages)))
-                runs.append(tutorial_peer(standin_url, concurrency, args.turns,
+                runs.append(asyncio.run(sequential_peer(standin_url, concurrency,
+                                                        args.peer_turns, scenario.messages)))
+                runs.append(tutorial_peer(standin_url, concurrency, args.peer_turns,
                                           scenario.messages))
         failures = asyncio.run(classifier_failures(base_url))
     print(HEADER)
@@ -457,24 +476,22 @@ def run_scenario(key: str, args, env: dict, logs: Path) -> list[Run]:
         for route, count in run.routes.items():
             app_routes[route] = app_routes.get(route, 0) + count
     print(f"app routes: {app_routes}; classifier calls not ok (from /metrics): {failures}")
+    for run in runs:
+        for failure, count in run.failures.items():
+            print(f"{run.engine} C={run.concurrency}: {count} x {failure}")
     return runs
 
 
-async def idle(base_url: str, server: psutil.Process, chats: int, batch: int) -> None:
+async def idle(base_url: str, server: psutil.Process, chats: int) -> None:
     """Open ``chats`` websocket chats, hold them, and report daphne's RSS and a few turns."""
     warm = await open_chat(base_url)
     await turn(warm, "How much is listing 123456?")
     await asyncio.sleep(1)
     before = server.memory_info().rss
-    sockets, errors = [], 0
+    opening = Run("idle", chats)
     started_at = time.perf_counter()
-    for first in range(0, chats, batch):
-        opened = await asyncio.gather(
-            *(open_chat(base_url) for _ in range(min(batch, chats - first))),
-            return_exceptions=True,
-        )
-        errors += sum(isinstance(s, BaseException) for s in opened)
-        sockets += [s for s in opened if not isinstance(s, BaseException)]
+    sockets = await open_chats(base_url, chats, opening)
+    errors = opening.errors
     opening_s = time.perf_counter() - started_at
     await asyncio.sleep(2)
     after = server.memory_info().rss
@@ -487,6 +504,8 @@ async def idle(base_url: str, server: psutil.Process, chats: int, batch: int) ->
     print(f"daphne RSS: {before / 2**20:.1f} MiB before, {after / 2**20:.1f} MiB with the chats "
           f"open: {(after - before) / max(1, len(sockets)) / 1024:.1f} KiB per chat; "
           f"{server.num_fds()} open files")
+    for failure, count in opening.failures.items():
+        print(f"{count} x {failure}")
     if latencies:
         p50, _, worst = *percentiles(latencies)[:2], max(latencies)
         print(f"{len(latencies)} turns one at a time while they are open: p50 {p50:.0f} ms, "
@@ -504,6 +523,8 @@ def main() -> int:
                         metavar="C", help="visitors at once, scenario early-exit")
     parser.add_argument("--turns", type=int, default=10, metavar="T",
                         help="turns per visitor")
+    parser.add_argument("--peer-turns", type=int, default=3, metavar="T",
+                        help="turns per visitor of the peers (the tutorial's is slow)")
     parser.add_argument("--idle-chats", type=int, default=2000)
     parser.add_argument("--no-peers", action="store_true", help="time the app only")
     args = parser.parse_args()
@@ -524,7 +545,7 @@ def main() -> int:
         if key == "idle":
             print(f"\n## idle: {args.idle_chats} open websocket chats", flush=True)
             with stack({"*": 0}, env, logs) as (base_url, server, _):
-                asyncio.run(idle(base_url, server, args.idle_chats, batch=100))
+                asyncio.run(idle(base_url, server, args.idle_chats))
         else:
             run_scenario(key, args, env, logs)
     shutil.rmtree(logs)  # kept when something failed
