@@ -33,7 +33,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import Truncator
 
-from agent import turn  # a module import: turn imports the router, which imports this module
+from agent import (  # module imports: turn imports the router, which imports this module
+    metrics,
+    turn,
+)
 from agent.live import publish
 from agent.models import Conversation, Handoff, Message, Route
 from listings.booking import agency_zone, format_slot
@@ -77,6 +80,7 @@ def queue_handoff(conversation: Conversation, message: Message | None, reason: s
         return waiting
     handoff = Handoff.objects.create(conversation=conversation, message=message, reason=reason)
     transaction.on_commit(broadcast_queue)
+    transaction.on_commit(metrics.record_handoff_queued)  # a rolled-back turn queued none
     return handoff
 
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from agent import metrics
 from agent.classifiers import HISTORY_MESSAGES, Classifier, as_label
 from agent.fanout import Outcome, fan_out
 from agent.llm import LLMClient, get_client
@@ -123,6 +124,7 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
     with transaction.atomic():
         reply = route_turn(message.conversation, message, outcomes, timezone.now())
         latency_ms = round((time.perf_counter() - started) * 1000)
+        transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
         return store_message(
             message.conversation_id,
             Message.Role.ASSISTANT,

@@ -1,16 +1,21 @@
-"""The chat page and the endpoint that starts the widget's conversation."""
+"""The chat page, the endpoint that starts the widget's conversation, and the Prometheus
+metrics for staff and allow-listed scrapers."""
 
+import ipaddress
 import json
 
-from django.http import HttpResponse, JsonResponse
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent import turn
 from agent.embed import issue_token, origin_allowed, read_token
+from agent.metrics import REGISTRY
 from agent.models import Conversation
 from listings.models import Listing
 
@@ -94,3 +99,32 @@ def _start(request) -> JsonResponse:
     return JsonResponse(
         {"token": issue_token(conversation.id), "conversation": str(conversation.id)}
     )
+
+
+def address_allowed(address: str | None) -> bool:
+    """Whether a client address (``REMOTE_ADDR``) is in ``settings.METRICS_ALLOWED_IPS``.
+
+    An IPv4 address mapped into IPv6 (``::ffff:127.0.0.1``) counts as the IPv4 address; a
+    missing or unparsable address is never allowed.
+    """
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in settings.METRICS_ALLOWED_IPS)
+
+
+@require_safe
+def metrics(request: HttpRequest) -> HttpResponse:
+    """The metrics of ``agent.metrics`` in Prometheus' text format.
+
+    Only for an active staff user or a client address in ``METRICS_ALLOWED_IPS``; anyone else
+    gets 404, so the page's existence is not disclosed.
+    """
+    if not address_allowed(request.META.get("REMOTE_ADDR")):
+        user = request.user  # read only now: a scraper's request costs no session query
+        if not (user.is_active and user.is_staff):
+            raise Http404
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -46,6 +46,7 @@ def main() -> int:
     """Run the app until Ctrl-C; return the exit code."""
     signal.signal(signal.SIGTERM, devdb.stop_on_sigterm)
     os.environ.setdefault("DEBUG", "true")  # a local run; production sets its own environment
+    os.environ.setdefault("METRICS_ALLOWED_IPS", "127.0.0.1,::1")  # curl localhost:8000/metrics
     if not os.environ.get("DATABASE_URL"):
         _server, os.environ["DATABASE_URL"] = devdb.start()
         print("embedded PostgreSQL is running (data in .pgdata/)", flush=True)

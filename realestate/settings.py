@@ -5,6 +5,7 @@ raises ``ImproperlyConfigured`` at start-up, naming the variable. Defaults are s
 run; ``manage.py check --deploy`` refuses the local SECRET_KEY and DEBUG in production.
 """
 
+import ipaddress
 import os
 from datetime import time
 from pathlib import Path
@@ -126,6 +127,20 @@ def env_origins(name: str) -> list[str]:
         default_port = {"http": ":80", "https": ":443"}[parts.scheme]
         origins.append(f"{parts.scheme}://{parts.netloc.removesuffix(default_port)}")
     return origins
+
+
+def env_networks(name: str, default: str) -> tuple:
+    """Parse a comma-separated list of IP addresses or networks (``10.0.0.0/8``, ``::1``)
+    into a tuple of ``ipaddress`` networks; unset or empty gives ``default`` parsed."""
+    raw = env_str(name, default)
+    try:
+        return tuple(
+            ipaddress.ip_network(item.strip()) for item in raw.split(",") if item.strip()
+        )
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"{name} must list IP addresses or networks like 10.0.0.0/8, not {raw!r}: {exc}"
+        ) from None
 
 
 LOCAL_SECRET_KEY = "django-insecure-local-only-never-use-in-production"
@@ -283,6 +298,11 @@ RETENTION_DAYS = int(env_float("RETENTION_DAYS", 365, minimum=1))
 CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
 # Seconds a conversation token works after it was issued (default 14 days, Django's session age).
 CHAT_TOKEN_MAX_AGE = int(env_float("CHAT_TOKEN_MAX_AGE", 14 * 24 * 3600, minimum=60))
+# Who may read /metrics besides logged-in staff: client addresses (the TCP peer daphne sees;
+# X-Forwarded-For only counts when daphne runs with --proxy-headers). Empty by default: behind a
+# reverse proxy on the same host every visitor's peer address is 127.0.0.1, so allowing loopback
+# would make the metrics public. `make run` and the benchmark allow loopback.
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", "")
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

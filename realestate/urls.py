@@ -16,4 +16,5 @@ urlpatterns = [
     ),
     path("chat/session", views.chat_session, name="chat-session"),
     path("admin/", admin.site.urls),
+    path("metrics", views.metrics, name="metrics"),
 ]

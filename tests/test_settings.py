@@ -46,6 +46,7 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("CHAT_ALLOWED_ORIGINS", "www.agency.example", "CHAT_ALLOWED_ORIGINS must list origins"),
         ("CHAT_ALLOWED_ORIGINS", "https://a.example/chat", "CHAT_ALLOWED_ORIGINS must list"),
         ("CHAT_TOKEN_MAX_AGE", "10", "CHAT_TOKEN_MAX_AGE must be at least"),
+        ("METRICS_ALLOWED_IPS", "127.0.0.1,prometheus", "METRICS_ALLOWED_IPS must list IP"),
     ],
 )
 def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
@@ -59,6 +60,7 @@ def test_good_values_load():
         DEBUG="yes", AGENCY_TIMEZONE="Europe/Berlin", TURN_BUDGET="2.5",
         BUSINESS_DAYS="Mon,Tue,Sat", STAFF_HOURS="08:00-20:00",
         HANDOFF_ALERT_EMAIL="desk@agency.example, ops@agency.example",
+        METRICS_ALLOWED_IPS="127.0.0.1, ::1, 10.0.0.0/8",
     )
     assert result.returncode == 0, result.stderr
 

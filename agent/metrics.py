@@ -1,0 +1,85 @@
+"""Prometheus metrics of turns, classifier calls and handoffs, served by ``/metrics``.
+
+Everything lives in ``REGISTRY``, a registry of this module (not prometheus-client's global
+one), so ``/metrics`` shows the product's figures only and tests read samples from it with
+``REGISTRY.get_sample_value(name, labels)``.
+
+The counts are per process: run one daphne process per registry, or switch to
+prometheus-client's multiprocess mode before running several behind one address.
+
+Durations are in seconds, as Prometheus names them. The buckets run from 10 ms to 10 s: a
+classifier call takes 50 to 600 ms on a GPU, a turn's budget is a few seconds, and anything
+past 10 s is a failure whatever its exact length.
+"""
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 2.5,
+           3.0, 5.0, 10.0)  # seconds
+STATUSES = ("ok", "error", "timeout", "cancelled")
+
+TURN_SECONDS = Histogram(
+    "chat_turn_duration_seconds",
+    "Time from storing the visitor's message to routing the reply, by route.",
+    ["route"],
+    buckets=BUCKETS,
+    registry=REGISTRY,
+)
+CLASSIFIER_CALL_SECONDS = Histogram(
+    "chat_classifier_call_duration_seconds",
+    "Wall time of one classifier call, by classifier, model and outcome "
+    "(ok, error, timeout, cancelled).",
+    ["classifier", "model", "outcome"],
+    buckets=BUCKETS,
+    registry=REGISTRY,
+)
+CLASSIFIER_RETRIES = Counter(
+    "chat_classifier_retries",
+    "Retries of classifier calls (connection errors, 429, 5xx), by classifier and model.",
+    ["classifier", "model"],
+    registry=REGISTRY,
+)
+SLOT_WAIT_SECONDS = Histogram(
+    "chat_classifier_slot_wait_seconds",
+    "Time a classifier call waited for a free slot of its endpoint, by classifier and model.",
+    ["classifier", "model"],
+    buckets=BUCKETS,
+    registry=REGISTRY,
+)
+HANDOFFS_QUEUED = Counter(
+    "chat_handoffs_queued",
+    "Handoffs queued for staff (a conversation already waiting for a person is not counted).",
+    registry=REGISTRY,
+)
+
+
+def record_turn(route: str, latency_ms: float, outcomes: Iterable) -> None:
+    """Record one answered turn and each of its classifier calls.
+
+    Args:
+        route: the reply's route (``agent.models.Route`` value).
+        latency_ms: the turn's latency in milliseconds.
+        outcomes: one per classifier call, each with ``classifier``, ``model``, ``latency_ms``
+            and ``error`` attributes, and, once the engine provides them, ``status`` (one of
+            ``STATUSES``), ``retries`` and ``wait_ms`` (ms waited for an endpoint slot). Without
+            ``status`` a call is "error" if it has an error, else "ok"; missing ``retries``
+            and ``wait_ms`` count as 0.
+    """
+    TURN_SECONDS.labels(route=route).observe(latency_ms / 1000)
+    for outcome in outcomes:
+        status = getattr(outcome, "status", None) or ("error" if outcome.error else "ok")
+        labels = {"classifier": outcome.classifier, "model": outcome.model}
+        CLASSIFIER_CALL_SECONDS.labels(outcome=status, **labels).observe(
+            outcome.latency_ms / 1000
+        )
+        CLASSIFIER_RETRIES.labels(**labels).inc(getattr(outcome, "retries", 0) or 0)
+        SLOT_WAIT_SECONDS.labels(**labels).observe((getattr(outcome, "wait_ms", 0) or 0) / 1000)
+
+
+def record_handoff_queued() -> None:
+    """Count one handoff queued for staff."""
+    HANDOFFS_QUEUED.inc()

@@ -1,0 +1,136 @@
+"""Database work per chat turn: SQL queries and thread hops of the async ORM.
+
+    .venv/bin/python bench/queries.py [--sql]
+
+Runs one visitor's conversation through ``realestate.asgi.application`` in this process (the
+websocket as channels' ``WebsocketCommunicator`` sees it), against the stand-in on loopback
+and a fresh ``realestate_queries`` database on the embedded PostgreSQL (or ``DATABASE_URL``),
+and prints, per turn and route:
+
+* queries: SQL statements Django executed (every connection, every thread);
+* hops: calls that moved from the event loop to the database thread and back
+  (``database_sync_to_async``).
+
+Not counted: the ``SELECT 1`` of ``CONN_HEALTH_CHECKS``, which Django runs on the raw
+connection; under daphne it follows each hop (see bench/README.md).
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from realestate import devdb  # noqa: E402
+
+DATABASE = "realestate_queries"
+MESSAGES = (
+    "How much is listing 123456?",
+    "Does 654321 have a garden?",
+    "Can I book a call with an agent?",
+    "Hello there!",
+)
+
+counts: Counter = Counter()
+statements: list[str] = []
+
+
+def count_query(execute, sql, params, many, context):
+    """A Django execute wrapper: count and remember each statement."""
+    counts["queries"] += 1
+    statements.append(sql)
+    return execute(sql, params, many, context)
+
+
+def instrument() -> None:
+    """Count queries on every connection, and hops, from now on."""
+    from channels.db import DatabaseSyncToAsync
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(
+        lambda sender, connection, **kwargs: count_query in connection.execute_wrappers
+        or connection.execute_wrappers.append(count_query),
+        weak=False,
+    )
+    thread_handler = DatabaseSyncToAsync.thread_handler
+
+    def counted_hop(self, *args, **kwargs):
+        counts["hops"] += 1
+        return thread_handler(self, *args, **kwargs)
+
+    DatabaseSyncToAsync.thread_handler = counted_hop
+
+
+async def conversation(show_sql: bool) -> None:
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+    from django.conf import settings
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import connections
+
+    from agent.llm import close_clients
+    from realestate.asgi import application
+
+    session = SessionStore()
+    session["chat"] = True
+    await database_sync_to_async(session.save)()
+    headers = [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={session.session_key}".encode()),
+               (b"origin", b"http://localhost")]
+    await database_sync_to_async(connections.close_all)()
+    counts.clear()
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.receive_json_from()
+    print(f"{'connect':<34} {'':<20} {dict(counts)}")
+    for text in MESSAGES:
+        counts.clear()
+        statements.clear()
+        await communicator.send_json_to({"type": "message", "text": text})
+        route = None
+        while (frame := await communicator.receive_json_from(timeout=10)) != {
+            "type": "typing", "active": False
+        }:
+            route = frame.get("route", route)
+        print(f"{text:<34} {route:<20} {dict(counts)}")
+        if show_sql:
+            for sql in statements:
+                print(f"    {sql[:110]}")
+    await communicator.disconnect()
+    await close_clients()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sql", action="store_true", help="print each turn's statements")
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL"):
+        server, _ = devdb.start()
+        server.psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE);")
+        server.psql(f"CREATE DATABASE {DATABASE};")
+        os.environ["DATABASE_URL"] = server.get_uri(database=DATABASE)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realestate.settings")
+    os.environ["DEBUG"] = "false"
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from agent.standin import StandinServer
+
+    call_command("migrate", verbosity=0)
+    call_command("seed_demo", stdout=open(os.devnull, "w"))
+    instrument()
+    with StandinServer() as standin:
+        settings.LLM_BASE_URL = standin.base_url
+        asyncio.run(conversation(args.sql))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,556 @@
+"""Benchmark of chat turns: the app under daphne against the LLM stand-in, and two naive peers.
+
+    .venv/bin/python bench/turns.py                      # every scenario, a few minutes
+    .venv/bin/python bench/turns.py --scenario parallel --concurrency 1 50 200 --turns 10
+    .venv/bin/python bench/turns.py --scenario early-exit
+    .venv/bin/python bench/turns.py --scenario idle --idle-chats 2000
+
+A script, not a test: it prints tables of figures. Everything runs on loopback:
+
+* the database is a fresh ``realestate_bench`` database on the embedded PostgreSQL of
+  ``.pgdata/`` (or ``DATABASE_URL`` when set: it then writes rows there), migrated and seeded
+  with ``seed_demo``;
+* the LLM is ``manage.py llm_standin`` with the scenario's latency per classifier;
+* the app is ``daphne realestate.asgi:application`` on a free port, a real subprocess.
+
+Each of C visitors does what a browser does: ``GET /`` for the session cookie, then the
+websocket ``/ws/chat/`` with that cookie and an Origin header, and T turns one after another
+(the next message is sent when the reply has arrived). A turn's latency is from sending the
+visitor's frame to receiving the assistant's message frame.
+
+The naive peers send the same three classifier requests to the same stand-in, without
+database, router or websocket (which flatters them):
+
+* ``sequential``: the three calls one after another, on one pooled ``httpx.AsyncClient``;
+* ``tutorial``: ``asyncio.gather`` of the three calls, each with a new ``httpx.AsyncClient``,
+  run by ``asyncio.run`` once per turn in a pool of C threads, as a threaded web server would.
+
+``over ideal`` is the p50 turn latency minus what a perfect parallel engine would take: the
+slowest classifier's latency, or with early exit the deciding (pricing) classifier's.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import httpx
+import psutil
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from realestate import devdb  # noqa: E402
+
+BENCH_DATABASE = "realestate_bench"
+SESSION_COOKIE = "sessionid"
+REPLY_TIMEOUT = 60.0  # seconds a turn may take before it counts as an error
+# Chats opened at once: twisted listens with a backlog of 50, and a burst beyond it waits for
+# the kernel's SYN retries; browsers of a real crowd don't arrive in the same millisecond.
+OPEN_AT_ONCE = 50
+
+# What visitors say, in turn: a price, a listing question (a handoff), a call without a time
+# (no appointment is booked) and small talk (a fallback).
+MIXED_MESSAGES = (
+    "How much is listing 123456?",
+    "Does 654321 have a garden?",
+    "Can I book a call with an agent?",
+    "Hello there!",
+)
+PRICE_MESSAGES = ("How much is listing 123456?", "What is the price of 654321?")
+
+# The peers' requests: what agent.classifiers sends, shortened (the stand-in reads the
+# json_schema name and the latest user message; prompt length costs it nothing).
+PEER_CLASSIFIERS = {
+    "pricing": {"asks_price": {"type": "boolean"}, "listing_id": {"type": ["string", "null"]}},
+    "scheduling": {"wants_call": {"type": "boolean"}, "date": {"type": ["string", "null"]},
+                   "time": {"type": ["string", "null"]}},
+    "listing_question": {"is_listing_question": {"type": "boolean"}},
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A stand-in latency per classifier (ms), what visitors say, and the ideal turn (ms)."""
+
+    name: str
+    latency_ms: dict[str, float]
+    messages: tuple[str, ...]
+    ideal_ms: float
+
+
+SCENARIOS = {
+    "parallel": Scenario(
+        "L = 300 ms for every classifier", {"*": 300}, MIXED_MESSAGES, 300
+    ),
+    "early-exit": Scenario(
+        "early exit: pricing 150 ms, the others 600 ms, price questions only",
+        {"pricing": 150, "scheduling": 600, "listing_question": 600},
+        PRICE_MESSAGES,
+        150,
+    ),
+}
+
+
+@dataclass
+class Run:
+    """The figures of one engine at one concurrency."""
+
+    engine: str
+    concurrency: int
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    wall_s: float = 0.0
+    server_cpu_ms: float | None = None  # daphne's CPU time (user + system) during the run
+    routes: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # error text: count
+
+    def row(self, ideal_ms: float) -> str:
+        turns = len(self.latencies_ms)
+        if turns:
+            p50, p95, p99 = percentiles(self.latencies_ms)
+            figures = (f"{p50:7.0f} {p95:7.0f} {p99:7.0f} {turns / self.wall_s:8.1f} "
+                       f"{p50 - ideal_ms:+9.0f}")
+        else:
+            figures = f"{'-':>7} {'-':>7} {'-':>7} {'-':>8} {'-':>9}"
+        cpu = (f"{self.server_cpu_ms / turns:9.1f}" if self.server_cpu_ms is not None and turns
+               else f"{'-':>9}")
+        return (f"{self.engine:<10} {self.concurrency:>4} {turns:>6} {self.errors:>6} "
+                f"{figures} {cpu}")
+
+
+HEADER = (f"{'engine':<10} {'C':>4} {'turns':>6} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7} "
+          f"{'p99 ms':>7} {'turns/s':>8} {'over ideal':>9} {'cpu ms/turn':>9}")
+
+
+def percentiles(values: list[float]) -> tuple[float, float, float]:
+    """p50, p95 and p99 of ``values`` (inclusive method; a single value is all three)."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[94], cuts[98]
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+def raise_file_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on at the moment."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+_keep: list = []
+
+
+def bench_database() -> str:
+    """A database URL for the run: ``DATABASE_URL``, else a new, empty ``realestate_bench``
+    database on the embedded server (started if need be, stopped at exit if we started it)."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    server, _ = devdb.start()
+    server.psql(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE);")
+    server.psql(f"CREATE DATABASE {BENCH_DATABASE};")
+    _keep.append(server)  # hold the handle: it stops the server at exit
+    return server.get_uri(database=BENCH_DATABASE)
+
+
+def manage(*args: str) -> list[str]:
+    """The command line of a ``manage.py`` command."""
+    return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+@contextmanager
+def started(command: list[str], env: dict, port: int, log: Path):
+    """Run ``command`` until the block ends; wait until it listens on ``port`` first."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process, log)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, seconds: float = 30) -> None:
+    """Wait until 127.0.0.1:port accepts connections; raise with the log's tail if not."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"{process.args[:3]} did not listen on port {port}:\n{tail}")
+
+
+# ``manage.py llm_standin`` with two socket options that http.server lacks, so that the figures
+# are the app's and not the stand-in's:
+# * a listen backlog of 4,096 instead of 5: a burst of new connections from the app (up to 100
+#   at once) overflows an accept queue of 5, and the kernel's SYN retries add 1 s or more;
+# * TCP_NODELAY: http.server sends the headers and the body in two writes, so Nagle's algorithm
+#   holds the body until the client's delayed ACK, 40 ms on Linux, on every call.
+STANDIN_LAUNCHER = """
+import os, socketserver, sys
+socketserver.TCPServer.request_queue_size = 4096
+socketserver.StreamRequestHandler.disable_nagle_algorithm = True
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realestate.settings")
+from django.core.management import execute_from_command_line
+execute_from_command_line(["manage.py", "llm_standin", *sys.argv[1:]])
+"""
+
+
+@contextmanager
+def stack(scenario_latency: dict[str, float], env: dict, logs: Path):
+    """The stand-in and daphne, started for one scenario: yields (base URL, daphne process,
+    stand-in base URL)."""
+    standin_port, app_port = free_port(), free_port()
+    latency = [f"{name}={ms:g}" for name, ms in scenario_latency.items() if name != "*"]
+    standin_command = [sys.executable, "-c", STANDIN_LAUNCHER, "--port", str(standin_port),
+                       "--latency-ms", f"{scenario_latency.get('*', 0):g}"]
+    if latency:
+        standin_command += ["--latency", *latency]
+    standin_url = f"http://127.0.0.1:{standin_port}/v1"
+    app_env = {**env, "LLM_BASE_URL": standin_url}
+    daphne = [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p",
+              str(app_port), "realestate.asgi:application"]
+    with started(standin_command, env, standin_port, logs / "standin.log"), \
+            started(daphne, app_env, app_port, logs / "daphne.log") as app:
+        yield f"http://127.0.0.1:{app_port}", psutil.Process(app.pid), standin_url
+
+
+# ---------------------------------------------------------------------------------------------
+# Visitors
+
+
+async def open_chat(base_url: str):
+    """Open a chat as a new visitor: GET / for the session cookie, then the websocket.
+
+    Returns:
+        The open websocket, its history frame already read.
+    """
+    async with httpx.AsyncClient(base_url=base_url, timeout=REPLY_TIMEOUT) as http:
+        page = await http.get("/")
+        page.raise_for_status()
+        session_key = page.cookies[SESSION_COOKIE]
+    ws_url = base_url.replace("http", "ws", 1) + "/ws/chat/"
+    headers = {"Cookie": f"{SESSION_COOKIE}={session_key}", "Origin": base_url}
+    socket_ = await websockets.connect(ws_url, additional_headers=headers,
+                                       open_timeout=REPLY_TIMEOUT)
+    history = json.loads(await asyncio.wait_for(socket_.recv(), REPLY_TIMEOUT))
+    if history.get("type") != "history":
+        raise RuntimeError(f"expected the history frame, got {history}")
+    return socket_
+
+
+async def open_chats(base_url: str, count: int, run: "Run", at_once: int = OPEN_AT_ONCE) -> list:
+    """Open ``count`` chats, ``at_once`` at a time; count the failures in ``run``."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def one():
+        async with gate:
+            return await open_chat(base_url)
+
+    opened = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    for failure in (o for o in opened if isinstance(o, BaseException)):
+        run.errors += 1
+        run.failures.setdefault(repr(failure)[:120], 0)
+        run.failures[repr(failure)[:120]] += 1
+    return [o for o in opened if not isinstance(o, BaseException)]
+
+
+async def turn(socket_, text: str) -> tuple[float, str | None]:
+    """Send one visitor message; return (ms until the assistant's reply, its route or None
+    when the server sent an error frame instead)."""
+    started_at = time.perf_counter()
+    await socket_.send(json.dumps({"type": "message", "text": text}))
+    latency, route = None, None
+    while True:
+        frame = json.loads(await asyncio.wait_for(socket_.recv(), REPLY_TIMEOUT))
+        if frame["type"] == "message" and frame["role"] == "assistant":
+            latency, route = (time.perf_counter() - started_at) * 1000, frame["route"]
+        elif frame["type"] == "error":
+            latency = (time.perf_counter() - started_at) * 1000
+        elif frame == {"type": "typing", "active": False}:
+            return latency, route
+
+
+async def drive_app(base_url: str, server: psutil.Process, concurrency: int, turns: int,
+                    messages: tuple[str, ...]) -> Run:
+    """C visitors, each with T turns, against the app; timed from when all have connected."""
+    run = Run("app", concurrency)
+    sockets = await open_chats(base_url, concurrency, run)
+
+    async def visitor(index: int, socket_) -> None:
+        for number in range(turns):
+            try:
+                latency, route = await turn(socket_, messages[(index + number) % len(messages)])
+            except (TimeoutError, websockets.ConnectionClosed) as exc:
+                run.errors += 1
+                run.failures[repr(exc)[:120]] = run.failures.get(repr(exc)[:120], 0) + 1
+                return
+            if route is None:
+                run.errors += 1
+            else:
+                run.latencies_ms.append(latency)
+                run.routes[route] = run.routes.get(route, 0) + 1
+
+    cpu_before = server.cpu_times()
+    started_at = time.perf_counter()
+    await asyncio.gather(*(visitor(i, s) for i, s in enumerate(sockets)))
+    run.wall_s = time.perf_counter() - started_at
+    cpu_after = server.cpu_times()
+    run.server_cpu_ms = ((cpu_after.user + cpu_after.system)
+                         - (cpu_before.user + cpu_before.system)) * 1000
+    await asyncio.gather(*(s.close() for s in sockets))
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# The naive peers
+
+
+def peer_body(name: str, text: str) -> dict:
+    """A chat-completions request for classifier ``name`` about the visitor's ``text``."""
+    properties = PEER_CLASSIFIERS[name]
+    return {
+        "model": "standin",
+        "messages": [
+            {"role": "system", "content": f"You classify messages for a real-estate agency. "
+                                          f"Today is {date.today():%A, %Y-%m-%d}. Answer with "
+                                          f"JSON only: {json.dumps(list(properties))}."},
+            {"role": "user", "content": text},
+        ],
+        "response_format": {"type": "json_schema", "json_schema": {
+            "name": name, "strict": True,
+            "schema": {"type": "object", "properties": properties,
+                       "required": list(properties), "additionalProperties": False}}},
+        "temperature": 0,
+        "max_tokens": 64,
+    }
+
+
+def answer_of(response: httpx.Response) -> dict:
+    """The classifier's JSON answer in a chat completion; raises on anything else."""
+    response.raise_for_status()
+    return json.loads(response.json()["choices"][0]["message"]["content"])
+
+
+async def sequential_peer(standin_url: str, concurrency: int, turns: int,
+                          messages: tuple[str, ...]) -> Run:
+    """C visitors whose turns ask the three classifiers one after another."""
+    run = Run("sequential", concurrency)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(base_url=standin_url, timeout=REPLY_TIMEOUT,
+                                 limits=limits) as client:
+
+        async def visitor(index: int) -> None:
+            for number in range(turns):
+                text = messages[(index + number) % len(messages)]
+                started_at = time.perf_counter()
+                try:
+                    for name in PEER_CLASSIFIERS:
+                        answer_of(await client.post("/chat/completions",
+                                                    json=peer_body(name, text)))
+                except (httpx.HTTPError, ValueError, KeyError):
+                    run.errors += 1
+                    continue
+                run.latencies_ms.append((time.perf_counter() - started_at) * 1000)
+
+        started_at = time.perf_counter()
+        await asyncio.gather(*(visitor(i) for i in range(concurrency)))
+        run.wall_s = time.perf_counter() - started_at
+    return run
+
+
+def tutorial_peer(standin_url: str, concurrency: int, turns: int,
+                  messages: tuple[str, ...]) -> Run:
+    """C threads, each running its visitor's turns with ``asyncio.run``: a gather of the
+    three calls, each on a new ``httpx.AsyncClient``."""
+    run = Run("tutorial", concurrency)
+    lock = threading.Lock()
+
+    async def call(name: str, text: str) -> dict:
+        async with httpx.AsyncClient(base_url=standin_url, timeout=REPLY_TIMEOUT) as client:
+            return answer_of(await client.post("/chat/completions", json=peer_body(name, text)))
+
+    async def one_turn(text: str) -> list[dict]:
+        return await asyncio.gather(*(call(name, text) for name in PEER_CLASSIFIERS))
+
+    def visitor(index: int) -> None:
+        for number in range(turns):
+            text = messages[(index + number) % len(messages)]
+            started_at = time.perf_counter()
+            try:
+                asyncio.run(one_turn(text))
+            except (httpx.HTTPError, ValueError, KeyError):
+                with lock:
+                    run.errors += 1
+                continue
+            with lock:
+                run.latencies_ms.append((time.perf_counter() - started_at) * 1000)
+
+    started_at = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(visitor, range(concurrency)))
+    run.wall_s = time.perf_counter() - started_at
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+async def classifier_failures(base_url: str) -> int:
+    """Classifier calls the app counted as anything but ok, read from its /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        text = (await http.get("/metrics")).text
+    return int(sum(
+        s.value for family in text_string_to_metric_families(text)
+        if family.name == "chat_classifier_call_duration_seconds"
+        for s in family.samples
+        if s.name.endswith("_count") and s.labels.get("outcome") != "ok"
+    ))
+
+
+def run_scenario(key: str, args, env: dict, logs: Path) -> list[Run]:
+    """One table: the app and both peers at each concurrency of ``args.concurrency``."""
+    scenario = SCENARIOS[key]
+    concurrencies = args.concurrency if key == "parallel" else args.early_exit_concurrency
+    runs = []
+    print(f"\n## {scenario.name}; T = {args.turns} turns per visitor of the app, "
+          f"{args.peer_turns} of the peers", flush=True)
+    with stack(scenario.latency_ms, env, logs) as (base_url, server, standin_url):
+        asyncio.run(drive_app(base_url, server, 2, 2, scenario.messages))  # warm-up
+        for concurrency in concurrencies:
+            run = asyncio.run(drive_app(base_url, server, concurrency, args.turns,
+                                        scenario.messages))
+            runs.append(run)
+            if not args.no_peers:
+                runs.append(asyncio.run(sequential_peer(standin_url, concurrency,
+                                                        args.peer_turns, scenario.messages)))
+                runs.append(tutorial_peer(standin_url, concurrency, args.peer_turns,
+                                          scenario.messages))
+        failures = asyncio.run(classifier_failures(base_url))
+    print(HEADER)
+    for run in runs:
+        print(run.row(scenario.ideal_ms))
+    app_routes: dict[str, int] = {}
+    for run in runs:
+        for route, count in run.routes.items():
+            app_routes[route] = app_routes.get(route, 0) + count
+    print(f"app routes: {app_routes}; classifier calls not ok (from /metrics): {failures}")
+    for run in runs:
+        for failure, count in run.failures.items():
+            print(f"{run.engine} C={run.concurrency}: {count} x {failure}")
+    return runs
+
+
+async def idle(base_url: str, server: psutil.Process, chats: int) -> None:
+    """Open ``chats`` websocket chats, hold them, and report daphne's RSS and a few turns."""
+    warm = await open_chat(base_url)
+    await turn(warm, "How much is listing 123456?")
+    await asyncio.sleep(1)
+    before = server.memory_info().rss
+    opening = Run("idle", chats)
+    started_at = time.perf_counter()
+    sockets = await open_chats(base_url, chats, opening)
+    errors = opening.errors
+    opening_s = time.perf_counter() - started_at
+    await asyncio.sleep(2)
+    after = server.memory_info().rss
+    latencies = []
+    for index in range(0, len(sockets), max(1, len(sockets) // 20)):
+        latency, _ = await turn(sockets[index], "How much is listing 123456?")
+        latencies.append(latency)
+    print(f"chats open: {len(sockets)} (errors: {errors}), opened in {opening_s:.1f} s "
+          f"({len(sockets) / opening_s:.0f}/s)")
+    print(f"daphne RSS: {before / 2**20:.1f} MiB before, {after / 2**20:.1f} MiB with the chats "
+          f"open: {(after - before) / max(1, len(sockets)) / 1024:.1f} KiB per chat; "
+          f"{server.num_fds()} open files")
+    for failure, count in opening.failures.items():
+        print(f"{count} x {failure}")
+    if latencies:
+        p50, _, worst = *percentiles(latencies)[:2], max(latencies)
+        print(f"{len(latencies)} turns one at a time while they are open: p50 {p50:.0f} ms, "
+              f"max {worst:.0f} ms")
+    await asyncio.gather(*(s.close() for s in sockets), warm.close())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=["parallel", "early-exit", "idle", "all"],
+                        default="all")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 200],
+                        metavar="C", help="visitors at once, scenario parallel")
+    parser.add_argument("--early-exit-concurrency", type=int, nargs="+", default=[1, 50],
+                        metavar="C", help="visitors at once, scenario early-exit")
+    parser.add_argument("--turns", type=int, default=10, metavar="T",
+                        help="turns per visitor")
+    parser.add_argument("--peer-turns", type=int, default=3, metavar="T",
+                        help="turns per visitor of the peers (the tutorial's is slow)")
+    parser.add_argument("--idle-chats", type=int, default=2000)
+    parser.add_argument("--no-peers", action="store_true", help="time the app only")
+    args = parser.parse_args()
+
+    limit = raise_file_limit()
+    database_url = bench_database()
+    env = {**os.environ, "DATABASE_URL": database_url, "DEBUG": "false",
+           "LOG_LEVEL": "WARNING", "METRICS_ALLOWED_IPS": "127.0.0.1,::1",
+           "LLM_TIMEOUT": str(REPLY_TIMEOUT)}
+    subprocess.run(manage("migrate", "--noinput", "-v", "0"), cwd=ROOT, env=env, check=True)
+    subprocess.run(manage("seed_demo"), cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    logs = Path(tempfile.mkdtemp(prefix="bench-turns-"))
+    print(f"cores: {os.cpu_count()}; open-file limit: {limit}; "
+          f"server logs: {logs}", flush=True)
+    keys = ["parallel", "early-exit", "idle"] if args.scenario == "all" else [args.scenario]
+    for key in keys:
+        if key == "idle":
+            print(f"\n## idle: {args.idle_chats} open websocket chats", flush=True)
+            with stack({"*": 0}, env, logs) as (base_url, server, _):
+                asyncio.run(idle(base_url, server, args.idle_chats))
+        else:
+            run_scenario(key, args, env, logs)
+    shutil.rmtree(logs)  # kept when something failed
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
