@@ -273,8 +273,10 @@ LLM_API_KEY = env_str("LLM_API_KEY")
 LLM_MODEL = env_str("LLM_MODEL", "Qwen/Qwen2.5-7B-Instruct")
 # Seconds from the visitor's message to the reply: every call, retry and wait comes out of it.
 TURN_BUDGET = env_float("TURN_BUDGET", 2.5, minimum=0.1)
-# Calls in flight at once per LLM server and app process (an endpoint may set its own).
-LLM_MAX_IN_FLIGHT = int(env_float("LLM_MAX_IN_FLIGHT", 16, minimum=1))
+# Calls in flight at once per LLM server and app process (an endpoint may set its own). 64 lets
+# four app processes fill vLLM's default batch of 256 sequences (--max-num-seqs) and no more;
+# at 300 ms a call, 16 capped one process at ~13 turns/s, below its CPU ceiling (bench/).
+LLM_MAX_IN_FLIGHT = int(env_float("LLM_MAX_IN_FLIGHT", 64, minimum=1))
 # Retries of one classifier call after a connection error, 429 or 5xx (within TURN_BUDGET).
 LLM_MAX_RETRIES = int(env_float("LLM_MAX_RETRIES", 3, minimum=0))
 # shared_prefix: agency context and conversation first, shared by the calls (vLLM's prefix
