@@ -212,7 +212,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     },
                 )
             else:
-                await publish(conversation_id, reply.as_frame())
+                if reply is not None:  # None: staff claimed the chat while the turn ran
+                    await publish(conversation_id, reply.as_frame())
             finally:
                 await publish(conversation_id, {"type": "typing", "active": False})
 

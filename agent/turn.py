@@ -10,10 +10,10 @@ import time
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from agent import metrics
+from agent import handoffs, metrics
 from agent.classifiers import HISTORY_MESSAGES, Classifier, as_label
 from agent.fanout import Outcome, fan_out
 from agent.llm import LLMClient, get_client
@@ -43,18 +43,40 @@ def messages_after(conversation_id, after: int = 0) -> list[Message]:
 
 
 def store_message(conversation_id, role: str, text: str, **fields) -> Message:
-    """Store a message with the conversation's next ``seq`` (the conversation row is locked)."""
-    with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        return _append(conversation, role, text, **fields)
+    """Store a message with the conversation's next ``seq``.
+
+    Args:
+        conversation_id: the conversation's UUID.
+        role: a ``Message.Role``.
+        text: the message text.
+        fields: other Message fields (``route``, ``latency_ms``, ``author``, ...).
+    Returns:
+        The stored message (its ``conversation`` is loaded on first access).
+    Raises:
+        Conversation.DoesNotExist: no such conversation.
+    """
+    with transaction.atomic(savepoint=False):
+        return _append(conversation_id, role, text, **fields)
 
 
-def _append(conversation: Conversation, role: str, text: str, **fields) -> Message:
-    """Add a message to a conversation whose row the caller's transaction has locked."""
-    conversation.last_seq += 1
-    conversation.save(update_fields=["last_seq"])
+def _append(conversation_id, role: str, text: str, **fields) -> Message:
+    """Take the conversation's next ``seq`` and insert the message, in the caller's transaction.
+
+    One ``UPDATE ... RETURNING`` both locks the conversation row until the transaction ends,
+    so concurrent messages get consecutive numbers, and reads the new number: two queries a
+    message instead of a locking SELECT, an UPDATE and the INSERT (bench/queries.py).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Conversation._meta.db_table} SET last_seq = last_seq + 1 "
+            "WHERE id = %s RETURNING last_seq",
+            [conversation_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Conversation.DoesNotExist(f"no conversation {conversation_id}")
     return Message.objects.create(
-        conversation=conversation, seq=conversation.last_seq, role=role, text=text, **fields
+        conversation_id=conversation_id, seq=row[0], role=role, text=text, **fields
     )
 
 
@@ -70,14 +92,18 @@ def store_visitor_message(
     Returns:
         ``(message, created)``; ``created`` is False when ``client_id`` repeats an earlier
         message of the conversation, which is returned instead, so a resend makes no new turn.
+    Raises:
+        Conversation.DoesNotExist: no such conversation.
     """
-    with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        if client_id is not None:
-            earlier = conversation.messages.filter(client_id=client_id).first()
-            if earlier is not None:
-                return earlier, False
-        return _append(conversation, Message.Role.USER, text, client_id=client_id), True
+    try:
+        with transaction.atomic():
+            return _append(conversation_id, Message.Role.USER, text, client_id=client_id), True
+    except IntegrityError:
+        if client_id is None:
+            raise
+    # A resend: the unique (conversation, client_id) constraint refused it, and the
+    # transaction, seq number included, was rolled back.
+    return Message.objects.get(conversation_id=conversation_id, client_id=client_id), False
 
 
 def chat_history(conversation_id) -> list[dict]:
@@ -95,7 +121,7 @@ def prepare_turn(conversation_id) -> tuple[list[dict], list[Classifier]]:
     return chat_history(conversation_id), ClassifierConfig.enabled_classifiers()
 
 
-def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Message:
+def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Message | None:
     """Log the classifier calls, route, and store the assistant's reply.
 
     Args:
@@ -103,7 +129,9 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         outcomes: what each classifier said.
         started: ``time.perf_counter()`` when the visitor's message was stored.
     Returns:
-        The stored assistant message, with its route and the turn's latency in ms.
+        The stored assistant message, with its route and the turn's latency in ms; or None
+        when staff claimed the conversation while the classifiers ran: the message is then
+        theirs (route ``staff``) and the bot stays silent.
     """
     ClassifierCall.objects.bulk_create(
         ClassifierCall(
@@ -121,6 +149,8 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         )
         for o in outcomes
     )
+    if handoffs.route_to_staff(message):
+        return None
     with transaction.atomic():
         reply = route_turn(message.conversation, message, outcomes, timezone.now())
         latency_ms = round((time.perf_counter() - started) * 1000)
@@ -134,7 +164,7 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         )
 
 
-async def run_turn(message: Message, client: LLMClient | None = None) -> Message:
+async def run_turn(message: Message, client: LLMClient | None = None) -> Message | None:
     """Answer a stored visitor message: one round of parallel classifier calls, then the router.
 
     The classifier calls end within ``TURN_BUDGET`` seconds of the start, whatever the LLM
@@ -144,7 +174,7 @@ async def run_turn(message: Message, client: LLMClient | None = None) -> Message
         message: the visitor's message, already stored.
         client: the LLM client; the shared one of the event loop by default.
     Returns:
-        The stored assistant message.
+        The stored assistant message, or None when staff claimed the conversation meanwhile.
     Raises:
         django.db.Error: the database failed; the visitor's message stays stored.
     """

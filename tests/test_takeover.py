@@ -410,3 +410,25 @@ async def test_every_message_after_a_claim_goes_to_staff_however_fast_they_come(
     assert await visitor.receive_nothing(timeout=0.3)
     await visitor.disconnect()
     await anna.disconnect()
+
+
+async def test_a_claim_while_a_turn_runs_keeps_the_bot_from_answering(
+    connect, staff_socket, sessions, standin, listings, anna
+):
+    visitor, _ = await connect()
+    staff, _ = await staff_socket(sessions["anna"])
+    handoff_id = await queue_a_handoff(visitor, staff)
+
+    standin.latency_ms = 500  # the classifiers are still thinking when Anna claims
+    await visitor.send_json_to({"type": "message", "text": "How much is listing 123456?"})
+    assert (await visitor.receive_json_from(timeout=5))["seq"] == 3
+    assert await visitor.receive_json_from(timeout=5) == {"type": "typing", "active": True}
+    await sync_to_async(handoffs.claim)(handoff_id, anna)
+
+    frames = await frames_until(visitor, turn_over)
+    assert [f["type"] for f in frames] == ["notice", "typing"]  # joined, then no bot reply
+    stored = await Message.objects.aget(seq=3)
+    assert stored.route == "staff"
+    assert not await Message.objects.filter(seq=4).aexists()
+    await visitor.disconnect()
+    await staff.disconnect()
