@@ -200,19 +200,37 @@ TEMPLATES = [
 DATABASE_URL = env_str(
     "DATABASE_URL", f"postgresql://postgres@/realestate?host={BASE_DIR / '.pgdata'}"
 )
+# Connections per process come from psycopg's pool, at most DB_POOL_MAX_SIZE; a request waits
+# up to DB_POOL_TIMEOUT seconds for a free one, then fails (psycopg_pool.PoolTimeout). Persistent
+# connections (CONN_MAX_AGE) are off with the pool: under ASGI each request runs its sync code in
+# a new thread, and each thread kept its own connection open until PostgreSQL ran out
+# (bench/README.md; Django's docs, Databases > Persistent connections). DB_POOL_MAX_SIZE=0 turns
+# the pool off (e.g. behind PgBouncer): a connection per request, or CONN_MAX_AGE seconds' reuse.
+DB_POOL_MAX_SIZE = int(env_float("DB_POOL_MAX_SIZE", 10, minimum=0))
+DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 10, minimum=0.1)
+CONN_MAX_AGE = int(env_float("CONN_MAX_AGE", 0, minimum=0))
+if DB_POOL_MAX_SIZE and CONN_MAX_AGE:
+    raise ImproperlyConfigured(
+        "CONN_MAX_AGE must be 0 while the connection pool is on (DB_POOL_MAX_SIZE > 0)"
+    )
 try:
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL,
-            # Seconds a connection is reused; every turn touches the database several times.
-            conn_max_age=int(env_float("CONN_MAX_AGE", 60, minimum=0)),
-            conn_health_checks=True,
+            DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True
         )
     }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must be a postgresql:// URL")
+if DB_POOL_MAX_SIZE:
+    # min_size: connections kept open when idle (psycopg_pool's default is 4, more than a
+    # small max_size allows).
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": DB_POOL_TIMEOUT,
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

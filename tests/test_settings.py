@@ -47,6 +47,9 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("CHAT_ALLOWED_ORIGINS", "https://a.example/chat", "CHAT_ALLOWED_ORIGINS must list"),
         ("CHAT_TOKEN_MAX_AGE", "10", "CHAT_TOKEN_MAX_AGE must be at least"),
         ("METRICS_ALLOWED_IPS", "127.0.0.1,prometheus", "METRICS_ALLOWED_IPS must list IP"),
+        ("DB_POOL_MAX_SIZE", "-1", "DB_POOL_MAX_SIZE must be at least 0"),
+        ("DB_POOL_TIMEOUT", "0", "DB_POOL_TIMEOUT must be at least"),
+        ("CONN_MAX_AGE", "60", "CONN_MAX_AGE must be 0 while the connection pool is on"),
     ],
 )
 def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
@@ -60,8 +63,13 @@ def test_good_values_load():
         DEBUG="yes", AGENCY_TIMEZONE="Europe/Berlin", TURN_BUDGET="2.5",
         BUSINESS_DAYS="Mon,Tue,Sat", STAFF_HOURS="08:00-20:00",
         HANDOFF_ALERT_EMAIL="desk@agency.example, ops@agency.example",
-        METRICS_ALLOWED_IPS="127.0.0.1, ::1, 10.0.0.0/8",
+        METRICS_ALLOWED_IPS="127.0.0.1, ::1, 10.0.0.0/8", DB_POOL_MAX_SIZE="1",
     )
+    assert result.returncode == 0, result.stderr
+
+
+def test_conn_max_age_applies_when_the_pool_is_off():
+    result = load_settings(DB_POOL_MAX_SIZE="0", CONN_MAX_AGE="60")
     assert result.returncode == 0, result.stderr
 
 
