@@ -102,8 +102,8 @@ class RouteFilter(admin.SimpleListFilter):
 
 
 # (parameter value, label, lowest ms, highest ms exclusive or None). Turn latency is from storing
-# the visitor's message to storing the reply; the classifier timeout (LLM_TIMEOUT, 5 s) bounds
-# a normal turn, so "10 s or more" means something waited beyond it.
+# the visitor's message to storing the reply; the turn budget (TURN_BUDGET, 2.5 s) bounds the
+# classifier calls, so a turn of several seconds waited for the database or a busy server.
 LATENCY_BUCKETS = [
     ("lt1", "under 1 s", 0, 1000),
     ("1to3", "1 to 3 s", 1000, 3000),

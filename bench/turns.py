@@ -372,7 +372,7 @@ def answer_of(response: httpx.Response) -> dict:
 
 async def sequential_peer(standin_url: str, concurrency: int, turns: int,
                           messages: tuple[str, ...]) -> Run:
-    """C visitors whose turns ask the three classifiers one after another."""
+    """C visitors whose turns ask the tutorial's three classifiers one after another."""
     run = Run("sequential", concurrency)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(base_url=standin_url, timeout=REPLY_TIMEOUT,
@@ -532,8 +532,7 @@ def main() -> int:
     limit = raise_file_limit()
     database_url = bench_database()
     env = {**os.environ, "DATABASE_URL": database_url, "DEBUG": "false",
-           "LOG_LEVEL": "WARNING", "METRICS_ALLOWED_IPS": "127.0.0.1,::1",
-           "LLM_TIMEOUT": str(REPLY_TIMEOUT)}
+           "LOG_LEVEL": "WARNING", "METRICS_ALLOWED_IPS": "127.0.0.1,::1"}
     subprocess.run(manage("migrate", "--noinput", "-v", "0"), cwd=ROOT, env=env, check=True)
     subprocess.run(manage("seed_demo"), cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)

@@ -271,7 +271,7 @@ def app(django_db_setup, app_port, llm, sites, tmp_path_factory):
         "DATABASE_URL": database_url,
         "CONN_MAX_AGE": "0",  # no connection left open while a test flushes the tables
         "LLM_BASE_URL": llm.base_url,
-        "LLM_TIMEOUT": "2",
+        "TURN_BUDGET": "2",
         "ALLOWED_HOSTS": "127.0.0.1",
         "CHAT_ALLOWED_ORIGINS": sites["allowed"].origin,
         "DEBUG": "false",
