@@ -18,7 +18,7 @@ from agent import handoffs
 from agent.classifiers import AppointmentChange, ListingQuestion, Pricing, Scheduling, decides
 from agent.contact import Contact, display_phone, find_contact
 from agent.fanout import Outcome
-from agent.models import Conversation, Handoff, Message, Route
+from agent.models import Conversation, Message, Route
 from listings import booking
 from listings.booking import (
     SlotUnavailable,
@@ -101,7 +101,7 @@ def _decide(conversation, message, outcomes, now, contact: Contact, offer: dict)
         if isinstance(said, Scheduling):
             return _schedule(conversation, message, said, offer, contact, now)
         if isinstance(said, ListingQuestion):
-            _queue_handoff(conversation, message, "listing question")
+            handoffs.queue_handoff(conversation, message, "listing question")
             return Reply(
                 Route.HANDOFF,
                 "Good question! I've passed it to one of our realtors. "
@@ -114,7 +114,7 @@ def _decide(conversation, message, outcomes, now, contact: Contact, offer: dict)
         return _contact_saved(conversation, contact, now)
     failed = [o for o in outcomes if o.status in ("error", "timeout") or o.error]
     if not failed:
-        _queue_handoff(conversation, message, "no classifier matched")
+        handoffs.queue_handoff(conversation, message, "no classifier matched")
         return Reply(
             Route.FALLBACK,
             "Let me transfer you to a human representative. "
@@ -122,7 +122,7 @@ def _decide(conversation, message, outcomes, now, contact: Contact, offer: dict)
         )
     every = "every classifier failed" if len(failed) == len(outcomes) else "no classifier matched"
     reason = f"{every}: " + "; ".join(f"{o.classifier}: {o.error}" for o in failed)
-    _queue_handoff(conversation, message, reason)
+    handoffs.queue_handoff(conversation, message, reason)
     return Reply(
         Route.FALLBACK,
         "Sorry, I couldn't understand that one in time. I've passed your message to our team. "
@@ -423,8 +423,3 @@ def _contact_saved(conversation: Conversation, contact: Contact, now: datetime) 
             f"{format_slot(appointment.starts_at)}."
         )
     return Reply(Route.CONTACT_SAVED, text)
-
-
-def _queue_handoff(conversation: Conversation, message: Message, reason: str) -> Handoff:
-    """Queue a handoff, unless the conversation already waits for or has a person."""
-    return handoffs.queue_handoff(conversation, message, reason)
