@@ -6,3 +6,8 @@ class AgentConfig(AppConfig):
 
     name = "agent"
     verbose_name = "Chat"
+
+    def ready(self):
+        from agent.live import count_drops
+
+        count_drops()

@@ -50,6 +50,12 @@ SLOT_WAIT_SECONDS = Histogram(
     buckets=BUCKETS,
     registry=REGISTRY,
 )
+CHANNEL_DROPS = Counter(
+    "chat_channel_layer_dropped_messages",
+    "Frames channels_redis dropped because a socket's channel was full (CHANNEL_CAPACITY): "
+    "the socket missed them until it reconnects.",
+    registry=REGISTRY,
+)
 HANDOFFS_QUEUED = Counter(
     "chat_handoffs_queued",
     "Handoffs queued for staff (a conversation already waiting for a person is not counted).",

@@ -178,7 +178,27 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "realestate.urls"
 ASGI_APPLICATION = "realestate.asgi.application"
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Unset: one process, with the channel layer in its memory (`make run`). Set (redis://host:6379/0,
+# rediss:// for TLS): several app processes share the channel layer through Redis.
+REDIS_URL = env_str("REDIS_URL")
+# Messages one socket's channel may hold in Redis. channels_redis drops group messages to a
+# full channel, silently at its default of 100 (django/channels#1244); agent.live counts and
+# logs each drop (chat_channel_layer_dropped_messages_total). A visitor's socket gets about 4
+# frames a turn and reads them within milliseconds, so 1,000 only fills behind a stuck worker.
+CHANNEL_CAPACITY = int(env_float("CHANNEL_CAPACITY", 1000, minimum=10))
+if REDIS_URL:
+    if urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(
+            f"REDIS_URL must be a redis://, rediss:// or unix:// URL, not {REDIS_URL!r}"
+        )
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": CHANNEL_CAPACITY, "prefix": "chat"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 TEMPLATES = [
     {
@@ -340,5 +360,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
-    "loggers": {"httpx": {"level": "WARNING"}},  # one INFO line per LLM call is too much
+    "loggers": {
+        "httpx": {"level": "WARNING"},  # one INFO line per LLM call is too much
+        # Its INFO line about a dropped message must reach agent.live.CountDrops at any level.
+        "channels_redis": {"level": "INFO"},
+    },
 }

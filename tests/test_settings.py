@@ -35,6 +35,8 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("BUSINESS_HOURS", "17:00-09:00", "BUSINESS_HOURS must open before it closes"),
         ("BUSINESS_DAYS", "mon,funday", "BUSINESS_DAYS must list weekdays"),
         ("RETENTION_DAYS", "0", "RETENTION_DAYS must be at least 1"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL must be a redis://"),
+        ("CHANNEL_CAPACITY", "5", "CHANNEL_CAPACITY must be at least 10"),
         ("STAFF_HOURS", "9-5", "STAFF_HOURS must look like 09:00-17:00"),
         ("STAFF_DAYS", "weekends", "STAFF_DAYS must list weekdays"),
         ("HANDOFF_ALERT_EMAIL", "desk@agency.example, nobody", "HANDOFF_ALERT_EMAIL must be"),

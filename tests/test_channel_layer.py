@@ -1,0 +1,75 @@
+"""The Redis channel layer: REDIS_URL switches it on, frames cross processes, drops are counted."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from channels_redis.core import RedisChannelLayer
+
+from agent import live, metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_redis_url_selects_channels_redis_with_the_configured_capacity():
+    code = (
+        "import json; from realestate import settings as s; "
+        "print(json.dumps(s.CHANNEL_LAYERS['default']))"
+    )
+    env = {**os.environ, "REDIS_URL": "redis://cache.internal:6379/2", "CHANNEL_CAPACITY": "500"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60, check=True)
+    layer = json.loads(done.stdout)
+    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["CONFIG"]["hosts"] == ["redis://cache.internal:6379/2"]
+    assert layer["CONFIG"]["capacity"] == 500
+
+
+def test_without_redis_url_the_layer_is_in_memory(settings):
+    assert "REDIS_URL" not in os.environ or not os.environ["REDIS_URL"]
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+
+
+async def test_a_group_frame_reaches_a_socket_of_another_layer_instance(redis_process):
+    """Two layer instances are two app processes: one publishes, the other's channel gets it."""
+    sender = RedisChannelLayer(hosts=[redis_process.url], prefix="test")
+    receiver = RedisChannelLayer(hosts=[redis_process.url], prefix="test")
+    channel = await receiver.new_channel()
+    await receiver.group_add(live.conversation_group("c1"), channel)
+    frame = {"type": "chat.frame", "frame": {"n": 1}}
+    await sender.group_send(live.conversation_group("c1"), frame)
+    assert await receiver.receive(channel) == frame
+    await sender.close_pools()
+    await receiver.close_pools()
+
+
+async def test_frames_dropped_on_a_full_channel_are_counted(redis_process, caplog):
+    layer = RedisChannelLayer(hosts=[redis_process.url], prefix="test", capacity=2)
+    channel = await layer.new_channel()
+    await layer.group_add("chat.full", channel)
+    before = metrics.REGISTRY.get_sample_value("chat_channel_layer_dropped_messages_total") or 0
+    for n in range(5):  # nobody reads: 2 fit, 3 are dropped
+        await layer.group_send("chat.full", {"type": "chat.frame", "frame": {"n": n}})
+    after = metrics.REGISTRY.get_sample_value("chat_channel_layer_dropped_messages_total")
+    assert after - before == 3
+    warnings = [r for r in caplog.records if r.name == "channels_redis.core"]
+    assert len(warnings) == 3 and all(r.levelname == "WARNING" for r in warnings)
+    await layer.close_pools()
+
+
+@pytest.mark.parametrize("level", ["WARNING", "ERROR"])
+def test_drops_are_counted_whatever_the_log_level(level):
+    code = (
+        "import django, logging; django.setup(); "
+        "from agent import metrics; "
+        "logging.getLogger('channels_redis.core').info(%r, 4, 9, 'chat.x'); "
+        "print(metrics.REGISTRY.get_sample_value('chat_channel_layer_dropped_messages_total'))"
+        % live.OVER_CAPACITY
+    )
+    env = {**os.environ, "LOG_LEVEL": level, "DJANGO_SETTINGS_MODULE": "realestate.settings"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "4.0"
