@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint clean
+.PHONY: run run-scaled test install lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m realestate.devserver
 
+# N daphne workers behind nginx on one port, sharing Redis (apt-get install nginx first).
+WORKERS ?= 2
+run-scaled: $(STAMP)
+	$(PY) -m realestate.scaled --workers $(WORKERS)
+
 # ARGS passes options to pytest, e.g. make test ARGS="tests/test_router.py -k price"
 test: $(STAMP)
 	$(PY) -m realestate.devdb $(PY) -m pytest $(ARGS)
@@ -25,4 +30,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .pgdata .pytest_cache
+	rm -rf $(VENV) .pgdata .pytest_cache .scaled

@@ -6,11 +6,16 @@ whichever process stored them. A socket that is closed misses nothing for good: 
 messages are stored, and a reconnecting client asks for those after the last ``seq`` it holds.
 """
 
+import asyncio
 import logging
 
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agent import metrics
+
+logger = logging.getLogger(__name__)
 
 # channels_redis.core logs this (at INFO) when a group message found channels over capacity.
 OVER_CAPACITY = "%s of %s channels over capacity in group %s"
@@ -51,3 +56,75 @@ def count_drops() -> None:
     logger = logging.getLogger("channels_redis.core")
     if not any(isinstance(f, CountDrops) for f in logger.filters):
         logger.addFilter(CountDrops())
+
+
+class ChannelLost(Exception):
+    """The channel's group memberships may be gone: Redis failed since the channel was made."""
+
+
+class ChatChannelLayer(RedisChannelLayer):
+    """channels_redis's layer, which closes every socket of the process when Redis fails.
+
+    Redis keeps the groups. After a Redis restart (or failover) they are empty, yet only the
+    one receive that hit the broken connection fails: the process's other sockets go on
+    receiving on a fresh connection, out of every group, and miss their conversations' frames
+    without an error (reproduced in tests/test_scaled.py). Here the first failed receive marks
+    an outage, and every channel made before it fails its pending and next receive with
+    ``ChannelLost``: the consumer ends, daphne closes the socket (1011), and the client
+    reconnects, which joins the groups again and fetches the messages it missed. The pools
+    are closed too, so the reconnecting sockets get fresh connections.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.outages = 0
+        self._born: dict[str, int] = {}  # channel name -> the outage count when it was made
+        self._outage: asyncio.Future | None = None  # resolved at the next outage
+
+    async def new_channel(self, prefix="specific"):
+        name = await super().new_channel(prefix)
+        self._born[name] = self.outages
+        return name
+
+    async def receive(self, channel):
+        """The channel's next message (channels_redis's receive).
+
+        Raises:
+            ChannelLost: Redis failed since the channel was made, or fails while waiting.
+            redis.exceptions.ConnectionError: this receive met the failure (which counts as
+                an outage for every other channel).
+        """
+        if self._born.get(channel, self.outages) != self.outages:
+            del self._born[channel]
+            raise ChannelLost(channel)
+        loop = asyncio.get_running_loop()
+        if self._outage is None or self._outage.done() or self._outage.get_loop() is not loop:
+            self._outage = loop.create_future()
+        outage = self._outage
+        receiving = asyncio.ensure_future(super().receive(channel))
+        try:
+            await asyncio.wait({receiving, outage}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the consumer ended
+            receiving.cancel()
+            self._born.pop(channel, None)
+            raise
+        if not receiving.done():
+            receiving.cancel()
+            self._born.pop(channel, None)
+            raise ChannelLost(channel)
+        try:
+            return receiving.result()
+        except (RedisConnectionError, OSError):
+            self._born.pop(channel, None)
+            self.outages += 1
+            metrics.CHANNEL_OUTAGES.inc()
+            logger.warning("Redis connection lost: closing this process's sockets to rejoin")
+            if not outage.done():
+                outage.set_result(None)
+            # The pools' idle connections are dead too: drop them, or the next group_add of
+            # a reconnecting socket fails on one.
+            try:
+                await self.close_pools()
+            except Exception:
+                logger.exception("could not close the Redis pools")
+            raise

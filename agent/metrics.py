@@ -56,6 +56,12 @@ CHANNEL_DROPS = Counter(
     "the socket missed them until it reconnects.",
     registry=REGISTRY,
 )
+CHANNEL_OUTAGES = Counter(
+    "chat_channel_layer_outages",
+    "Times this process lost its Redis connection; each closes the process's sockets so "
+    "their clients reconnect and rejoin their groups.",
+    registry=REGISTRY,
+)
 HANDOFFS_QUEUED = Counter(
     "chat_handoffs_queued",
     "Handoffs queued for staff (a conversation already waiting for a person is not counted).",

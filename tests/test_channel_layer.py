@@ -1,5 +1,6 @@
 """The Redis channel layer: REDIS_URL switches it on, frames cross processes, drops are counted."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from channels_redis.core import RedisChannelLayer
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agent import live, metrics
 
@@ -23,7 +25,7 @@ def test_redis_url_selects_channels_redis_with_the_configured_capacity():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60, check=True)
     layer = json.loads(done.stdout)
-    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["BACKEND"] == "agent.live.ChatChannelLayer"
     assert layer["CONFIG"]["hosts"] == ["redis://cache.internal:6379/2"]
     assert layer["CONFIG"]["capacity"] == 500
 
@@ -73,3 +75,26 @@ def test_drops_are_counted_whatever_the_log_level(level):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60, check=True)
     assert done.stdout.strip() == "4.0"
+
+
+async def test_a_redis_restart_fails_every_waiting_receive_and_new_channels_work(redis_process):
+    """channels_redis alone fails one receive; the others go on, out of their groups."""
+    layer = live.ChatChannelLayer(hosts=[redis_process.url], prefix="test")
+    channels = [await layer.new_channel() for _ in range(3)]
+    for channel in channels:
+        await layer.group_add("chat.g", channel)
+    waiting = [asyncio.create_task(layer.receive(channel)) for channel in channels]
+    await asyncio.sleep(0.3)
+    before = metrics.REGISTRY.get_sample_value("chat_channel_layer_outages_total") or 0
+    redis_process.stop()
+    redis_process.start()
+    results = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 10)
+    assert sorted(type(r).__name__ for r in results) == sorted(
+        [RedisConnectionError.__name__, "ChannelLost", "ChannelLost"]
+    )
+    assert metrics.REGISTRY.get_sample_value("chat_channel_layer_outages_total") == before + 1
+    fresh = await layer.new_channel()
+    await layer.group_add("chat.g", fresh)
+    await layer.group_send("chat.g", {"type": "chat.frame", "frame": {}})
+    assert await asyncio.wait_for(layer.receive(fresh), 5) == {"type": "chat.frame", "frame": {}}
+    await layer.close_pools()

@@ -1,0 +1,201 @@
+"""Several workers: two daphne processes behind nginx, sharing a Redis channel layer and the
+test database, with the LLM stand-in on loopback (``realestate.scaled.Cluster``).
+
+Needs nginx (``apt-get install nginx``): without it these tests are skipped, and with
+``REQUIRE_NGINX=1`` (CI) they fail instead. Redis is a private ``redis-server`` on a free port.
+"""
+
+import asyncio
+import json
+import os
+import subprocess
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import websockets
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import Client
+
+from agent.models import Message
+from realestate import scaled
+from realestate.devserver import free_port
+from realestate.localredis import RedisProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NOBODY_ASKS = "Hello, I have something to ask"  # no classifier says yes: a handoff is queued
+PRICE_QUESTION = "How much is listing 123456?"
+
+
+def nginx_problem() -> str | None:
+    """Why the cluster cannot run here, or None."""
+    try:
+        scaled.nginx_binary()
+    except RuntimeError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(autouse=True)
+def needs_nginx(chat_client):
+    """Skip (or fail, under REQUIRE_NGINX) without nginx; ``chat_client`` closes the database
+    connection the async tests' ORM calls open."""
+    problem = nginx_problem()
+    if problem is None:
+        return
+    if os.environ.get("REQUIRE_NGINX", "") not in ("", "0"):
+        pytest.fail(f"REQUIRE_NGINX is set but {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisProcess(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(django_db_setup, redis_server, tmp_path_factory):
+    """Two workers behind nginx on free loopback ports, against the test database."""
+    if nginx_problem():
+        pytest.skip(nginx_problem())
+    from agent.standin import StandinServer
+
+    url = urlsplit(settings.DATABASE_URL)
+    database_url = urlunsplit(url._replace(path="/" + settings.DATABASES["default"]["NAME"]))
+    with StandinServer() as llm:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_server.url,
+            "LLM_BASE_URL": llm.base_url,
+            "TURN_BUDGET": "2",
+            "DEBUG": "false",
+            "LOG_LEVEL": "WARNING",
+        }
+        group = scaled.Cluster(free_port(), [free_port(), free_port()], env,
+                               tmp_path_factory.mktemp("cluster"))
+        group.start()
+        yield group
+        group.stop()
+
+
+@pytest.fixture
+def visitor_key(db, classifier_rows, listings):
+    session = SessionStore()
+    session["chat"] = True
+    session.save()
+    return session.session_key
+
+
+@pytest.fixture
+def anna_key(db):
+    anna = get_user_model().objects.create_user("anna", first_name="Anna", is_staff=True)
+    client = Client()
+    client.force_login(anna)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def open_socket(port: int, path: str, session_key: str):
+    """A websocket to 127.0.0.1:port with the session cookie, as the chat page's script opens it."""
+    return websockets.connect(
+        f"ws://127.0.0.1:{port}{path}",
+        origin="http://127.0.0.1",
+        additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={session_key}"},
+        open_timeout=10,
+    )
+
+
+async def frames_until(socket, done, timeout=10) -> list[dict]:
+    """Receive frames until ``done(frame)``; return them all, that one last."""
+    frames = []
+    while not frames or not done(frames[-1]):
+        frames.append(json.loads(await asyncio.wait_for(socket.recv(), timeout)))
+    return frames
+
+
+def turn_over(frame: dict) -> bool:
+    return frame == {"type": "typing", "active": False}
+
+
+def test_the_rendered_nginx_config_is_valid(tmp_path):
+    conf = scaled.render_nginx_conf(tmp_path, 8000, [8101, 8102])
+    check = subprocess.run(
+        [scaled.nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "server 127.0.0.1:8102 max_fails=1" in conf.read_text()
+
+
+async def test_staff_on_one_worker_take_over_a_visitor_on_the_other(cluster, visitor_key, anna_key):
+    visitor_port, staff_port = cluster.worker_ports
+    async with open_socket(visitor_port, "/ws/chat/", visitor_key) as visitor, \
+            open_socket(staff_port, "/ws/staff/", anna_key) as staff:
+        await frames_until(visitor, lambda f: f["type"] == "history")
+        await frames_until(staff, lambda f: f["type"] == "queue")
+        await visitor.send(json.dumps({"type": "message", "text": NOBODY_ASKS}))
+        await frames_until(visitor, turn_over)
+        # The handoff queued on the visitor's worker reaches the staff screen on the other.
+        queue = (await frames_until(staff, lambda f: f["type"] == "queue" and f["waiting"]))[-1]
+        handoff = queue["handoffs"][0]["id"]
+        await staff.send(json.dumps({"type": "claim", "handoff": handoff}))
+        notice = (await frames_until(visitor, lambda f: f["type"] == "notice"))[-1]
+        assert notice["text"] == "Anna has joined the chat"
+        text = "Hi, Anna here"
+        await staff.send(json.dumps({"type": "message", "handoff": handoff, "text": text}))
+        reply = (await frames_until(visitor, lambda f: f["type"] == "message"))[-1]
+        assert (reply["role"], reply["text"], reply["name"]) == ("staff", "Hi, Anna here", "Anna")
+
+
+async def test_chats_through_nginx_are_spread_over_both_workers_and_answered(
+    cluster, visitor_key
+):
+    before = [worker_connects(cluster, port) for port in cluster.worker_ports]
+    async with asyncio.TaskGroup() as group:
+        chats = [group.create_task(ask_price(cluster.port, visitor_key)) for _ in range(8)]
+    assert [chat.result() for chat in chats] == ["price"] * 8
+    after = [worker_connects(cluster, port) for port in cluster.worker_ports]
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+
+
+async def ask_price(port: int, session_key: str) -> str:
+    async with open_socket(port, "/ws/chat/", session_key) as socket:
+        await frames_until(socket, lambda f: f["type"] == "history")
+        await socket.send(json.dumps({"type": "message", "text": PRICE_QUESTION}))
+        frames = await frames_until(socket, lambda f: f.get("role") == "assistant")
+        return frames[-1]["route"]
+
+
+def worker_connects(cluster, port: int) -> int:
+    """How many websockets worker ``port`` has accepted, from daphne's access log."""
+    return (cluster.folder / f"worker-{port}.log").read_text().count("WSCONNECT /ws/chat/")
+
+
+async def test_after_a_redis_restart_every_socket_reconnects_and_chats_carry_on(
+    cluster, redis_server, visitor_key
+):
+    """Redis keeps nothing, so a restart forgets every group: a socket that stayed open would
+    silently miss its conversation's frames. Instead channels_redis's receive fails and every
+    socket is closed (1011); the client reconnects, which joins the groups again."""
+    port = cluster.worker_ports[0]
+    sockets = [await open_socket(port, "/ws/chat/", visitor_key) for _ in range(3)]
+    for socket in sockets:
+        await frames_until(socket, lambda f: f["type"] == "history")
+    redis_server.stop()
+    redis_server.start()
+    for socket in sockets:
+        with pytest.raises(websockets.ConnectionClosedError) as closed:
+            await asyncio.wait_for(socket.recv(), 10)
+        assert closed.value.rcvd.code == 1011
+    assert cluster.workers[0].poll() is None  # the worker lives on
+    async with open_socket(port, "/ws/chat/", visitor_key) as socket:
+        await frames_until(socket, lambda f: f["type"] == "history")
+        await socket.send(json.dumps({"type": "message", "text": PRICE_QUESTION, "id": "m1"}))
+        frames = await frames_until(socket, lambda f: f.get("role") == "assistant")
+    assert frames[-1]["route"] == "price"
+    assert await Message.objects.filter(text=PRICE_QUESTION).acount() == 1
