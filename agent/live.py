@@ -59,72 +59,98 @@ def count_drops() -> None:
 
 
 class ChannelLost(Exception):
-    """The channel's group memberships may be gone: Redis failed since the channel was made."""
+    """The channel's group memberships may be gone: Redis failed since the channel joined."""
 
 
 class ChatChannelLayer(RedisChannelLayer):
-    """channels_redis's layer, which closes every socket of the process when Redis fails.
+    """channels_redis's layer, which closes the sockets whose groups Redis may have lost.
 
     Redis keeps the groups. After a Redis restart (or failover) they are empty, yet only the
-    one receive that hit the broken connection fails: the process's other sockets go on
+    one receive that hits the broken connection fails: the process's other sockets go on
     receiving on a fresh connection, out of every group, and miss their conversations' frames
-    without an error (reproduced in tests/test_scaled.py). Here the first failed receive marks
-    an outage, and every channel made before it fails its pending and next receive with
-    ``ChannelLost``: the consumer ends, daphne closes the socket (1011), and the client
-    reconnects, which joins the groups again and fetches the messages it missed. The pools
-    are closed too, so the reconnecting sockets get fresh connections.
+    without an error (tests/test_channel_layer.py shows it). Here any Redis connection error
+    is an outage: every channel that joined a group before it fails its pending and next
+    receive with ``ChannelLost``, the consumer ends, daphne closes the socket (1011), and the
+    client reconnects, which joins the groups again and fetches the messages it missed. The
+    pools are closed, so no stale connection is used again; a send or group change that met
+    the outage is tried once more on a fresh connection.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.outages = 0
-        self._born: dict[str, int] = {}  # channel name -> the outage count when it was made
+        self._joined: dict[str, int] = {}  # channel -> the outage count at its first group_add
         self._outage: asyncio.Future | None = None  # resolved at the next outage
 
-    async def new_channel(self, prefix="specific"):
-        name = await super().new_channel(prefix)
-        self._born[name] = self.outages
-        return name
+    async def group_add(self, group, channel):
+        await self._retried(super().group_add, group, channel)
+        self._joined.setdefault(channel, self.outages)
 
-    async def receive(self, channel):
+    async def group_discard(self, group, channel):
+        await self._retried(super().group_discard, group, channel)
+
+    async def group_send(self, group, message):
+        await self._retried(super().group_send, group, message)
+
+    async def send(self, channel, message):
+        await self._retried(super().send, channel, message)
+
+    async def receive(self, channel, _again: bool = True):
         """The channel's next message (channels_redis's receive).
 
         Raises:
-            ChannelLost: Redis failed since the channel was made, or fails while waiting.
-            redis.exceptions.ConnectionError: this receive met the failure (which counts as
-                an outage for every other channel).
+            ChannelLost: Redis failed since the channel joined a group, or fails meanwhile.
+            redis.exceptions.ConnectionError: this receive met the failure, and the channel
+                had joined a group before it (or a second try failed too).
         """
-        if self._born.get(channel, self.outages) != self.outages:
-            del self._born[channel]
+        if self._joined.get(channel, self.outages) != self.outages:
+            del self._joined[channel]
             raise ChannelLost(channel)
         loop = asyncio.get_running_loop()
         if self._outage is None or self._outage.done() or self._outage.get_loop() is not loop:
             self._outage = loop.create_future()
-        outage = self._outage
+        outage, seen = self._outage, self.outages
         receiving = asyncio.ensure_future(super().receive(channel))
         try:
             await asyncio.wait({receiving, outage}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:  # the consumer ended
             receiving.cancel()
-            self._born.pop(channel, None)
+            self._joined.pop(channel, None)
             raise
         if not receiving.done():
             receiving.cancel()
-            self._born.pop(channel, None)
+            self._joined.pop(channel, None)
             raise ChannelLost(channel)
         try:
             return receiving.result()
-        except (RedisConnectionError, OSError):
-            self._born.pop(channel, None)
-            self.outages += 1
-            metrics.CHANNEL_OUTAGES.inc()
-            logger.warning("Redis connection lost: closing this process's sockets to rejoin")
-            if not outage.done():
-                outage.set_result(None)
-            # The pools' idle connections are dead too: drop them, or the next group_add of
-            # a reconnecting socket fails on one.
-            try:
-                await self.close_pools()
-            except Exception:
-                logger.exception("could not close the Redis pools")
+        except RedisConnectionError:
+            await self._lost(seen)
+            joined = self._joined.get(channel)
+            if _again and joined in (None, self.outages):
+                # No group joined before the outage (a socket just opening): nothing was lost.
+                return await self.receive(channel, _again=False)
+            self._joined.pop(channel, None)
             raise
+
+    async def _retried(self, operation, *args):
+        seen = self.outages
+        try:
+            return await operation(*args)
+        except RedisConnectionError:
+            await self._lost(seen)
+            return await operation(*args)
+
+    async def _lost(self, seen: int) -> None:
+        """Count an outage, unless one was counted since ``seen``; wake every waiting receive
+        and close the pools."""
+        if self.outages != seen:
+            return
+        self.outages += 1
+        metrics.CHANNEL_OUTAGES.inc()
+        logger.warning("Redis connection lost: closing this process's sockets to rejoin groups")
+        if self._outage is not None and not self._outage.done():
+            self._outage.set_result(None)
+        try:
+            await self.close_pools()
+        except Exception:
+            logger.exception("could not close the Redis pools")

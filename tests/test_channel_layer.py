@@ -98,3 +98,17 @@ async def test_a_redis_restart_fails_every_waiting_receive_and_new_channels_work
     await layer.group_send("chat.g", {"type": "chat.frame", "frame": {}})
     assert await asyncio.wait_for(layer.receive(fresh), 5) == {"type": "chat.frame", "frame": {}}
     await layer.close_pools()
+
+
+async def test_an_idle_layer_gets_through_a_redis_restart_on_its_first_use(redis_process):
+    """Its pooled connection is dead: the group_add that meets it is tried again, fresh."""
+    layer = live.ChatChannelLayer(hosts=[redis_process.url], prefix="test")
+    await layer.group_add("chat.g", await layer.new_channel())  # opens a pooled connection
+    redis_process.stop()
+    redis_process.start()
+    channel = await layer.new_channel()
+    await layer.group_add("chat.g", channel)
+    assert layer.outages == 1
+    await layer.group_send("chat.g", {"type": "chat.frame", "frame": {}})
+    assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "chat.frame", "frame": {}}
+    await layer.close_pools()

@@ -173,7 +173,7 @@ async def ask_price(port: int, session_key: str) -> str:
 
 def worker_connects(cluster, port: int) -> int:
     """How many websockets worker ``port`` has accepted, from daphne's access log."""
-    return (cluster.folder / f"worker-{port}.log").read_text().count("WSCONNECT /ws/chat/")
+    return worker_log(cluster, port).count("WSCONNECT /ws/chat/")
 
 
 async def test_after_a_redis_restart_every_socket_reconnects_and_chats_carry_on(
@@ -199,3 +199,32 @@ async def test_after_a_redis_restart_every_socket_reconnects_and_chats_carry_on(
         frames = await frames_until(socket, lambda f: f.get("role") == "assistant")
     assert frames[-1]["route"] == "price"
     assert await Message.objects.filter(text=PRICE_QUESTION).acount() == 1
+    # The other worker had no socket open: its first chat after the restart just works.
+    assert await ask_price(cluster.worker_ports[1], visitor_key) == "price"
+
+
+async def test_slow_loris_connections_are_cut_by_nginx_and_never_reach_a_worker(
+    cluster, visitor_key
+):
+    """200 clients trickle request headers: nginx holds them (client_header_timeout, 10 s)
+    without passing one to a worker, a real chat meanwhile gets its answer, and then nginx
+    closes them all."""
+    before = [worker_log(cluster, port).count('"GET /') for port in cluster.worker_ports]
+    trickles = []
+    for _ in range(200):
+        reader, writer = await asyncio.open_connection("127.0.0.1", cluster.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+        trickles.append((reader, writer))
+    assert await ask_price(cluster.port, visitor_key) == "price"
+    started = asyncio.get_running_loop().time()
+    for reader, writer in trickles:  # each trickle gets its answer: 408 or a closed socket
+        await asyncio.wait_for(reader.read(), 20)
+        writer.close()
+    assert asyncio.get_running_loop().time() - started < 15
+    after = [worker_log(cluster, port).count('"GET /') for port in cluster.worker_ports]
+    assert after == before
+
+
+def worker_log(cluster, port: int) -> str:
+    """Worker ``port``'s output: daphne's access log and errors."""
+    return (cluster.folder / f"worker-{port}.log").read_text()
