@@ -12,8 +12,9 @@ Protocol (JSON text frames):
     client → server  {"type": "message", "text": "...", "id": "..."}  text 1 to 2,000
                      characters after trimming; ``id`` optional, 1 to 64 characters, chosen by
                      the client: a message whose id was already stored is acknowledged again
-                     and makes no second turn. A frame over 32 KiB (DAPHNE_WEBSOCKET_MAX_*)
-                     closes the connection with code 1009, invalid UTF-8 with 1007.
+                     and makes no second turn. A frame or message over 32 KiB
+                     (DAPHNE_WEBSOCKET_MAX_*) or with invalid UTF-8 makes daphne drop the
+                     connection at once (browsers see close code 1006).
     server → client  {"type": "history", "conversation": "<uuid>", "messages": [...]}  on connect
                      {"type": "message", "role": ..., "text": ..., "seq": n[, "route": ...]
                       [, "id": ...][, "name": ...]}   ``route`` on assistant messages, ``name``
