@@ -164,9 +164,9 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
   let firstHistory = true; // the page's first history is not "unread"
   let unread = 0;
   let refused = false; // this site is not allowed: stop trying
-  let heldUntil = 0; // Date.now() until which the server refuses messages (rate_limited)
-  let holdTimer = null;
-  let holdNote = null; // the transcript line that says when the messages go out again
+  let pausedUntil = 0; // Date.now() until which the server refuses messages (rate_limited)
+  let pauseTimer = null;
+  let pauseNote = null; // the transcript line that says when the messages go out again
 
   function readQueue() {
     try {
@@ -267,10 +267,11 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     const node = bubble("user pending", "You · sending", item.text);
     node.dataset.pending = item.id;
     transcript.append(node);
-    if (held()) markPending(item.id, "You · not sent yet");
+    if (paused()) markPending(item.id, "You · not sent yet");
   }
-  function markPending(id, who) {
-    Array.from(transcript.children).filter((n) => id === null || n.dataset.pending === id)
+  function markPending(id, who) { // id null: every pending message
+    Array.from(transcript.children).filter((n) => n.dataset.pending !== undefined &&
+      (id === null || n.dataset.pending === id))
       .forEach((n) => (n.querySelector(".who").textContent = who));
   }
   function acknowledge(id) {
@@ -287,27 +288,27 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     if (near) transcript.scrollTop = transcript.scrollHeight;
   }
 
-  // ---- rate limits: hold the queue until the server has room for it again
-  function held() {
-    return heldUntil > Date.now();
+  // ---- rate limits: pause the queue until the server has room for it again
+  function paused() {
+    return pausedUntil > Date.now();
   }
-  function hold(frame) {
+  function pause(frame) {
     const seconds = Number.isInteger(frame.retry_after) && frame.retry_after > 0
       ? frame.retry_after : 10;
-    heldUntil = Math.max(heldUntil, Date.now() + seconds * 1000);
-    const wait = Math.ceil((heldUntil - Date.now()) / 1000);
+    pausedUntil = Math.max(pausedUntil, Date.now() + seconds * 1000);
+    const wait = Math.ceil((pausedUntil - Date.now()) / 1000);
     const text = "You are sending messages faster than we can answer. Not sent yet: " +
       "we will send it again in " + wait + " s.";
-    if (holdNote !== null && holdNote.isConnected) holdNote.textContent = text;
-    else holdNote = addNote(text, true);
+    if (pauseNote !== null && pauseNote.isConnected) pauseNote.textContent = text;
+    else pauseNote = addNote(text, true);
     markPending(typeof frame.id === "string" ? frame.id : null, "You · not sent yet");
-    window.clearTimeout(holdTimer);
-    holdTimer = window.setTimeout(release, heldUntil - Date.now());
+    window.clearTimeout(pauseTimer);
+    pauseTimer = window.setTimeout(resume, pausedUntil - Date.now());
   }
-  function release() {
-    holdTimer = null;
-    heldUntil = 0;
-    holdNote = null; // the next refusal gets a line of its own
+  function resume() {
+    pauseTimer = null;
+    pausedUntil = 0;
+    pauseNote = null; // the next refusal gets a line of its own
     markPending(null, "You · sending");
     if (online()) queue.forEach(transmit);
   }
@@ -330,7 +331,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
         firstHistory = false;
         ready = true;
         setStatus("Online");
-        if (!held()) queue.forEach(transmit); // what the history did not acknowledge, in order
+        if (!paused()) queue.forEach(transmit); // what the history did not acknowledge, in order
         break;
       case "message":
         renderMessage(frame, true);
@@ -351,7 +352,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
           return;
         }
         if (frame.code === "rate_limited") {
-          hold(frame); // kept in the queue, sent again when the wait is over
+          pause(frame); // kept in the queue, sent again when the wait is over
           return;
         }
         if (frame.code === "too_many_connections") return; // the close (4429) tells the visitor
@@ -449,7 +450,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     queue.push(item);
     saveQueue();
     scrolled(() => renderPending(item));
-    if (online() && !held()) transmit(item);
+    if (online() && !paused()) transmit(item);
     input.value = "";
     updateSend();
     input.focus();
