@@ -104,6 +104,15 @@ class RawSocket:
             return True
         raise AssertionError(f"got a frame instead: {opcode}, {payload[:80]!r}")
 
+    def say(self, text: str) -> dict:
+        """Send a visitor message; return its echo once the turn is over (``typing: false``),
+        so that no write of the server's is left when the test empties the tables."""
+        self.send_frame(TEXT, json.dumps({"type": "message", "text": text}).encode())
+        echo = self.receive_json()
+        while self.receive_json() != {"type": "typing", "active": False}:
+            pass
+        return echo
+
     def close(self) -> None:
         self.sock.close()
 
@@ -112,9 +121,7 @@ def answered(server: AppServer) -> bool:
     """Another visitor connects, sends a message and gets it back stored: the server serves."""
     visitor = RawSocket(server)
     try:
-        frame = json.dumps({"type": "message", "text": "Are you there?"}).encode()
-        visitor.send_frame(TEXT, frame)
-        echo = visitor.receive_json()
+        echo = visitor.say("Are you there?")
         return echo["role"] == "user" and echo["text"] == "Are you there?"
     finally:
         visitor.close()
@@ -149,6 +156,8 @@ def test_a_frame_of_the_largest_valid_message_is_read(server):
     client.send_frame(TEXT, frame.encode())
     echo = client.receive_json()
     assert echo["role"] == "user" and echo["text"] == text
+    while client.receive_json() != {"type": "typing", "active": False}:
+        pass  # the turn is over
     client.close()
 
 
@@ -175,8 +184,7 @@ def test_malformed_frames_get_an_error_frame_and_the_socket_stays_open(
     client.send_frame(opcode, payload)
     error = client.receive_json()
     assert error["type"] == "error" and error["code"] == code
-    client.send_frame(TEXT, json.dumps({"type": "message", "text": "still here"}).encode())
-    assert client.receive_json()["text"] == "still here"
+    assert client.say("still here")["text"] == "still here"
     client.close()
 
 
