@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import socket
 
 import pytest
 from channels.db import database_sync_to_async
@@ -218,6 +219,23 @@ async def test_a_redis_outage_fails_open_with_one_warning_and_the_limit_is_back_
         assert "answers again" in caplog.records[-1].getMessage()
     finally:
         await limiter.aclose()
+
+
+async def test_a_redis_that_never_answers_fails_open_after_its_timeout():
+    """A server that takes the connection and says nothing (a hung Redis, a black hole): the
+    check gives up after REDIS_TIMEOUT instead of redis-py's default 5 s, and allows."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never answers
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        limiter = TurnLimiter("", "8/minute", *redis_storage(url))
+        errors = sample("chat_rate_limit_storage_errors_total")
+        try:
+            refusal = await asyncio.wait_for(
+                limiter.charge("a", "198.51.100.10", 4), timeout=6 * abuse.REDIS_TIMEOUT
+            )
+        finally:
+            await limiter.aclose()
+    assert refusal is None
+    assert sample("chat_rate_limit_storage_errors_total") - errors == 1
 
 
 async def test_the_connection_budget_is_not_charged_when_the_address_refuses():
