@@ -30,7 +30,8 @@ Protocol (JSON text frames):
                      it, when it had one) went over a rate limit (``agent.abuse``): it is not
                      stored and makes no turn. Send it again after ``retry_after`` whole
                      seconds (at least 1); until then every message of this connection is
-                     refused the same way, so a burst keeps its order.
+                     refused the same way, so a burst keeps its order (a resend of a message
+                     already stored too: sent again later, it is acknowledged).
 
 Every socket of a conversation joins its group (``agent.live``): the visitor's other tabs see
 the same frames. A turn runs as a task of its own, so frames for the conversation keep flowing
@@ -147,7 +148,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.send_error(
                 "too_many_connections",
-                "Too many chats are open from your network. Please try again in a minute.",
+                "Too many chats are open from your network. Please try again shortly.",
             )
             await self.close(code=4429)
             return
