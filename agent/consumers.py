@@ -6,10 +6,15 @@ Protocol (JSON text frames):
                      ``token=...`` (from ``POST /chat/session``, see ``agent.embed``) names the
                      conversation; without it, the Django session cookie does. A bad or
                      expired token gets an error frame ``bad_token`` and close code 4403.
+                     An address with ``CHAT_MAX_SOCKETS_PER_IP`` sockets open (in this
+                     process) gets an error frame ``too_many_connections`` and close code
+                     4429: wait before reconnecting (``agent.abuse``).
     client → server  {"type": "message", "text": "...", "id": "..."}  text 1 to 2,000
                      characters after trimming; ``id`` optional, 1 to 64 characters, chosen by
                      the client: a message whose id was already stored is acknowledged again
-                     and makes no second turn.
+                     and makes no second turn. A frame or message over 32 KiB
+                     (DAPHNE_WEBSOCKET_MAX_*) or with invalid UTF-8 makes daphne drop the
+                     connection at once (browsers see close code 1006).
     server → client  {"type": "history", "conversation": "<uuid>", "messages": [...]}  on connect
                      {"type": "message", "role": ..., "text": ..., "seq": n[, "route": ...]
                       [, "id": ...][, "name": ...]}   ``route`` on assistant messages, ``name``
@@ -20,6 +25,13 @@ Protocol (JSON text frames):
                      left it; show ``text`` as a line of its own. Notices are not stored and
                      do not come in the history.
                      {"type": "error", "code": ..., "message": ...}   the connection stays open
+                     {"type": "error", "code": "rate_limited", "message": ...,
+                      "retry_after": s[, "id": ...]}   the message (``id``: the client's id of
+                     it, when it had one) went over a rate limit (``agent.abuse``): it is not
+                     stored and makes no turn. Send it again after ``retry_after`` whole
+                     seconds (at least 1); until then every message of this connection is
+                     refused the same way, so a burst keeps its order (a resend of a message
+                     already stored too: sent again later, it is acknowledged).
 
 Every socket of a conversation joins its group (``agent.live``): the visitor's other tabs see
 the same frames. A turn runs as a task of its own, so frames for the conversation keep flowing
@@ -37,7 +49,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from agent import handoffs, turn
+from agent import abuse, handoffs, turn
 from agent.embed import read_token
 from agent.live import conversation_group, publish
 from agent.models import Conversation
@@ -71,7 +83,7 @@ def parse_frame(text_data: str | None, bytes_data: bytes | None) -> tuple[str, s
         raise BadFrame("binary_frame", "Send JSON text frames, not binary ones.")
     try:
         frame = json.loads(text_data)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting deeper than ~1,000 raises RecursionError
         raise BadFrame("bad_json", "That frame is not valid JSON.") from None
     if not isinstance(frame, dict) or frame.get("type") != "message":
         raise BadFrame("unknown_type", 'Frames need "type": "message".')
@@ -116,9 +128,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
     """One visitor's connection, to the conversation its token names or else to the latest
     conversation of its Django session."""
 
-    conversation = group = None
+    conversation = group = gate = None
+    address = None  # the client address while its socket is counted (agent.abuse)
+
+    async def __call__(self, scope, receive, send):
+        # However the connection ends (a close, a dropped network, an error in a handler, a
+        # cancellation by daphne), its socket stops counting against its address.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.address is not None:
+                abuse.close_socket(self.address)
+                self.address = None
 
     async def connect(self):
+        address = abuse.client_address(self.scope)
+        if not abuse.open_socket(address):
+            # Accepted, so the client can read why (a refused handshake only shows as 1006).
+            await self.accept()
+            await self.send_error(
+                "too_many_connections",
+                "Too many chats are open from your network. Please try again shortly.",
+            )
+            await self.close(code=4429)
+            return
+        self.address = address
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         token = query.get("token", [None])[0]
         if token is not None:
@@ -141,6 +175,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # client drops a seq it holds), never not at all.
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.turns = asyncio.Lock()
+        self.gate = abuse.TurnGate(self.channel_name, address)
         await self.accept()
         try:
             after = parse_after(self.scope.get("query_string", b""))
@@ -167,6 +202,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             text, client_id = parse_frame(text_data, bytes_data)
         except BadFrame as exc:
             await self.send_error(exc.code, str(exc))
+            return
+        refusal = await self.gate.refusal()
+        if refusal is not None:
+            await self.send_error(
+                "rate_limited",
+                "You are sending messages faster than we can answer, so this one was not sent. "
+                f"Please send it again in {refusal.retry_after} s.",
+                retry_after=refusal.retry_after,
+                **({"id": client_id} if client_id is not None else {}),
+            )
             return
         try:
             message, created = await database_sync_to_async(turn.store_visitor_message)(
@@ -225,6 +270,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Send one JSON text frame."""
         await self.send(text_data=json.dumps(frame))
 
-    async def send_error(self, code: str, message: str) -> None:
-        """Send an error frame to this socket only; the connection stays open."""
-        await self.send_frame({"type": "error", "code": code, "message": message})
+    async def send_error(self, code: str, message: str, **fields) -> None:
+        """Send an error frame to this socket only, with ``fields`` added to it; the
+        connection stays open."""
+        await self.send_frame({"type": "error", "code": code, "message": message, **fields})

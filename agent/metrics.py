@@ -62,6 +62,24 @@ CHANNEL_OUTAGES = Counter(
     "their clients reconnect and rejoin their groups.",
     registry=REGISTRY,
 )
+TURNS_RATE_LIMITED = Counter(
+    "chat_turns_rate_limited",
+    "Visitor messages refused by a rate limit (not stored, no turn), by the limit that refused: "
+    "connection (CHAT_RATE_LIMIT_CONNECTION) or ip (CHAT_RATE_LIMIT_IP).",
+    ["limit"],
+    registry=REGISTRY,
+)
+SOCKETS_REFUSED = Counter(
+    "chat_sockets_refused",
+    "Chat sockets closed at connect (4429) because their address had CHAT_MAX_SOCKETS_PER_IP "
+    "open in this process.",
+    registry=REGISTRY,
+)
+RATE_LIMIT_STORAGE_ERRORS = Counter(
+    "chat_rate_limit_storage_errors",
+    "Per-address rate-limit checks that failed open because the storage (Redis) failed.",
+    registry=REGISTRY,
+)
 HANDOFFS_QUEUED = Counter(
     "chat_handoffs_queued",
     "Handoffs queued for staff (a conversation already waiting for a person is not counted).",

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from agent import handoffs, metrics
+from agent import abuse, handoffs, metrics
 from agent.classifiers import HISTORY_MESSAGES, Classifier, as_label
 from agent.fanout import Outcome, fan_out
 from agent.llm import LLMClient, get_client
@@ -118,7 +118,9 @@ def chat_history(conversation_id) -> list[dict]:
 def prepare_turn(conversation_id) -> tuple[list[dict], list[Classifier]]:
     """What a turn asks: the chat history and the enabled classifiers, in one trip off the
     event loop."""
-    return chat_history(conversation_id), ClassifierConfig.enabled_classifiers()
+    classifiers = ClassifierConfig.enabled_classifiers()
+    abuse.saw_classifiers(len(classifiers))  # what the next turns are charged
+    return chat_history(conversation_id), classifiers
 
 
 def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Message | None:

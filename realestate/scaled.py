@@ -51,10 +51,16 @@ def worker_command(port: int) -> list[str]:
     """The command line of one app worker: daphne on 127.0.0.1:``port``.
 
     ``--proxy-headers`` makes the client address the one nginx puts in X-Forwarded-For (the
-    rate limits and the socket cap count per visitor, not per nginx).
+    rate limits and the socket cap count per visitor, not per nginx). Plain daphne does not
+    read the settings' frame limits, so they are passed here.
     """
+    from django.conf import settings
+
     return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-            "--proxy-headers", "realestate.asgi:application"]
+            "--proxy-headers",
+            "--websocket-max-message-size", str(settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE),
+            "--websocket-max-frame-size", str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE),
+            "realestate.asgi:application"]
 
 
 def render_nginx_conf(folder: Path, port: int, worker_ports: list[int],

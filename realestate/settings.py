@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
+import limits
 import phonenumbers
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
@@ -141,6 +142,29 @@ def env_networks(name: str, default: str) -> tuple:
         raise ImproperlyConfigured(
             f"{name} must list IP addresses or networks like 10.0.0.0/8, not {raw!r}: {exc}"
         ) from None
+
+
+def env_rate_limits(name: str, default: str) -> str:
+    """Parse rate limits in the notation of the ``limits`` library: ``60/minute``, ``600 per
+    minute``, ``8/10 seconds``, several separated by ``;`` (each must hold); ``off`` for none.
+
+    Returns the value as given (``""`` for off), for ``limits.parse_many``.
+    Raises:
+        ImproperlyConfigured: it does not parse, or a limit allows nothing (``0/minute``).
+    """
+    raw = env_str(name, default)
+    if raw.lower() == "off":
+        return ""
+    try:
+        items = limits.parse_many(raw)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise ImproperlyConfigured(
+            f"{name} must be rate limits like 60/minute (several separated by ;) or off, "
+            f"not {raw!r}"
+        )
+    return raw
 
 
 LOCAL_SECRET_KEY = "django-insecure-local-only-never-use-in-production"
@@ -339,6 +363,25 @@ RETENTION_DAYS = int(env_float("RETENTION_DAYS", 365, minimum=1))
 CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
 # Seconds a conversation token works after it was issued (default 14 days, Django's session age).
 CHAT_TOKEN_MAX_AGE = int(env_float("CHAT_TOKEN_MAX_AGE", 14 * 24 * 3600, minimum=60))
+# Abuse limits of the visitor's chat socket (agent/abuse.py). A turn costs one LLM call per
+# enabled classifier (four by default), so the rate limits count LLM calls, over a sliding window.
+# Per connection, 60/minute is 15 turns a minute with four classifiers: a fast typist sends about 6
+# messages a minute, and the widget's queue of messages typed offline (sent at once on reconnect)
+# fits too. Per client address (across processes when REDIS_URL is set), 600/minute is 150 turns a
+# minute: about 25 people typing as fast as they can behind one NAT (an office, a school, a mobile
+# carrier's shared address). One address can then cost at most 10 LLM calls a second. "off" turns
+# a limit off (e.g. for a load test whose clients all come from one address).
+CHAT_RATE_LIMIT_CONNECTION = env_rate_limits("CHAT_RATE_LIMIT_CONNECTION", "60/minute")
+CHAT_RATE_LIMIT_IP = env_rate_limits("CHAT_RATE_LIMIT_IP", "600/minute")
+# Open chat sockets per client address and app process (0: no cap): a visitor has one per tab,
+# an office a few dozen at most. Across processes, nginx's limit_conn caps them (README).
+CHAT_MAX_SOCKETS_PER_IP = int(env_float("CHAT_MAX_SOCKETS_PER_IP", 20, minimum=0))
+# Largest websocket message and frame daphne reads, in bytes, for `manage.py runserver` (plain
+# `daphne` takes --websocket-max-message-size and --websocket-max-frame-size); a larger one gets
+# the connection closed (1009) before it is buffered. The largest valid chat frame is 2,000
+# characters of text and a 64-character id: an encoder that escapes non-ASCII (Python's json.dumps)
+# writes an emoji as a 12-byte surrogate pair, so about 24.8 KB (tests/test_abuse.py checks it).
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 32 * 1024
 # Who may read /metrics besides logged-in staff: client addresses (the TCP peer daphne sees;
 # X-Forwarded-For only counts when daphne runs with --proxy-headers). Empty by default: behind a
 # reverse proxy on the same host every visitor's peer address is 127.0.0.1, so allowing loopback

@@ -112,15 +112,18 @@ def standin(settings, classifier_rows):
 
 @pytest.fixture
 async def chat_client():
-    """After the test, closes the LLM clients its event loop opened and the database
-    connection of the thread where async code runs the ORM (else the test database stays busy)."""
+    """After the test, closes the LLM clients and the rate limiter its event loop opened, and
+    the database connection of the thread where async code runs the ORM (else the test
+    database stays busy)."""
     from asgiref.sync import sync_to_async
     from django.db import connections
 
+    from agent.abuse import close_limiters
     from agent.llm import close_clients
 
     yield
     await close_clients()
+    await close_limiters()
     await sync_to_async(connections.close_all)()
 
 
@@ -137,20 +140,26 @@ def visitor_session(db):
 
 @pytest.fixture
 def connect(visitor_session, chat_client):
-    """Open the chat websocket as the visitor; returns (communicator, history frame), with
-    None for the frame when the socket was refused. The test disconnects what it opened."""
+    """Open the chat websocket as the visitor (from address ``client``, default none); returns
+    (communicator, history frame), with None for the frame when the socket was refused, and the
+    first frame when the socket was accepted and closed. The test disconnects what it opened."""
     from channels.testing import WebsocketCommunicator
     from django.conf import settings
 
     from realestate.asgi import application
 
     async def open_chat(
-        origin=b"http://localhost", session_key=visitor_session.session_key, path="/ws/chat/"
+        origin=b"http://localhost",
+        session_key=visitor_session.session_key,
+        path="/ws/chat/",
+        client=None,
     ):
         headers = [(b"origin", origin)]
         if session_key:
             headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
         communicator = WebsocketCommunicator(application, path, headers=headers)
+        if client is not None:  # the client's address, as daphne puts it in the scope
+            communicator.scope["client"] = [client, 50000]
         connected, _ = await communicator.connect()
         if not connected:
             return communicator, None

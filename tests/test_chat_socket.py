@@ -97,6 +97,7 @@ async def test_a_reload_shows_the_history(connect, standin, listings):
     ("frame", "code"),
     [
         ("not json", "bad_json"),
+        ("[" * 5000 + "]" * 5000, "bad_json"),  # nesting past the parser's recursion limit
         ('["message", "hi"]', "unknown_type"),
         ('{"type": "ping"}', "unknown_type"),
         ('{"text": "hi"}', "unknown_type"),

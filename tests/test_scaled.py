@@ -228,3 +228,15 @@ async def test_slow_loris_connections_are_cut_by_nginx_and_never_reach_a_worker(
 def worker_log(cluster, port: int) -> str:
     """Worker ``port``'s output: daphne's access log and errors."""
     return (cluster.folder / f"worker-{port}.log").read_text()
+
+
+async def test_an_oversized_frame_through_nginx_drops_only_its_own_socket(cluster, visitor_key):
+    """The workers get the settings' frame limit on their command line: a frame announcing
+    1 MiB is refused from its header, and the worker serves the next chat."""
+    port = cluster.worker_ports[0]
+    async with open_socket(port, "/ws/chat/", visitor_key) as socket:
+        await frames_until(socket, lambda f: f["type"] == "history")
+        await socket.send("x" * (settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE + 1))
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(socket.recv(), 10)
+    assert await ask_price(port, visitor_key) == "price"

@@ -52,6 +52,10 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("DB_POOL_MAX_SIZE", "-1", "DB_POOL_MAX_SIZE must be at least 0"),
         ("DB_POOL_TIMEOUT", "0", "DB_POOL_TIMEOUT must be at least"),
         ("CONN_MAX_AGE", "60", "CONN_MAX_AGE must be 0 while the connection pool is on"),
+        ("CHAT_RATE_LIMIT_CONNECTION", "lots", "CHAT_RATE_LIMIT_CONNECTION must be rate limits"),
+        ("CHAT_RATE_LIMIT_IP", "0/minute", "CHAT_RATE_LIMIT_IP must be rate limits"),
+        ("CHAT_RATE_LIMIT_IP", "600/minute;x", "CHAT_RATE_LIMIT_IP must be rate limits"),
+        ("CHAT_MAX_SOCKETS_PER_IP", "-1", "CHAT_MAX_SOCKETS_PER_IP must be at least 0"),
     ],
 )
 def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
@@ -66,6 +70,8 @@ def test_good_values_load():
         BUSINESS_DAYS="Mon,Tue,Sat", STAFF_HOURS="08:00-20:00",
         HANDOFF_ALERT_EMAIL="desk@agency.example, ops@agency.example",
         METRICS_ALLOWED_IPS="127.0.0.1, ::1, 10.0.0.0/8", DB_POOL_MAX_SIZE="1",
+        CHAT_RATE_LIMIT_CONNECTION="40 per minute; 400/hour", CHAT_RATE_LIMIT_IP="off",
+        CHAT_MAX_SOCKETS_PER_IP="0",
     )
     assert result.returncode == 0, result.stderr
 

@@ -18,6 +18,9 @@
  * Reconnect: exponential backoff with equal jitter, 0.5 s doubling to 10 s; at once "online".
  * Typing: shown on {"type":"typing","active":true}, hidden on false, on a disconnect, or after
  * TYPING_TIMEOUT_MS. Protocol: agent/consumers.py.
+ * Limits: a "rate_limited" error means that message was not stored; the queue waits
+ * "retry_after" seconds (the visitor is told, the message marked not sent), then is sent
+ * again. Close code 4429 (too many chats from this network) waits BUSY_RETRY_MS to reconnect.
  */
 (function () {
   "use strict";
@@ -35,6 +38,7 @@
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 10000;
   const TYPING_TIMEOUT_MS = 30000;
+  const BUSY_RETRY_MS = 30000; // after close code 4429, at most this long before reconnecting
   const KEY = "chat-widget:" + APP + ":"; // storage key prefix: one widget state per app
 
   const CSS_TEXT = `
@@ -160,6 +164,9 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
   let firstHistory = true; // the page's first history is not "unread"
   let unread = 0;
   let refused = false; // this site is not allowed: stop trying
+  let pausedUntil = 0; // Date.now() until which the server refuses messages (rate_limited)
+  let pauseTimer = null;
+  let pauseNote = null; // the transcript line that says when the messages go out again
 
   function readQueue() {
     try {
@@ -260,6 +267,12 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     const node = bubble("user pending", "You · sending", item.text);
     node.dataset.pending = item.id;
     transcript.append(node);
+    if (paused()) markPending(item.id, "You · not sent yet");
+  }
+  function markPending(id, who) { // id null: every pending message
+    Array.from(transcript.children).filter((n) => n.dataset.pending !== undefined &&
+      (id === null || n.dataset.pending === id))
+      .forEach((n) => (n.querySelector(".who").textContent = who));
   }
   function acknowledge(id) {
     const before = queue.length;
@@ -273,6 +286,31 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     const near = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 48;
     change();
     if (near) transcript.scrollTop = transcript.scrollHeight;
+  }
+
+  // ---- rate limits: pause the queue until the server has room for it again
+  function paused() {
+    return pausedUntil > Date.now();
+  }
+  function pause(frame) {
+    const seconds = Number.isInteger(frame.retry_after) && frame.retry_after > 0
+      ? frame.retry_after : 10;
+    pausedUntil = Math.max(pausedUntil, Date.now() + seconds * 1000);
+    const wait = Math.ceil((pausedUntil - Date.now()) / 1000);
+    const text = "You are sending messages faster than we can answer. Not sent yet: " +
+      "we will send it again in " + wait + " s.";
+    if (pauseNote !== null && pauseNote.isConnected) pauseNote.textContent = text;
+    else pauseNote = addNote(text, true);
+    markPending(typeof frame.id === "string" ? frame.id : null, "You · not sent yet");
+    window.clearTimeout(pauseTimer);
+    pauseTimer = window.setTimeout(resume, pausedUntil - Date.now());
+  }
+  function resume() {
+    pauseTimer = null;
+    pausedUntil = 0;
+    pauseNote = null; // the next refusal gets a line of its own
+    markPending(null, "You · sending");
+    if (online()) queue.forEach(transmit);
   }
 
   // ---- frames from the server
@@ -293,7 +331,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
         firstHistory = false;
         ready = true;
         setStatus("Online");
-        queue.forEach(transmit); // what the history did not acknowledge, in order
+        if (!paused()) queue.forEach(transmit); // what the history did not acknowledge, in order
         break;
       case "message":
         renderMessage(frame, true);
@@ -313,6 +351,11 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
           save(localStorage, "token", null);
           return;
         }
+        if (frame.code === "rate_limited") {
+          pause(frame); // kept in the queue, sent again when the wait is over
+          return;
+        }
+        if (frame.code === "too_many_connections") return; // the close (4429) tells the visitor
         addNote(typeof frame.message === "string" ? frame.message : "Something went wrong.",
           true);
         if (["empty_text", "text_too_long", "missing_text", "bad_id"].includes(frame.code)
@@ -383,10 +426,17 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
       }
       if (frame && typeof frame === "object") scrolled(() => handleFrame(frame));
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       socket = null;
       ready = false;
       showTyping(false);
+      if (event.code === 4429) { // too many chats open from this network: wait longer
+        const delay = BUSY_RETRY_MS / 2 + Math.random() * (BUSY_RETRY_MS / 2);
+        setStatus("Too many chats are open from your network. Trying again in " +
+          Math.ceil(delay / 1000) + " s…");
+        retryTimer = window.setTimeout(start, delay);
+        return;
+      }
       retry();
     });
   }
@@ -400,7 +450,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     queue.push(item);
     saveQueue();
     scrolled(() => renderPending(item));
-    if (online()) transmit(item);
+    if (online() && !paused()) transmit(item);
     input.value = "";
     updateSend();
     input.focus();

@@ -6,6 +6,7 @@ Locators pierce the widget's open shadow root. Replies come from the LLM stand-i
 from pathlib import Path
 
 import pytest
+from appserver import AppServer, app_env, free_port
 from playwright.sync_api import expect
 
 from agent import turn
@@ -225,6 +226,60 @@ def test_the_widget_works_with_the_keyboard_alone(page, app, listings):
     expect(page.locator(".panel")).to_be_hidden()
     assert page.evaluate(f"{FOCUSED}.className") == "launcher"
     expect(page.locator(".launcher")).to_have_attribute("aria-expanded", "false")
+
+
+@pytest.fixture
+def strict_app(django_db_setup, llm, tmp_path):
+    """The app with tight abuse limits, for one test: two turns of four classifiers per
+    connection every 3 s, one socket per address."""
+    env = app_env(
+        LLM_BASE_URL=llm.base_url,
+        CHAT_RATE_LIMIT_CONNECTION="8/3 seconds",
+        CHAT_MAX_SOCKETS_PER_IP="1",
+    )
+    server = AppServer(free_port(), env, tmp_path / "daphne.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_messages_over_the_rate_limit_wait_then_go_out_once_in_order(
+    context, strict_app, listings
+):
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    open_chat(page, strict_app.url + "/")
+    sent = ["Hello?", PRICE_QUESTION, "And listing 654321?"]
+    for text in sent:
+        say(page, text)
+
+    expect(page.locator(".note.error")).to_contain_text("faster than we can answer")
+    expect(page.locator(".note.error")).to_contain_text("we will send it again in")
+    expect(page.locator(".msg.pending .who")).to_have_text(["You · not sent yet"])
+    expect(page.locator(".msg.pending .text")).to_have_text([sent[2]])
+
+    expect(page.locator(".msg.assistant")).to_have_count(3, timeout=15_000)
+    expect(page.locator(".msg.pending")).to_have_count(0)
+    assert texts(page, ".msg.user") == sent
+    assert [text for role, text in stored() if role == "user"] == sent
+    assert errors == []
+
+
+def test_a_tab_over_the_socket_cap_says_why_it_is_not_connected(context, strict_app):
+    first = context.new_page()
+    open_chat(first, strict_app.url + "/")
+    second = context.new_page()
+    errors = []
+    second.on("pageerror", lambda error: errors.append(str(error)))
+    second.goto(strict_app.url + "/")
+    second.locator(".launcher").click()
+    expect(second.locator(".status")).to_contain_text(
+        "Too many chats are open from your network. Trying again in"
+    )
+    expect(second.locator(".note")).to_have_count(0)  # the status says it, once
+    expect(first.locator(".status")).to_have_text("Online")
+    assert errors == []
 
 
 def test_screenshots_of_the_open_widget_at_desktop_and_phone_width(page, app, listings):
