@@ -25,6 +25,8 @@ Every socket of a conversation joins its group (``agent.live``): the visitor's o
 the same frames. A turn runs as a task of its own, so frames for the conversation keep flowing
 while it runs, and it finishes, stored, even when the visitor has gone; the reply then arrives
 with the history of the next connection. The visitor's turns run one at a time, in order.
+A visitor message whose turn died with its worker is answered when a socket of the
+conversation connects (``agent.resume``): at once if it is due, else when it is.
 While staff hold the conversation (a claimed handoff, ``agent.handoffs``), a visitor message
 makes no turn: it is marked for staff and the bot stays silent.
 """
@@ -36,8 +38,9 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
 
-from agent import handoffs, turn
+from agent import handoffs, metrics, resume, turn
 from agent.embed import read_token
 from agent.live import conversation_group, publish
 from agent.models import Conversation
@@ -116,7 +119,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     """One visitor's connection, to the conversation its token names or else to the latest
     conversation of its Django session."""
 
-    conversation = group = None
+    conversation = group = orphan_watch = None
 
     async def connect(self):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -155,8 +158,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "messages": [m.as_frame() for m in messages],
             }
         )
+        self.orphan_watch = asyncio.create_task(self.watch_orphan())
 
     async def disconnect(self, code):
+        if self.orphan_watch is not None:
+            self.orphan_watch.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -180,9 +186,36 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_frame(message.as_frame())  # a resend: acknowledge, no second turn
             return
         await publish(self.conversation.id, message.as_frame())
+        self.start_turn(message)
+
+    def start_turn(self, message) -> None:
+        """Answer a stored visitor message in a task of its own, which outlives the socket."""
         task = asyncio.create_task(self.answer(message))
         _turns.add(task)
         task.add_done_callback(_turns.discard)
+
+    async def watch_orphan(self) -> None:
+        """Resume the turn of the conversation's latest visitor message if nothing answered it
+        and it is due (``agent.resume.take_orphan``); if it is not due yet, wait and look
+        again. Runs from connect until it has nothing to wait for; a disconnect cancels it."""
+        while True:
+            try:
+                message, wait = await database_sync_to_async(resume.take_orphan)(
+                    self.conversation.id, timezone.now()
+                )
+            except Exception:
+                logger.exception("could not look for an unanswered message in conversation %s",
+                                 self.conversation.id)
+                return
+            if message is not None:
+                logger.warning("resuming the turn of message %s of conversation %s, stored at "
+                               "%s", message.seq, self.conversation.id, message.created_at)
+                metrics.TURNS_RESUMED.inc()
+                self.start_turn(message)
+                return
+            if wait is None:
+                return
+            await asyncio.sleep(wait)
 
     async def answer(self, message) -> None:
         """Run the turn of a stored visitor message and publish its reply, after the turns
