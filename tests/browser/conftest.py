@@ -12,18 +12,14 @@ own site, on another origin, is a small static server here too.
 
 import functools
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-
-from realestate.devserver import wait_for_port
+from servers import AppServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -82,57 +78,6 @@ def pytest_terminal_summary(terminalreporter):
             bold=True,
         )
     return result
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class AppServer:
-    """The app under ``manage.py runserver`` (daphne, static files served) in a subprocess.
-
-    ``stop()`` and ``start()`` take it away and bring it back on the same port, as a crash and
-    a restart would. Its output goes to ``log``.
-    """
-
-    def __init__(self, port: int, env: dict[str, str], log: Path):
-        self.port = port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = env
-        self.log = log
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        """Start the server and wait until it accepts connections (up to 30 s)."""
-        command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}",
-                   "--noreload", "--insecure", "--skip-checks"]
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        try:
-            wait_for_port(self.port, self.process, seconds=30)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{self.log.read_text()[-3000:]}") from None
-
-    def stop(self, kill: bool = False) -> None:
-        """Stop the server: SIGKILL when ``kill`` (a crash), else SIGTERM. Safe to repeat."""
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
 
 class SiteServer:
