@@ -253,7 +253,7 @@ if DB_POOL_MAX_SIZE:
     # 2, 4, 8, 16, 32 s ... for up to this long, and a request in the meantime waits for the next
     # try; psycopg_pool's default of 300 s kept the app away for 24 s after a 35 s outage had
     # ended. With 10 s the tries come at most 4 s apart, and once it gives up the next request
-    # starts again at once: back 0.3 s after the same outage.
+    # starts again at once: back 0.3 s after the same outage (bench/README.md, Faults).
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": min(2, DB_POOL_MAX_SIZE),
         "max_size": DB_POOL_MAX_SIZE,

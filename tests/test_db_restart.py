@@ -17,9 +17,10 @@ import httpx
 import psycopg
 import pytest
 import websockets
-from servers import ROOT, AppServer, SparePostgres, free_port
+from servers import ROOT, AppServer, free_port
 
 from agent.standin import StandinServer
+from realestate.devdb import SparePostgres
 from realestate.devserver import manage
 
 RECOVERY_TIMEOUT = 30  # seconds for the app to reach the database again once it is back
