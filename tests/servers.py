@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from realestate.devserver import wait_for_port
 
@@ -20,6 +21,15 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def shared_database_url() -> str:
+    """The ``DATABASE_URL`` of the test database pytest-django made (``test_<name>``), for an
+    app subprocess to share it with the test."""
+    from django.conf import settings
+
+    url = urlsplit(settings.DATABASE_URL)
+    return urlunsplit(url._replace(path="/" + settings.DATABASES["default"]["NAME"]))
 
 
 class AppServer:

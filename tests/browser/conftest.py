@@ -16,10 +16,9 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from servers import AppServer, free_port
+from servers import AppServer, free_port, shared_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -207,13 +206,9 @@ def sites(app_port):
 def app(django_db_setup, app_port, llm, sites, tmp_path_factory):
     """The app, served by daphne on 127.0.0.1 against the test database; ``ALLOWED_HOSTS``
     is 127.0.0.1 only and ``CHAT_ALLOWED_ORIGINS`` the ``allowed`` site's origin."""
-    from django.conf import settings
-
-    url = urlsplit(settings.DATABASE_URL)
-    database_url = urlunsplit(url._replace(path="/" + settings.DATABASES["default"]["NAME"]))
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": shared_database_url(),
         "CONN_MAX_AGE": "0",  # no connection left open while a test flushes the tables
         "LLM_BASE_URL": llm.base_url,
         "TURN_BUDGET": "2",
