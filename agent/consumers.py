@@ -115,6 +115,15 @@ def parse_after(query_string: bytes) -> int:
     return int(values[0])
 
 
+def history_and_orphan(conversation_id, after: int) -> tuple[list, tuple]:
+    """What a connecting socket needs, in one trip to the database thread: the messages after
+    seq ``after``, and ``agent.resume.take_orphan``'s answer about a visitor message whose
+    turn died."""
+    return turn.messages_after(conversation_id, after), resume.take_orphan(
+        conversation_id, timezone.now()
+    )
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     """One visitor's connection, to the conversation its token names or else to the latest
     conversation of its Django session."""
@@ -150,7 +159,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except BadFrame as exc:
             await self.send_error(exc.code, str(exc))
             after = 0
-        messages = await database_sync_to_async(turn.messages_after)(self.conversation.id, after)
+        messages, orphan = await database_sync_to_async(history_and_orphan)(
+            self.conversation.id, after
+        )
         await self.send_frame(
             {
                 "type": "history",
@@ -158,7 +169,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "messages": [m.as_frame() for m in messages],
             }
         )
-        self.orphan_watch = asyncio.create_task(self.watch_orphan())
+        self.resume(*orphan)
 
     async def disconnect(self, code):
         if self.orphan_watch is not None:
@@ -194,28 +205,30 @@ class ChatConsumer(AsyncWebsocketConsumer):
         _turns.add(task)
         task.add_done_callback(_turns.discard)
 
-    async def watch_orphan(self) -> None:
-        """Resume the turn of the conversation's latest visitor message if nothing answered it
-        and it is due (``agent.resume.take_orphan``); if it is not due yet, wait and look
-        again. Runs from connect until it has nothing to wait for; a disconnect cancels it."""
-        while True:
-            try:
-                message, wait = await database_sync_to_async(resume.take_orphan)(
-                    self.conversation.id, timezone.now()
-                )
-            except Exception:
-                logger.exception("could not look for an unanswered message in conversation %s",
-                                 self.conversation.id)
-                return
-            if message is not None:
-                logger.warning("resuming the turn of message %s of conversation %s, stored at "
-                               "%s", message.seq, self.conversation.id, message.created_at)
-                metrics.TURNS_RESUMED.inc()
-                self.start_turn(message)
-                return
-            if wait is None:
-                return
-            await asyncio.sleep(wait)
+    def resume(self, message, wait: float | None) -> None:
+        """Act on ``agent.resume.take_orphan``'s answer: run the turn of the orphaned visitor
+        message this socket claimed, or look again in ``wait`` seconds."""
+        if message is not None:
+            logger.warning("resuming the turn of message %s of conversation %s, stored at %s",
+                           message.seq, self.conversation.id, message.created_at)
+            metrics.TURNS_RESUMED.inc()
+            self.start_turn(message)
+        elif wait is not None:
+            self.orphan_watch = asyncio.create_task(self.look_again(wait))
+
+    async def look_again(self, wait: float) -> None:
+        """After ``wait`` seconds, look for the orphaned visitor message again; a disconnect
+        cancels this."""
+        await asyncio.sleep(wait)
+        try:
+            found = await database_sync_to_async(resume.take_orphan)(
+                self.conversation.id, timezone.now()
+            )
+        except Exception:
+            logger.exception("could not look for an unanswered message in conversation %s",
+                             self.conversation.id)
+            return
+        self.resume(*found)
 
     async def answer(self, message) -> None:
         """Run the turn of a stored visitor message and publish its reply, after the turns
