@@ -124,11 +124,11 @@ def prepare_turn(conversation_id) -> tuple[list[dict], list[Classifier]]:
 def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Message | None:
     """Log the classifier calls, then route and store the assistant's reply in one transaction.
 
-    The calls are logged first, so they stay in the trace even when routing fails. The
-    transaction starts by marking the visitor message answered (``answered_at``) unless a
-    reply or staff already have it, which also locks its row until the reply is stored: of two
-    turns of one message (a turn resumed by ``agent.resume`` while the first, slow rather than
-    dead, still ran) exactly one stores a reply.
+    The calls are logged first, so they stay in the trace even when routing fails. In the
+    transaction, unless staff now hold the conversation, the visitor message is marked
+    answered (``answered_at``) if nothing answered it yet, which also locks its row until the
+    reply is stored: of two turns of one message (a turn resumed by ``agent.resume`` while the
+    first, slow rather than dead, still ran) exactly one stores a reply.
 
     Args:
         message: the visitor's message of this turn.
@@ -156,10 +156,10 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         for o in outcomes
     )
     with transaction.atomic():
-        if not mark_answered(message):
-            return None  # another turn answered it, or staff have it
         if handoffs.route_to_staff(message):
             return None
+        if not mark_answered(message):
+            return None  # another turn answered it
         reply = route_turn(message.conversation, message, outcomes, timezone.now())
         latency_ms = round((time.perf_counter() - started) * 1000)
         transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
