@@ -37,6 +37,8 @@ Every socket of a conversation joins its group (``agent.live``): the visitor's o
 the same frames. A turn runs as a task of its own, so frames for the conversation keep flowing
 while it runs, and it finishes, stored, even when the visitor has gone; the reply then arrives
 with the history of the next connection. The visitor's turns run one at a time, in order.
+A visitor message whose turn died with its worker is answered when a socket of the
+conversation connects (``agent.resume``): at once if it is due, else when it is.
 While staff hold the conversation (a claimed handoff, ``agent.handoffs``), a visitor message
 makes no turn: it is marked for staff and the bot stays silent.
 """
@@ -48,8 +50,9 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
 
-from agent import abuse, handoffs, turn
+from agent import abuse, handoffs, metrics, resume, turn
 from agent.embed import read_token
 from agent.live import conversation_group, publish
 from agent.models import Conversation
@@ -124,11 +127,20 @@ def parse_after(query_string: bytes) -> int:
     return int(values[0])
 
 
+def history_and_orphan(conversation_id, after: int) -> tuple[list, tuple]:
+    """What a connecting socket needs, in one trip to the database thread: the messages after
+    seq ``after``, and ``agent.resume.take_orphan``'s answer about a visitor message whose
+    turn died."""
+    return turn.messages_after(conversation_id, after), resume.take_orphan(
+        conversation_id, timezone.now()
+    )
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     """One visitor's connection, to the conversation its token names or else to the latest
     conversation of its Django session."""
 
-    conversation = group = gate = None
+    conversation = group = gate = orphan_watch = None
     address = None  # the client address while its socket is counted (agent.abuse)
 
     async def __call__(self, scope, receive, send):
@@ -182,7 +194,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except BadFrame as exc:
             await self.send_error(exc.code, str(exc))
             after = 0
-        messages = await database_sync_to_async(turn.messages_after)(self.conversation.id, after)
+        messages, orphan = await database_sync_to_async(history_and_orphan)(
+            self.conversation.id, after
+        )
         await self.send_frame(
             {
                 "type": "history",
@@ -190,8 +204,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "messages": [m.as_frame() for m in messages],
             }
         )
+        self.resume(*orphan)
 
     async def disconnect(self, code):
+        if self.orphan_watch is not None:
+            self.orphan_watch.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -224,10 +241,39 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not created:
             await self.send_frame(message.as_frame())  # a resend: acknowledge, no second turn
             return
-        await publish(self.conversation.id, message.as_frame())
+        await self.publish(message.as_frame())
+        self.start_turn(message)
+
+    def start_turn(self, message) -> None:
+        """Answer a stored visitor message in a task of its own, which outlives the socket."""
         task = asyncio.create_task(self.answer(message))
         _turns.add(task)
         task.add_done_callback(_turns.discard)
+
+    def resume(self, message, wait: float | None) -> None:
+        """Act on ``agent.resume.take_orphan``'s answer: run the turn of the orphaned visitor
+        message this socket claimed, or look again in ``wait`` seconds."""
+        if message is not None:
+            logger.warning("resuming the turn of message %s of conversation %s, stored at %s",
+                           message.seq, self.conversation.id, message.created_at)
+            metrics.TURNS_RESUMED.inc()
+            self.start_turn(message)
+        elif wait is not None:
+            self.orphan_watch = asyncio.create_task(self.look_again(wait))
+
+    async def look_again(self, wait: float) -> None:
+        """After ``wait`` seconds, look for the orphaned visitor message again; a disconnect
+        cancels this."""
+        await asyncio.sleep(wait)
+        try:
+            found = await database_sync_to_async(resume.take_orphan)(
+                self.conversation.id, timezone.now()
+            )
+        except Exception:
+            logger.exception("could not look for an unanswered message in conversation %s",
+                             self.conversation.id)
+            return
+        self.resume(*found)
 
     async def answer(self, message) -> None:
         """Run the turn of a stored visitor message and publish its reply, after the turns
@@ -242,25 +288,34 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 for_staff = False
             if for_staff:
                 return
-            await publish(conversation_id, {"type": "typing", "active": True})
+            await self.publish({"type": "typing", "active": True})
             try:
                 reply = await turn.run_turn(message)
             except Exception:
                 logger.exception("turn failed in conversation %s", conversation_id)
-                await publish(
-                    conversation_id,
+                await self.publish(
                     {
                         "type": "error",
                         "code": "turn_failed",
                         "message": "Sorry, something went wrong on our side. Your message is "
                         "saved; please try again in a moment.",
-                    },
+                    }
                 )
             else:
                 if reply is not None:  # None: staff claimed the chat while the turn ran
-                    await publish(conversation_id, reply.as_frame())
+                    await self.publish(reply.as_frame())
             finally:
-                await publish(conversation_id, {"type": "typing", "active": False})
+                await self.publish({"type": "typing", "active": False})
+
+    async def publish(self, frame: dict) -> None:
+        """Publish ``frame`` to the conversation's sockets (``agent.live.publish``). When the
+        channel layer fails (Redis down), log it and go on: the turn still runs and stores its
+        reply, the layer closes the sockets, and their clients fetch what they missed when
+        they reconnect."""
+        try:
+            await publish(self.conversation.id, frame)
+        except Exception:
+            logger.exception("could not publish to conversation %s", self.conversation.id)
 
     async def chat_frame(self, event):
         """A frame published to the conversation's group (``agent.live.publish``)."""

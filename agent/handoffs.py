@@ -234,7 +234,11 @@ def route_to_staff(message: Message) -> bool:
     claimed = Handoff.objects.filter(
         conversation_id=OuterRef("conversation_id"), status=Handoff.Status.CLAIMED
     )
-    marked = Message.objects.filter(pk=message.pk).filter(Exists(claimed)).update(route=Route.STAFF)
+    marked = (
+        Message.objects.filter(pk=message.pk, answered_at=None)  # a reply came first: it stays
+        .filter(Exists(claimed))
+        .update(route=Route.STAFF)
+    )
     if marked:
         message.route = Route.STAFF
     return bool(marked)

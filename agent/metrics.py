@@ -80,6 +80,12 @@ RATE_LIMIT_STORAGE_ERRORS = Counter(
     "Per-address rate-limit checks that failed open because the storage (Redis) failed.",
     registry=REGISTRY,
 )
+TURNS_RESUMED = Counter(
+    "chat_turns_resumed",
+    "Turns run again for a visitor message that nothing answered in time: its worker died, "
+    "or the database failed under its turn (agent.resume).",
+    registry=REGISTRY,
+)
 HANDOFFS_QUEUED = Counter(
     "chat_handoffs_queued",
     "Handoffs queued for staff (a conversation already waiting for a person is not counted).",

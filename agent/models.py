@@ -76,6 +76,8 @@ class Message(models.Model):
     the visitor's message to storing the reply. A visitor message sent while staff held the
     conversation has route ``staff`` (no classifier saw it). A staff message has its ``author``
     and the first name the visitor saw, ``author_name``, kept should the user be renamed or deleted.
+    A visitor message the bot answered has ``answered_at``; one whose turn was run again after
+    its worker died has ``resumed_at`` (``agent.resume``).
     """
 
     class Role(models.TextChoices):
@@ -98,6 +100,12 @@ class Message(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     author_name = models.CharField(max_length=150, blank=True)
+    # A visitor message's turn (agent.turn.finish_turn, agent.resume): when the bot answered
+    # it, set in the transaction that stores the reply, so a reply and this mark come together
+    # or not at all (a message for staff has route "staff" instead); and when a socket ran the
+    # turn again because nothing answered it in time (its worker died). Null: not yet.
+    answered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    resumed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["conversation_id", "seq"]  # no join to order by the FK

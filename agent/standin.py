@@ -8,7 +8,7 @@ tests and benchmarks, never for judging the classifiers' accuracy.
 Standard library only: ``StandinServer`` runs a ``ThreadingHTTPServer`` in a background thread,
 on an ephemeral port in tests. ``python manage.py llm_standin`` runs it from the command line.
 Latency (per classifier) and faults (429, 503, hang, garbage, truncated and garbage streams) can
-be switched on while it runs.
+be switched on while it runs, and ``outage()`` takes it down altogether (port closed) and back.
 
 With ``"stream": true`` it answers as vLLM does: server-sent events, one ``chat.completion.chunk``
 frame per piece of the answer, then ``data: [DONE]``; the headers go out at once and the latency
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "standin"
 FAULTS = ("429", "503", "hang", "garbage", "truncated", "garbage-stream")
+OUTAGES = ("down", *FAULTS)  # what ``StandinServer.outage`` takes
 GARBAGE = "Sure! The answer is yes."
 HANG_LIMIT = 600.0  # seconds a "hang" lasts at most when the client never gives up
 STEP = 0.05  # seconds between checks of the stop flag and the client while sleeping
@@ -471,6 +472,27 @@ class StandinServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+    def outage(self, mode: str | None) -> None:
+        """Begin an outage of the LLM server, or end it (fault tests, ``bench/faults.py``).
+
+        Args:
+            mode: "down" closes the port, as when the server's process is gone: new
+                connections are refused, open ones hung up. One of ``FAULTS`` answers every
+                request of every classifier that way until further notice. None ends the
+                outage: the fault is cleared, and the port opened again on the same number.
+        Raises:
+            ValueError: ``mode`` is not one of ``OUTAGES`` or None.
+        """
+        if mode is not None and mode not in OUTAGES:
+            raise ValueError(f"mode must be one of {', '.join(OUTAGES)} or None, not {mode!r}")
+        if mode == "down":
+            self.stop()
+            return
+        with self._lock:
+            self.fault, self.fault_classifier, self.fault_times = mode, None, None
+        if self._httpd is None:
+            self.start()
 
     def latency_for(self, name: str | None) -> float:
         """The latency for a classifier, in seconds."""

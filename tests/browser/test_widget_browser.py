@@ -6,8 +6,8 @@ Locators pierce the widget's open shadow root. Replies come from the LLM stand-i
 from pathlib import Path
 
 import pytest
-from appserver import AppServer, app_env, free_port
 from playwright.sync_api import expect
+from servers import AppServer, app_env, free_port
 
 from agent import turn
 from agent.models import Conversation, Message

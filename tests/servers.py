@@ -1,28 +1,30 @@
-"""The app under daphne in a subprocess against the test database, for the tests that need a
-real server: the browser tests and the websocket limits (``tests/test_daphne_limits.py``).
+"""The app under daphne in a subprocess, for tests that need a real server process.
 
-Import it as ``from appserver import ...``: pytest puts ``tests/`` on ``sys.path`` for the
-conftest there.
+Imported by ``tests/browser/conftest.py``, the websocket-limit and the fault tests as
+``servers`` (pytest puts ``tests/`` on ``sys.path`` for its conftest).
 """
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from realestate.devserver import wait_for_port
+from realestate.devserver import free_port, wait_for_port
+
+__all__ = ["ROOT", "AppServer", "app_env", "free_port", "shared_database_url"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def shared_database_url() -> str:
+    """The ``DATABASE_URL`` of the test database pytest-django made (``test_<name>``), for an
+    app subprocess to share it with the test."""
+    from django.conf import settings
+
+    url = urlsplit(settings.DATABASE_URL)
+    return urlunsplit(url._replace(path="/" + settings.DATABASES["default"]["NAME"]))
 
 
 class AppServer:
@@ -73,13 +75,9 @@ def app_env(**overrides: str) -> dict[str, str]:
     """The environment of an ``AppServer`` against the test database (call it once the test
     database exists, e.g. from a fixture that uses ``django_db_setup``): this process's
     environment, ``ALLOWED_HOSTS`` 127.0.0.1, warnings only in the log, and ``overrides``."""
-    from django.conf import settings
-
-    url = urlsplit(settings.DATABASE_URL)
-    database_url = urlunsplit(url._replace(path="/" + settings.DATABASES["default"]["NAME"]))
     return {
         **os.environ,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": shared_database_url(),
         "CONN_MAX_AGE": "0",  # no connection left open while a test flushes the tables
         "TURN_BUDGET": "2",
         "ALLOWED_HOSTS": "127.0.0.1",
