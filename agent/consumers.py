@@ -48,11 +48,11 @@ import json
 import logging
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
 
 from agent import abuse, handoffs, metrics, resume, turn
+from agent.dbgate import db_trip
 from agent.embed import read_token
 from agent.live import conversation_group, publish
 from agent.models import Conversation
@@ -168,7 +168,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         token = query.get("token", [None])[0]
         if token is not None:
-            self.conversation = await database_sync_to_async(conversation_of_token)(token)
+            self.conversation = await db_trip(conversation_of_token, token)
             if self.conversation is None:
                 # Accepted, so the client can read why, and learn to fetch a new token.
                 await self.accept()
@@ -181,7 +181,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if not session_key:
                 await self.close(code=4401)  # load the chat page first: it sets the session
                 return
-            self.conversation = await database_sync_to_async(turn.open_conversation)(session_key)
+            self.conversation = await db_trip(turn.open_conversation, session_key)
         self.group = conversation_group(self.conversation.id)
         # Join before reading the history: a message stored in between then comes twice (the
         # client drops a seq it holds), never not at all.
@@ -194,9 +194,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except BadFrame as exc:
             await self.send_error(exc.code, str(exc))
             after = 0
-        messages, orphan = await database_sync_to_async(history_and_orphan)(
-            self.conversation.id, after
-        )
+        messages, orphan = await db_trip(history_and_orphan, self.conversation.id, after)
         await self.send_frame(
             {
                 "type": "history",
@@ -231,8 +229,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            message, created = await database_sync_to_async(turn.store_visitor_message)(
-                self.conversation.id, text, client_id
+            message, created = await db_trip(
+                turn.store_visitor_message, self.conversation.id, text, client_id
             )
         except Exception:
             logger.exception("could not store a message of conversation %s", self.conversation.id)
@@ -266,9 +264,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         cancels this."""
         await asyncio.sleep(wait)
         try:
-            found = await database_sync_to_async(resume.take_orphan)(
-                self.conversation.id, timezone.now()
-            )
+            found = await db_trip(resume.take_orphan, self.conversation.id, timezone.now())
         except Exception:
             logger.exception("could not look for an unanswered message in conversation %s",
                              self.conversation.id)
@@ -282,7 +278,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation_id = message.conversation_id
         async with self.turns:
             try:
-                for_staff = await database_sync_to_async(handoffs.route_to_staff)(message)
+                for_staff = await db_trip(handoffs.route_to_staff, message)
             except Exception:  # the bot answers; its turn reports a database that stays down
                 logger.exception("could not check for staff in conversation %s", conversation_id)
                 for_staff = False

@@ -86,6 +86,12 @@ TURNS_RESUMED = Counter(
     "or the database failed under its turn (agent.resume).",
     registry=REGISTRY,
 )
+DB_TRIPS_REFUSED = Counter(
+    "chat_db_trips_refused",
+    "Database trips failed at once because PostgreSQL was unreachable a moment before "
+    "(agent.dbgate); each becomes an error frame.",
+    registry=REGISTRY,
+)
 HANDOFFS_QUEUED = Counter(
     "chat_handoffs_queued",
     "Handoffs queued for staff (a conversation already waiting for a person is not counted).",

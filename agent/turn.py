@@ -8,13 +8,13 @@ import asyncio
 import logging
 import time
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from agent import abuse, handoffs, metrics
 from agent.classifiers import HISTORY_MESSAGES, Classifier, as_label
+from agent.dbgate import db_trip
 from agent.fanout import Outcome, fan_out
 from agent.llm import LLMClient, get_client
 from agent.models import ClassifierCall, ClassifierConfig, Conversation, Message
@@ -207,8 +207,8 @@ async def run_turn(message: Message, client: LLMClient | None = None) -> Message
     """
     started = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + settings.TURN_BUDGET
-    history, classifiers = await database_sync_to_async(prepare_turn)(message.conversation_id)
+    history, classifiers = await db_trip(prepare_turn, message.conversation_id)
     outcomes = await fan_out(
         client or get_client(), classifiers, history, timezone.localdate(), deadline
     )
-    return await database_sync_to_async(finish_turn)(message, outcomes, started)
+    return await db_trip(finish_turn, message, outcomes, started)

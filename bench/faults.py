@@ -46,6 +46,7 @@ from pathlib import Path
 import psutil
 import psycopg
 from turns import (
+    NO_ABUSE_LIMITS,
     ROOT,
     Run,
     bench_database,
@@ -294,7 +295,7 @@ def main() -> int:
 
     raise_file_limit()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env |= {"DEBUG": "false", "LOG_LEVEL": "ERROR"}
+    env |= {"DEBUG": "false", "LOG_LEVEL": "ERROR", **NO_ABUSE_LIMITS}
     logs = Path(tempfile.mkdtemp(prefix="bench-faults-"))
     print(f"cores: {os.cpu_count()}; V = {args.visitors} visitors, a question every "
           f"{args.period:g} s; stand-in {args.latency_ms:g} ms per call; window "
