@@ -190,33 +190,8 @@ def worker_connects(cluster, port: int) -> int:
     return (cluster.folder / f"worker-{port}.log").read_text().count("WSCONNECT /ws/chat/")
 
 
-async def test_after_a_redis_restart_every_socket_reconnects_and_chats_carry_on(
-    cluster, redis_server, visitor_key
-):
-    """Redis keeps nothing, so a restart forgets every group: a socket that stayed open would
-    silently miss its conversation's frames. Instead channels_redis's receive fails and every
-    socket is closed (1011); the client reconnects, which joins the groups again."""
-    port = cluster.worker_ports[0]
-    sockets = [await open_socket(port, "/ws/chat/", visitor_key) for _ in range(3)]
-    for socket in sockets:
-        await frames_until(socket, lambda f: f["type"] == "history")
-    redis_server.stop()
-    redis_server.start()
-    for socket in sockets:
-        with pytest.raises(websockets.ConnectionClosedError) as closed:
-            await asyncio.wait_for(socket.recv(), 10)
-        assert closed.value.rcvd.code == 1011
-    assert cluster.workers[0].poll() is None  # the worker lives on
-    async with open_socket(port, "/ws/chat/", visitor_key) as socket:
-        await frames_until(socket, lambda f: f["type"] == "history")
-        await socket.send(json.dumps({"type": "message", "text": PRICE_QUESTION, "id": "m1"}))
-        frames = await frames_until(socket, lambda f: f.get("role") == "assistant")
-    assert frames[-1]["route"] == "price"
-    assert await Message.objects.filter(text=PRICE_QUESTION).acount() == 1
-
-
-# A worker killed during a run. These tests come last: they leave worker 0 restarted but
-# left out by nginx for a few seconds (max_fails=1 fail_timeout=5s).
+# A worker killed during a run. They leave worker 0 started again but left out by nginx for a
+# few seconds (max_fails=1 fail_timeout=5s): later tests reach the workers without nginx.
 
 KILL_CHATS, KILL_TURNS = 20, 3
 # A visitor waits this long for each answer: an orphaned turn is due for resumption after
@@ -234,18 +209,19 @@ class KillRun:
 
 @pytest.fixture(scope="module")
 def worker_killed_mid_run(cluster, llm, django_db_blocker):
-    """KILL_CHATS visitors through nginx, KILL_TURNS turns each, the stand-in at 300 ms a call;
-    worker 0 gets SIGKILL in the second round of turns, when every visitor's message is stored
-    and its turn runs, so those on worker 0 are lost with it. The visitors do what the widget
+    """KILL_CHATS visitors through nginx, KILL_TURNS turns each, the stand-in at 600 ms a call;
+    worker 0 gets SIGKILL in the second round of turns, when 3 in 4 visitors' messages are
+    stored and their turns run: those on worker 0 die with it. The visitors do what the widget
     does (realestate.visitors). Then the database is read; worker 0 is started again."""
     with django_db_blocker.unblock():
         seed_classifier_rows()
-    llm.latency_ms = 300
+    llm.latency_ms = 600
     try:
         run = asyncio.run(kill_worker_during_chats(cluster))
     finally:
         llm.latency_ms = 0
-        cluster.start_worker(0)
+        if cluster.workers[0] is None:
+            cluster.start_worker(0)
     with django_db_blocker.unblock():
         run.delivery = check_delivery(run.visitors)
     return run
@@ -253,7 +229,14 @@ def worker_killed_mid_run(cluster, llm, django_db_blocker):
 
 async def kill_worker_during_chats(cluster) -> KillRun:
     visitors = [Visitor(cluster.url, source=source_address(i)) for i in range(KILL_CHATS)]
-    await asyncio.gather(*(v.start() for v in visitors))
+    try:
+        await asyncio.gather(*(v.start() for v in visitors))
+        return await kill_worker_during_turns(cluster, visitors)
+    finally:
+        await asyncio.gather(*(v.close() for v in visitors))
+
+
+async def kill_worker_during_turns(cluster, visitors: list[Visitor]) -> KillRun:
     gave_up = []
 
     async def chat(index: int, visitor: Visitor) -> None:
@@ -269,18 +252,18 @@ async def kill_worker_during_chats(cluster) -> KillRun:
         return sum(said.done for v in visitors for said in v.said)
 
     def mid_turn() -> bool:
-        """Every visitor's second (or later) message is stored and its turn still runs."""
-        return answers() >= KILL_CHATS and all(
-            v.said[-1].seq is not None and not v.said[-1].done for v in visitors
-        )
+        """In the second round or later, 3 in 4 visitors' messages are stored and their turns
+        still run."""
+        running = sum(v.said[-1].seq is not None and not v.said[-1].done
+                      for v in visitors if v.said)
+        return answers() >= KILL_CHATS and running >= KILL_CHATS * 3 // 4
 
-    chats = [asyncio.create_task(chat(i, v)) for i, v in enumerate(visitors)]
-    while not mid_turn() and not all(c.done() for c in chats):
-        await asyncio.sleep(0.01)
-    killed_after = answers()
-    cluster.kill_worker(0)
-    await asyncio.gather(*chats)
-    await asyncio.gather(*(v.close() for v in visitors))
+    async with asyncio.TaskGroup() as group:
+        chats = [group.create_task(chat(i, v)) for i, v in enumerate(visitors)]
+        while not mid_turn() and not all(c.done() for c in chats):
+            await asyncio.sleep(0.01)
+        killed_after = answers()
+        cluster.kill_worker(0)
     return KillRun(visitors, None, killed_after, gave_up)
 
 
@@ -306,3 +289,29 @@ def test_a_worker_killed_mid_run_loses_no_message_and_stores_none_twice(worker_k
                    "not merged yet: the turns in flight on the killed worker stay unanswered")
 def test_a_worker_killed_mid_run_leaves_no_turn_unanswered(worker_killed_mid_run):
     assert worker_killed_mid_run.delivery.unanswered == []
+
+
+async def test_after_a_redis_restart_every_socket_reconnects_and_chats_carry_on(
+    cluster, redis_server, visitor_key
+):
+    """Redis keeps nothing, so a restart forgets every group: a socket that stayed open would
+    silently miss its conversation's frames. Instead channels_redis's receive fails and every
+    socket is closed (1011); the client reconnects, which joins the groups again."""
+    port = cluster.worker_ports[0]
+    sockets = [await open_socket(port, "/ws/chat/", visitor_key) for _ in range(3)]
+    for socket in sockets:
+        await frames_until(socket, lambda f: f["type"] == "history")
+    redis_server.stop()
+    redis_server.start()
+    for socket in sockets:
+        with pytest.raises(websockets.ConnectionClosedError) as closed:
+            await asyncio.wait_for(socket.recv(), 10)
+        assert closed.value.rcvd.code == 1011
+    assert cluster.workers[0].poll() is None  # the worker lives on
+    async with open_socket(port, "/ws/chat/", visitor_key) as socket:
+        await frames_until(socket, lambda f: f["type"] == "history")
+        await socket.send(json.dumps({"type": "message", "text": PRICE_QUESTION, "id": "m1"}))
+        frames = await frames_until(socket, lambda f: f.get("role") == "assistant")
+    assert frames[-1]["route"] == "price"
+    assert await Message.objects.filter(text=PRICE_QUESTION).acount() == 1
+
