@@ -11,6 +11,7 @@ import logging
 
 from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
+from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agent import metrics
@@ -19,6 +20,12 @@ logger = logging.getLogger(__name__)
 
 # channels_redis.core logs this (at INFO) when a group message found channels over capacity.
 OVER_CAPACITY = "%s of %s channels over capacity in group %s"
+# Redis connections per app process, and seconds a command waits for one when all are in use.
+# channels_redis's pool is redis-py's ConnectionPool, which (redis-py 8) holds 100 and fails
+# the 101st command at once with MaxConnectionsError: a burst of 500 chats lost replies that
+# way, and a failed receive closed every socket of the process (bench/load.py).
+REDIS_POOL_SIZE = 100
+REDIS_POOL_WAIT = 10.0
 
 
 def conversation_group(conversation_id) -> str:
@@ -80,6 +87,18 @@ class ChatChannelLayer(RedisChannelLayer):
         self.outages = 0
         self._born: dict[str, int] = {}  # channel name -> the outage count when it was made
         self._outage: asyncio.Future | None = None  # resolved at the next outage
+
+    def create_pool(self, index):
+        """A pool of at most ``REDIS_POOL_SIZE`` connections to host ``index`` where a command
+        waits up to ``REDIS_POOL_WAIT`` s for a free one (``BlockingConnectionPool``), instead
+        of failing; a host given other than by URL (Sentinel) keeps channels_redis's pool."""
+        host = dict(self.hosts[index])
+        address = host.pop("address", None)
+        if address is None:
+            return super().create_pool(index)
+        return BlockingConnectionPool.from_url(
+            address, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT, **host
+        )
 
     async def new_channel(self, prefix="specific"):
         name = await super().new_channel(prefix)
