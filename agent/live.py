@@ -26,6 +26,11 @@ OVER_CAPACITY = "%s of %s channels over capacity in group %s"
 # way, and a failed receive closed every socket of the process (bench/load.py).
 REDIS_POOL_SIZE = 100
 REDIS_POOL_WAIT = 10.0
+# Seconds a Redis command may take. redis-py 8 defaults to 5 s, the same as channels_redis's
+# blocking pop (BZPOPMIN, ``brpop_timeout``): its empty answer then often comes after the
+# client gave up, and the receive fails with TimeoutError, which ends that socket's consumer
+# (6 of 20 idle receives within 31 s, one a pop round).
+REDIS_SOCKET_TIMEOUT = 15.0
 
 
 def conversation_group(conversation_id) -> str:
@@ -91,11 +96,13 @@ class ChatChannelLayer(RedisChannelLayer):
     def create_pool(self, index):
         """A pool of at most ``REDIS_POOL_SIZE`` connections to host ``index`` where a command
         waits up to ``REDIS_POOL_WAIT`` s for a free one (``BlockingConnectionPool``), instead
-        of failing; a host given other than by URL (Sentinel) keeps channels_redis's pool."""
+        of failing, and may take ``REDIS_SOCKET_TIMEOUT`` s; a host given other than by URL
+        (Sentinel) keeps channels_redis's pool."""
         host = dict(self.hosts[index])
         address = host.pop("address", None)
         if address is None:
             return super().create_pool(index)
+        host.setdefault("socket_timeout", REDIS_SOCKET_TIMEOUT)
         return BlockingConnectionPool.from_url(
             address, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT, **host
         )

@@ -118,3 +118,13 @@ async def test_a_burst_of_commands_waits_for_a_pooled_connection_instead_of_fail
     received = [await asyncio.wait_for(layer.receive(channel), 5) for _ in groups]
     assert len(received) == len(groups)
     await layer.close_pools()
+
+
+async def test_a_redis_command_may_outlast_the_layers_blocking_pop():
+    """channels_redis waits for frames with BZPOPMIN for ``brpop_timeout`` (5 s). redis-py 8's
+    own socket timeout is 5 s too: the empty answer often came late, and the receive failed
+    with TimeoutError, which closed that visitor's socket (6 of 20 idle receives in 31 s)."""
+    layer = live.ChatChannelLayer(hosts=["redis://127.0.0.1:6399/0"], prefix="test")
+    pool = layer.create_pool(0)
+    assert pool.connection_kwargs["socket_timeout"] > layer.brpop_timeout
+    await pool.disconnect()
