@@ -11,6 +11,7 @@ import logging
 
 from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
+from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agent import metrics
@@ -19,6 +20,17 @@ logger = logging.getLogger(__name__)
 
 # channels_redis.core logs this (at INFO) when a group message found channels over capacity.
 OVER_CAPACITY = "%s of %s channels over capacity in group %s"
+# Redis connections per app process, and seconds a command waits for one when all are in use.
+# channels_redis's pool is redis-py's ConnectionPool, which (redis-py 8) holds 100 and fails
+# the 101st command at once with MaxConnectionsError: a burst of 500 chats lost replies that
+# way, and a failed receive closed every socket of the process (bench/load.py).
+REDIS_POOL_SIZE = 100
+REDIS_POOL_WAIT = 10.0
+# Seconds a Redis command may take. redis-py 8 defaults to 5 s, the same as channels_redis's
+# blocking pop (BZPOPMIN, ``brpop_timeout``): its empty answer then often comes after the
+# client gave up, and the receive fails with TimeoutError, which ends that socket's consumer
+# (6 of 20 idle receives within 31 s, one a pop round).
+REDIS_SOCKET_TIMEOUT = 15.0
 
 
 def conversation_group(conversation_id) -> str:
@@ -82,6 +94,20 @@ class ChatChannelLayer(RedisChannelLayer):
         self._joined: dict[str, int] = {}  # channel -> the outage count at its first group_add
         self._outage: asyncio.Future | None = None  # resolved at the next outage
 
+    def create_pool(self, index):
+        """A pool of at most ``REDIS_POOL_SIZE`` connections to host ``index`` where a command
+        waits up to ``REDIS_POOL_WAIT`` s for a free one (``BlockingConnectionPool``), instead
+        of failing, and may take ``REDIS_SOCKET_TIMEOUT`` s; a host given other than by URL
+        (Sentinel) keeps channels_redis's pool."""
+        host = dict(self.hosts[index])
+        address = host.pop("address", None)
+        if address is None:
+            return super().create_pool(index)
+        host.setdefault("socket_timeout", REDIS_SOCKET_TIMEOUT)
+        return BlockingConnectionPool.from_url(
+            address, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT, **host
+        )
+
     async def group_add(self, group, channel):
         await self._retried(super().group_add, group, channel)
         self._joined.setdefault(channel, self.outages)
@@ -111,6 +137,8 @@ class ChatChannelLayer(RedisChannelLayer):
             self._outage = loop.create_future()
         outage, seen = self._outage, self.outages
         receiving = asyncio.ensure_future(super().receive(channel))
+        # Cancelled below when an outage wins the race, it may have failed already: read it.
+        receiving.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
             await asyncio.wait({receiving, outage}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:  # the consumer ended

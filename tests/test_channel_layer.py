@@ -112,3 +112,33 @@ async def test_an_idle_layer_gets_through_a_redis_restart_on_its_first_use(redis
     await layer.group_send("chat.g", {"type": "chat.frame", "frame": {}})
     assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "chat.frame", "frame": {}}
     await layer.close_pools()
+
+
+async def test_a_burst_of_commands_waits_for_a_pooled_connection_instead_of_failing(
+    redis_process,
+):
+    """redis-py's default pool fails the 101st concurrent command (MaxConnectionsError)."""
+    import redis
+
+    groups = [f"chat.burst{n}" for n in range(3 * live.REDIS_POOL_SIZE)]
+    layer = live.ChatChannelLayer(hosts=[redis_process.url], prefix="test", capacity=len(groups))
+    channel = await layer.new_channel()
+    await asyncio.gather(*(layer.group_add(group, channel) for group in groups))
+    await asyncio.gather(*(layer.group_send(group, {"type": "chat.frame", "frame": {}})
+                           for group in groups))
+    with redis.Redis.from_url(redis_process.url) as admin:
+        clients = admin.info("clients")["connected_clients"]
+    assert clients <= live.REDIS_POOL_SIZE + 1  # the layer's pool, and this client
+    received = [await asyncio.wait_for(layer.receive(channel), 5) for _ in groups]
+    assert len(received) == len(groups)
+    await layer.close_pools()
+
+
+async def test_a_redis_command_may_outlast_the_layers_blocking_pop():
+    """channels_redis waits for frames with BZPOPMIN for ``brpop_timeout`` (5 s). redis-py 8's
+    own socket timeout is 5 s too: the empty answer often came late, and the receive failed
+    with TimeoutError, which closed that visitor's socket (6 of 20 idle receives in 31 s)."""
+    layer = live.ChatChannelLayer(hosts=["redis://127.0.0.1:6399/0"], prefix="test")
+    pool = layer.create_pool(0)
+    assert pool.connection_kwargs["socket_timeout"] > layer.brpop_timeout
+    await pool.disconnect()
