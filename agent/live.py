@@ -70,6 +70,13 @@ def count_drops() -> None:
         logger.addFilter(CountDrops())
 
 
+def busy(exc: RedisConnectionError) -> bool:
+    """True when ``exc`` says every pooled connection stayed busy for ``REDIS_POOL_WAIT`` s
+    (redis-py's BlockingConnectionPool raises it as a ConnectionError): Redis is slow or the
+    process overloaded, not gone, so the groups are intact."""
+    return str(exc) == "No connection available."
+
+
 class ChannelLost(Exception):
     """The channel's group memberships may be gone: Redis failed since the channel joined."""
 
@@ -151,7 +158,9 @@ class ChatChannelLayer(RedisChannelLayer):
             raise ChannelLost(channel)
         try:
             return receiving.result()
-        except RedisConnectionError:
+        except RedisConnectionError as exc:
+            if busy(exc):
+                raise
             await self._lost(seen)
             joined = self._joined.get(channel)
             if _again and joined in (None, self.outages):
@@ -164,7 +173,9 @@ class ChatChannelLayer(RedisChannelLayer):
         seen = self.outages
         try:
             return await operation(*args)
-        except RedisConnectionError:
+        except RedisConnectionError as exc:
+            if busy(exc):
+                raise
             await self._lost(seen)
             return await operation(*args)
 
