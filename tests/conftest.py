@@ -4,6 +4,7 @@ import ipaddress
 import socket
 
 import pytest
+from rows import seed_classifier_rows
 
 
 def _is_local(address) -> bool:
@@ -75,27 +76,6 @@ def conversation(db):
     from agent.models import Conversation
 
     return Conversation.objects.create(session_key="visitor-session")
-
-
-def seed_classifier_rows() -> dict:
-    """Make the default endpoint and the built-in classifiers as rows, as migration 0005 seeds
-    them (again: transactional tests empty every table when they end); returns them by name.
-    Module-scoped fixtures call it inside ``django_db_blocker.unblock()``."""
-    from agent.classifiers import CLASSIFIERS
-    from agent.models import ClassifierConfig, Endpoint
-
-    endpoint, _ = Endpoint.objects.get_or_create(
-        name="default", defaults={"api_key_env": "LLM_API_KEY"}
-    )
-    for priority, classifier in enumerate(CLASSIFIERS, start=1):
-        ClassifierConfig.objects.get_or_create(
-            name=classifier.name,
-            defaults={
-                "endpoint": endpoint, "priority": priority * 10,
-                "system_prompt": classifier.instructions, "output_schema": classifier.schema,
-            },
-        )
-    return {row.name: row for row in ClassifierConfig.objects.select_related("endpoint")}
 
 
 @pytest.fixture

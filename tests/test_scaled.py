@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import pytest
 import websockets
-from conftest import seed_classifier_rows
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
+from rows import seed_classifier_rows
 from servers import shared_database_url
 
 from agent.models import Message
