@@ -77,10 +77,10 @@ def conversation(db):
     return Conversation.objects.create(session_key="visitor-session")
 
 
-def seed_classifier_rows() -> dict:
-    """Make the default endpoint and the built-in classifiers as rows, as migration 0005 seeds
-    them (again: transactional tests empty every table when they end); returns them by name.
-    Module-scoped fixtures call it inside ``django_db_blocker.unblock()``."""
+@pytest.fixture
+def classifier_rows(db):
+    """The default endpoint and the three built-in classifiers as rows, as migration 0004 seeds
+    them (made again here: transactional tests empty every table when they end)."""
     from agent.classifiers import CLASSIFIERS
     from agent.models import ClassifierConfig, Endpoint
 
@@ -96,12 +96,6 @@ def seed_classifier_rows() -> dict:
             },
         )
     return {row.name: row for row in ClassifierConfig.objects.select_related("endpoint")}
-
-
-@pytest.fixture
-def classifier_rows(db):
-    """The default endpoint and the built-in classifiers as rows (``seed_classifier_rows``)."""
-    return seed_classifier_rows()
 
 
 @pytest.fixture

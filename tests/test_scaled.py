@@ -10,11 +10,12 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass
+from importlib import import_module
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import websockets
-from conftest import seed_classifier_rows
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
@@ -214,7 +215,8 @@ def worker_killed_mid_run(cluster, llm, django_db_blocker):
     stored and their turns run: those on worker 0 die with it. The visitors do what the widget
     does (realestate.visitors). Then the database is read; worker 0 is started again."""
     with django_db_blocker.unblock():
-        seed_classifier_rows()
+        # The rows a fresh database has (transactional tests empty every table when they end).
+        import_module("agent.migrations.0005_seed_classifiers").seed(apps, None)
     llm.latency_ms = 600
     try:
         run = asyncio.run(kill_worker_during_chats(cluster))
