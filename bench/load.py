@@ -1,6 +1,7 @@
 """Load and fault runs of the app as one or several workers: figures, not a test.
 
-    .venv/bin/python bench/load.py --scenario turns --setup alone nginx-1 nginx-2 --chats 500 1000
+    .venv/bin/python bench/load.py                     # turns, every setup, C = 500: ~6 min
+    .venv/bin/python bench/load.py --scenario turns --setup nginx-2 --chats 50 500 1000
     .venv/bin/python bench/load.py --scenario idle --setup alone nginx-2 --idle-chats 5000
     .venv/bin/python bench/load.py --scenario kill --kill-chats 200 [--restart-after 3]
 
@@ -16,9 +17,10 @@ Scenarios:
   the websocket, as the widget) open their chats 50 at a time, then all send T messages, each
   after the previous one's answer. Figures: turns/s, p50/p99 from sending a message to its
   answer, errors (error frames, sockets closed under a visitor, answers missing after 60 s,
-  chats that did not open), the share of answers routed ``fallback`` (every message asks for
-  something the router answers, so a fallback means the turn budget ran out), CPU ms per turn
-  of each process group, and the peak of the bench database's connections;
+  whose visitor then leaves, chats that did not open), the share of answers routed
+  ``fallback`` (every message asks for something the router answers, so a fallback means the
+  turn budget ran out), CPU ms per turn of each process group and of the rest of the machine
+  (``others``: other people's work), and the peak of the bench database's connections;
 * ``idle``: N chats opened and held without turns: RSS per chat of the workers, nginx, Redis;
 * ``kill``: ``nginx-2`` with C visitors of T turns; worker 0 gets SIGKILL once ``--kill-at``
   of the turns are answered (and is started again after ``--restart-after`` s if given). The
@@ -30,6 +32,7 @@ Processes come from ``bench/turns.py`` (the ``realestate_bench`` database on the
 PostgreSQL, the stand-in's launcher); Redis is a private ``redis-server`` on a free port. The
 load client is this process, one event loop: it shares the 2 cores with everything else, so
 its CPU (and the stand-in's) is printed too. The load average is printed before each run.
+Each run starts with no open handoff (``clear_staff_queue``).
 """
 
 import argparse
@@ -169,6 +172,25 @@ def postmaster_pid(database_url: str) -> int | None:
             return None
 
 
+def clear_staff_queue() -> int:
+    """Resolve every open handoff, as staff who cleared the queue: each run starts alike.
+
+    Every handoff queued during a turn sends staff the queue of up to 200 open handoffs
+    (``agent.handoffs.broadcast_queue``), whose cost grows with the queue; runs differ less
+    when none is open at the start. Returns how many were open.
+    """
+    from django.db import connections
+    from django.utils import timezone
+
+    from agent.models import Handoff
+
+    resolved = Handoff.objects.exclude(status=Handoff.Status.RESOLVED).update(
+        status=Handoff.Status.RESOLVED, resolved_at=timezone.now()
+    )
+    connections.close_all()
+    return resolved
+
+
 def load_average() -> str:
     return "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
@@ -252,15 +274,20 @@ async def open_crowd(url: str, count: int, at_once: int = OPEN_AT_ONCE) -> Crowd
     return crowd
 
 
-async def converse(visitor, index: int, count: int, wait: float, failures: Counter) -> None:
-    """``count`` messages, each sent after the answer to the one before (or its wait)."""
+async def converse(visitor, index: int, count: int, wait: float, failures: Counter,
+                   go_on: bool = False) -> None:
+    """``count`` messages, each sent after the answer to the one before. Without an answer
+    within ``wait`` s the visitor leaves, or with ``go_on`` sends the next one (its answer
+    could then be taken for the late one's: the timings are the turns scenario's job)."""
     from realestate.visitors import VisitorGaveUp
 
     for number in range(count):
         try:
-            await visitor.say(LOAD_MESSAGES[(index + number) % len(LOAD_MESSAGES)], wait)
+            said = await visitor.say(LOAD_MESSAGES[(index + number) % len(LOAD_MESSAGES)], wait)
         except VisitorGaveUp as exc:
             failures[repr(exc)[:120]] += 1
+            return
+        if not said.done and not go_on:
             return
 
 
@@ -384,7 +411,7 @@ async def kill_run(stack: Stack, chats: int, count: int, kill_at: float,
 
     started_at = time.perf_counter()
     killing = asyncio.create_task(killer())
-    await asyncio.gather(*(converse(v, i, count, wait, gave_up)
+    await asyncio.gather(*(converse(v, i, count, wait, gave_up, go_on=True)
                            for i, v in enumerate(crowd.visitors)))
     if not killing.done():
         killing.cancel()
@@ -436,7 +463,7 @@ def main() -> int:
                         default=["turns"])
     parser.add_argument("--setup", nargs="+", choices=list(SETUPS), default=list(SETUPS),
                         help="setups for turns and idle (kill always runs nginx-2)")
-    parser.add_argument("--chats", type=int, nargs="+", default=[500, 1000], metavar="C")
+    parser.add_argument("--chats", type=int, nargs="+", default=[500], metavar="C")
     parser.add_argument("--turns", type=int, default=5, metavar="T", help="per visitor")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each turns row")
     parser.add_argument("--idle-chats", type=int, default=5000)
@@ -444,7 +471,7 @@ def main() -> int:
     parser.add_argument("--kill-at", type=float, default=0.3,
                         help="share of the turns answered when worker 0 is killed")
     parser.add_argument("--restart-after", type=float, default=None, metavar="S")
-    parser.add_argument("--answer-wait", type=float, default=20.0, metavar="S",
+    parser.add_argument("--answer-wait", type=float, default=30.0, metavar="S",
                         help="kill: seconds a visitor waits for an answer (orphaned turns are "
                         "resumed after TURN_BUDGET + DB_POOL_TIMEOUT)")
     parser.add_argument("--latency-ms", type=float, default=300.0,
@@ -501,6 +528,7 @@ def run_scenario(scenario: str, args, env: dict, folder: Path, redis, shared: di
             with running(setup, env, folder, redis, shared) as stack:
                 for chats in args.chats:
                     for _ in range(args.repeat):
+                        clear_staff_queue()
                         print(f"# {SETUPS[setup]}, C = {chats}; {load_average()}", flush=True)
                         print(asyncio.run(turns_run(stack, chats, args.turns, database_url)),
                               flush=True)
@@ -508,12 +536,14 @@ def run_scenario(scenario: str, args, env: dict, folder: Path, redis, shared: di
         print(f"\n## idle: {args.idle_chats} open chats, no turns", flush=True)
         for setup in args.setup:
             with running(setup, env, folder, redis, shared) as stack:
+                clear_staff_queue()
                 print(f"# {SETUPS[setup]}; {load_average()}", flush=True)
                 print(asyncio.run(idle_run(stack, args.idle_chats)), flush=True)
     else:
         print(f"\n## kill: {args.kill_chats} chats x {args.turns} turns on nginx-2; "
               f"{load_average()}", flush=True)
         with running("nginx-2", env, folder, redis, shared) as stack:
+            clear_staff_queue()
             crowd, lines = asyncio.run(kill_run(stack, args.kill_chats, args.turns,
                                                 args.kill_at, args.restart_after,
                                                 args.answer_wait))
