@@ -38,6 +38,7 @@ Each run starts with no open handoff (``clear_staff_queue``).
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -516,6 +517,7 @@ def main() -> int:
                 run_scenario(scenario, args, env, folder, redis, shared, database_url)
     finally:
         redis.stop()
+    shutil.rmtree(folder)  # kept when something failed
     return 0
 
 
