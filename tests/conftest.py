@@ -84,6 +84,16 @@ def classifier_rows(db):
     return seed_classifier_rows()
 
 
+@pytest.fixture(scope="module")
+def llm():
+    """The rule-based LLM stand-in on a loopback port, one per test module, for the app run
+    as a subprocess (daphne, nginx workers); a test may set its ``latency_ms``."""
+    from agent.standin import StandinServer
+
+    with StandinServer() as server:
+        yield server
+
+
 @pytest.fixture
 def standin(settings, classifier_rows):
     """The rule-based LLM stand-in on a free loopback port; LLM_BASE_URL points at it, and the

@@ -19,7 +19,6 @@ import pytest
 import websockets
 from servers import ROOT, AppServer, free_port
 
-from agent.standin import StandinServer
 from realestate.devdb import SparePostgres
 from realestate.devserver import manage
 
@@ -36,12 +35,6 @@ def database():
         subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     yield spare
     spare.close()
-
-
-@pytest.fixture(scope="module")
-def llm():
-    with StandinServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module", params=["pool", "no-pool"])

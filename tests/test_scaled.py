@@ -66,15 +66,6 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def llm():
-    """The LLM stand-in the cluster's workers call; a test may set its latency."""
-    from agent.standin import StandinServer
-
-    with StandinServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def cluster(django_db_setup, redis_server, llm, tmp_path_factory):
     """Two workers behind nginx on free loopback ports, against the test database."""
     if nginx_problem():

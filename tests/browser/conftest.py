@@ -185,15 +185,6 @@ def app_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llm():
-    """The rule-based LLM stand-in on a loopback port, shared by the module's tests."""
-    from agent.standin import StandinServer
-
-    with StandinServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def sites(app_port):
     """Two sites on other origins whose pages embed the widget: ``allowed`` is in
     CHAT_ALLOWED_ORIGINS, ``other`` is not."""
