@@ -36,25 +36,21 @@ NOBODY_ASKS = "Hello, I have something to ask"  # no classifier says yes: a hand
 PRICE_QUESTION = "How much is listing 123456?"
 
 
-def nginx_problem() -> str | None:
-    """Why the cluster cannot run here, or None."""
+def require_nginx() -> None:
+    """Skip the test without nginx, or fail it when REQUIRE_NGINX is set (CI)."""
     try:
         scaled.nginx_binary()
     except RuntimeError as exc:
-        return str(exc)
-    return None
+        if os.environ.get("REQUIRE_NGINX", "") not in ("", "0"):
+            pytest.fail(f"REQUIRE_NGINX is set but {exc}", pytrace=False)
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)
 def needs_nginx(chat_client):
-    """Skip (or fail, under REQUIRE_NGINX) without nginx; ``chat_client`` closes the database
-    connection the async tests' ORM calls open."""
-    problem = nginx_problem()
-    if problem is None:
-        return
-    if os.environ.get("REQUIRE_NGINX", "") not in ("", "0"):
-        pytest.fail(f"REQUIRE_NGINX is set but {problem}", pytrace=False)
-    pytest.skip(problem)
+    """``require_nginx`` for every test; ``chat_client`` closes the database connection the
+    async tests' ORM calls open."""
+    require_nginx()
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +64,7 @@ def redis_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster(django_db_setup, redis_server, llm, tmp_path_factory):
     """Two workers behind nginx on free loopback ports, against the test database."""
-    if nginx_problem():
-        pytest.skip(nginx_problem())
+    require_nginx()  # module fixtures start before the autouse one: it must not just skip
     env = {
         **os.environ,
         "DATABASE_URL": shared_database_url(),
