@@ -15,16 +15,16 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m realestate.devserver
+	$(PY) -m realestate.dev.devserver
 
 # N daphne workers behind nginx on one port, sharing Redis (apt-get install nginx first).
 WORKERS ?= 2
 run-scaled: $(STAMP)
-	$(PY) -m realestate.scaled --workers $(WORKERS)
+	$(PY) -m realestate.dev.scaled --workers $(WORKERS)
 
-# ARGS passes options to pytest, e.g. make test ARGS="tests/test_router.py -k price"
+# ARGS passes options to pytest, e.g. make test ARGS="tests/chat/test_router.py -k price"
 test: $(STAMP)
-	$(PY) -m realestate.devdb $(PY) -m pytest $(ARGS)
+	$(PY) -m realestate.dev.devdb $(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,7 @@
 """Staff views of the chat: read-only transcripts with every classifier call, and the handoff queue.
 
-Reviewing conversations (filters, search, trace, exports) lives in ``agent/review.py``, the
-dashboard in ``agent/dashboard.py``.
+Reviewing conversations (filters, search, trace, exports) lives in ``agent/staff/review.py``, the
+dashboard in ``agent/staff/dashboard.py``.
 
 Everything shown comes from visitors or from a model, so all of it goes through ``format_html``.
 """
@@ -15,9 +15,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from . import dashboard, handoffs, review
-from .models import ClassifierCall, ClassifierConfig, Conversation, Endpoint, Handoff, Message
-from .review import route_label
+from agent.models import ClassifierCall, ClassifierConfig, Conversation, Endpoint, Handoff, Message
+from agent.staff import dashboard, handoffs, review
+from agent.staff.review import route_label
 
 
 def contact(name: str, email: str, phone: str) -> str:
@@ -174,7 +174,7 @@ class ConversationAdmin(admin.ModelAdmin):
 class HandoffAdmin(admin.ModelAdmin):
     """The queue of conversations waiting for a person, oldest first.
 
-    Read-only: claiming, releasing and resolving go through ``agent.handoffs`` (the live page
+    Read-only: claiming, releasing and resolving go through ``agent.staff.handoffs`` (the live page
     at /admin/handoffs/<id>/, or the actions here), so the visitor sees who joined or left and
     every open admin's badge updates.
     """

@@ -87,7 +87,7 @@ class ChatChannelLayer(RedisChannelLayer):
     Redis keeps the groups. After a Redis restart (or failover) they are empty, yet only the
     one receive that hits the broken connection fails: the process's other sockets go on
     receiving on a fresh connection, out of every group, and miss their conversations' frames
-    without an error (tests/test_channel_layer.py shows it). Here any Redis connection error
+    without an error (tests/agent/test_channel_layer.py shows it). Here any Redis connection error
     is an outage: every channel that joined a group before it fails its pending and next
     receive with ``ChannelLost``, the consumer ends, daphne closes the socket (1011), and the
     client reconnects, which joins the groups again and fetches the messages it missed. The

@@ -83,7 +83,7 @@ RATE_LIMIT_STORAGE_ERRORS = Counter(
 TURNS_RESUMED = Counter(
     "chat_turns_resumed",
     "Turns run again for a visitor message that nothing answered in time: its worker died, "
-    "or the database failed under its turn (agent.resume).",
+    "or the database failed under its turn (agent.chat.orphans).",
     registry=REGISTRY,
 )
 DB_TRIPS_REFUSED = Counter(

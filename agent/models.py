@@ -7,11 +7,11 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from agent.classifiers import Classifier
-from agent.llm import Server
+from agent.llm.classifiers import Classifier
+from agent.llm.client import Server
 
 # The PostgreSQL text-search configuration of message search. The GIN index on Message is built
 # with it, so changing it needs a migration of that index.
@@ -69,6 +69,79 @@ class Conversation(models.Model):
         return f"Conversation {str(self.id)[:8]} ({created:%Y-%m-%d %H:%M})"
 
 
+class MessageManager(models.Manager):
+    """Message storage: the conversation's ``seq`` numbering and the visitor-message dedup,
+    kept here so the turn and staff code store messages the same way."""
+
+    def store(self, conversation_id, role: str, text: str, **fields) -> "Message":
+        """Store a message with the conversation's next ``seq``.
+
+        Args:
+            conversation_id: the conversation's UUID.
+            role: a ``Message.Role``.
+            text: the message text.
+            fields: other Message fields (``route``, ``latency_ms``, ``author``, ...).
+        Returns:
+            The stored message (its ``conversation`` is loaded on first access).
+        Raises:
+            Conversation.DoesNotExist: no such conversation.
+        """
+        with transaction.atomic(savepoint=False):
+            return self._append(conversation_id, role, text, **fields)
+
+    def store_visitor(self, conversation_id, text: str, client_id: str | None = None):
+        """Store a visitor's message unless one with the same ``client_id`` is already stored.
+
+        Args:
+            conversation_id: the conversation's UUID.
+            text: the visitor's text, already validated.
+            client_id: the id the client gave the message (up to 64 characters), or None.
+        Returns:
+            ``(message, created)``; ``created`` is False when ``client_id`` repeats an earlier
+            message of the conversation, which is returned instead, so a resend makes no turn.
+        Raises:
+            Conversation.DoesNotExist: no such conversation.
+        """
+        try:
+            with transaction.atomic():
+                message = self._append(
+                    conversation_id, Message.Role.USER, text, client_id=client_id
+                )
+                return message, True
+        except IntegrityError:
+            if client_id is None:
+                raise
+        # A resend: the unique (conversation, client_id) constraint refused it, and the
+        # transaction, seq number included, was rolled back.
+        return self.get(conversation_id=conversation_id, client_id=client_id), False
+
+    def after(self, conversation_id, after: int = 0) -> list["Message"]:
+        """The conversation's messages whose ``seq`` is greater than ``after``, by seq."""
+        return list(self.filter(conversation_id=conversation_id, seq__gt=after))
+
+    def _append(self, conversation_id, role: str, text: str, **fields) -> "Message":
+        """Take the conversation's next ``seq`` and insert the message, in the caller's
+        transaction.
+
+        One ``UPDATE ... RETURNING`` both locks the conversation row until the transaction
+        ends, so concurrent messages get consecutive numbers, and reads the new number: two
+        queries a message instead of a locking SELECT, an UPDATE and the INSERT
+        (bench/queries.py).
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Conversation._meta.db_table} SET last_seq = last_seq + 1 "
+                "WHERE id = %s RETURNING last_seq",
+                [conversation_id],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            raise Conversation.DoesNotExist(f"no conversation {conversation_id}")
+        return self.create(
+            conversation_id=conversation_id, seq=row[0], role=role, text=text, **fields
+        )
+
+
 class Message(models.Model):
     """A message in a conversation, numbered by ``seq`` (1, 2, 3, ...) within it.
 
@@ -77,7 +150,7 @@ class Message(models.Model):
     conversation has route ``staff`` (no classifier saw it). A staff message has its ``author``
     and the first name the visitor saw, ``author_name``, kept should the user be renamed or deleted.
     A visitor message the bot answered has ``answered_at``; one whose turn was run again after
-    its worker died has ``resumed_at`` (``agent.resume``).
+    its worker died has ``resumed_at`` (``agent.chat.orphans``).
     """
 
     class Role(models.TextChoices):
@@ -100,12 +173,14 @@ class Message(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     author_name = models.CharField(max_length=150, blank=True)
-    # A visitor message's turn (agent.turn.finish_turn, agent.resume): when the bot answered
+    # A visitor message's turn (agent.chat.turn.finish_turn, agent.chat.orphans): when the bot answered
     # it, set in the transaction that stores the reply, so a reply and this mark come together
     # or not at all (a message for staff has route "staff" instead); and when a socket ran the
     # turn again because nothing answered it in time (its worker died). Null: not yet.
     answered_at = models.DateTimeField(null=True, blank=True, editable=False)
     resumed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = MessageManager()
 
     class Meta:
         ordering = ["conversation_id", "seq"]  # no join to order by the FK
@@ -296,7 +371,7 @@ class Handoff(models.Model):
     """A conversation waiting for a person: queued, then claimed by staff, then resolved.
 
     A release puts a claimed handoff back in the queue; ``claimed_at`` stays the first claim.
-    The lifecycle is in ``agent.handoffs``.
+    The lifecycle is in ``agent.staff.handoffs``.
     """
 
     class Status(models.TextChoices):

@@ -8,12 +8,12 @@
 Setups, each against the LLM stand-in (``--latency-ms``, 300 by default, for every call):
 
 * ``alone``: one ``daphne`` process and the in-memory channel layer, as ``make run``;
-* ``nginx-1``: one worker behind nginx, channel layer on Redis (``realestate.scaled.Cluster``);
+* ``nginx-1``: one worker behind nginx, channel layer on Redis (``realestate.dev.scaled.Cluster``);
 * ``nginx-2``: two workers behind nginx on Redis, as ``make run-scaled``.
 
 Scenarios:
 
-* ``turns``: C visitors (``realestate.visitors.Visitor``: a token from ``/chat/session``, then
+* ``turns``: C visitors (``bench.visitors.Visitor``: a token from ``/chat/session``, then
   the websocket, as the widget) open their chats 50 at a time, then all send T messages, each
   after the previous one's answer. Figures: turns/s, p50/p99 from sending a message to its
   answer, errors (error frames, sockets closed under a visitor, answers missing after 60 s,
@@ -177,7 +177,7 @@ def clear_staff_queue() -> int:
     """Resolve every open handoff, as staff who cleared the queue: each run starts alike.
 
     Every handoff queued during a turn sends staff the queue of up to 200 open handoffs
-    (``agent.handoffs.broadcast_queue``), whose cost grows with the queue; runs differ less
+    (``agent.staff.handoffs.broadcast_queue``), whose cost grows with the queue; runs differ less
     when none is open at the start. Returns how many were open.
     """
     from django.db import connections
@@ -216,8 +216,8 @@ class Stack:
 def running(setup: str, env: dict, folder: Path, redis, shared: dict):
     """Start ``setup``; ``shared`` holds the groups common to every setup (Redis, PostgreSQL,
     the stand-in, the client). Yields a ``Stack``; stops it at the end."""
-    from realestate.devserver import free_port
-    from realestate.scaled import Cluster, worker_command
+    from realestate.dev.devserver import free_port
+    from realestate.dev.scaled import Cluster, worker_command
 
     if setup == "alone":
         port = free_port()
@@ -256,7 +256,7 @@ class Crowd:
 async def open_crowd(url: str, count: int, at_once: int = OPEN_AT_ONCE) -> Crowd:
     """Start ``count`` visitors, ``at_once`` at a time, each from its own loopback address
     (8 visitors per address, under nginx's per-address limits)."""
-    from realestate.visitors import Visitor, source_address
+    from bench.visitors import Visitor, source_address
 
     gate = asyncio.Semaphore(at_once)
     crowd = Crowd()
@@ -280,7 +280,7 @@ async def converse(visitor, index: int, count: int, wait: float, failures: Count
     """``count`` messages, each sent after the answer to the one before. Without an answer
     within ``wait`` s the visitor leaves, or with ``go_on`` sends the next one (its answer
     could then be taken for the late one's: the timings are the turns scenario's job)."""
-    from realestate.visitors import VisitorGaveUp
+    from bench.visitors import VisitorGaveUp
 
     for number in range(count):
         try:
@@ -439,7 +439,7 @@ def kill_report(crowd: Crowd) -> list[str]:
     """The database check after the kill run."""
     from django.db import connections
 
-    from realestate.visitors import check_delivery
+    from bench.visitors import check_delivery
 
     delivery = check_delivery(crowd.visitors)
     connections.close_all()
@@ -489,8 +489,8 @@ def main() -> int:
     import django
 
     django.setup()
-    from realestate.devserver import free_port
-    from realestate.localredis import RedisProcess
+    from realestate.dev.devserver import free_port
+    from realestate.dev.localredis import RedisProcess
 
     subprocess.run(turns.manage("migrate", "--noinput", "-v", "0"), cwd=ROOT, env=env,
                          check=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.classifiers import CLASSIFIERS, HISTORY_MESSAGES  # noqa: E402
+from agent.llm.classifiers import CLASSIFIERS, HISTORY_MESSAGES  # noqa: E402
 
 TODAY = date(2026, 11, 23)
 MODEL = "Qwen/Qwen2.5-7B-Instruct"

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realestate import devdb  # noqa: E402
+from realestate.dev import devdb  # noqa: E402
 
 DATABASE = "realestate_queries"
 MESSAGES = (
@@ -72,7 +72,7 @@ async def conversation(show_sql: bool) -> None:
     from django.contrib.sessions.backends.db import SessionStore
     from django.db import connections
 
-    from agent.llm import close_clients
+    from agent.llm.client import close_clients
     from realestate.asgi import application
 
     session = SessionStore()
@@ -121,7 +121,7 @@ def main() -> int:
     from django.conf import settings
     from django.core.management import call_command
 
-    from agent.standin import StandinServer
+    from agent.llm.standin.server import StandinServer
 
     call_command("migrate", verbosity=0)
     call_command("seed_demo", stdout=open(os.devnull, "w"))

@@ -55,7 +55,7 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realestate import devdb  # noqa: E402
+from realestate.dev import devdb  # noqa: E402
 
 BENCH_DATABASE = "realestate_bench"
 SESSION_COOKIE = "sessionid"
@@ -74,7 +74,7 @@ MIXED_MESSAGES = (
 )
 PRICE_MESSAGES = ("How much is listing 123456?", "What is the price of 654321?")
 
-# The peers' requests: what agent.classifiers sends, shortened (the stand-in reads the
+# The peers' requests: what agent.llm.classifiers sends, shortened (the stand-in reads the
 # json_schema name and the latest user message; prompt length costs it nothing).
 PEER_CLASSIFIERS = {
     "pricing": {"asks_price": {"type": "boolean"}, "listing_id": {"type": ["string", "null"]}},

@@ -11,9 +11,9 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from agent.consumers import ChatConsumer  # noqa: E402
-from agent.embed import ChatOriginValidator  # noqa: E402
-from agent.staff_socket import StaffConsumer  # noqa: E402
+from agent.chat.consumer import ChatConsumer  # noqa: E402
+from agent.chat.widget import ChatOriginValidator  # noqa: E402
+from agent.staff.consumer import StaffConsumer  # noqa: E402
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),

@@ -241,7 +241,7 @@ TEMPLATES = [
 ]
 
 # Unset: the embedded PostgreSQL that `make run` starts, over its socket in .pgdata/
-# (``python -m realestate.devdb CMD`` starts it for any other command).
+# (``python -m realestate.dev.devdb CMD`` starts it for any other command).
 DATABASE_URL = env_str(
     "DATABASE_URL", f"postgresql://postgres@/realestate?host={BASE_DIR / '.pgdata'}"
 )
@@ -365,14 +365,14 @@ CLASSIFIER_MODELS = {
 }
 
 # Privacy: `manage.py purge_conversations` anonymises conversations whose last message is older
-# than this many days (agent/retention.py says what it removes and keeps).
+# than this many days (agent/ops/retention.py says what it removes and keeps).
 RETENTION_DAYS = int(env_float("RETENTION_DAYS", 365, minimum=1))
 # The chat widget on other sites: the origins (scheme://host[:port]) whose pages may embed it,
 # besides the app's own ALLOWED_HOSTS; checked on /chat/session and on the websocket upgrade.
 CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
 # Seconds a conversation token works after it was issued (default 14 days, Django's session age).
 CHAT_TOKEN_MAX_AGE = int(env_float("CHAT_TOKEN_MAX_AGE", 14 * 24 * 3600, minimum=60))
-# Abuse limits of the visitor's chat socket (agent/abuse.py). A turn costs one LLM call per
+# Abuse limits of the visitor's chat socket (agent/chat/abuse.py). A turn costs one LLM call per
 # enabled classifier (four by default), so the rate limits count LLM calls, over a sliding window.
 # Per connection, 60/minute is 15 turns a minute with four classifiers: a fast typist sends about 6
 # messages a minute, and the widget's queue of messages typed offline (sent at once on reconnect)
@@ -389,7 +389,7 @@ CHAT_MAX_SOCKETS_PER_IP = int(env_float("CHAT_MAX_SOCKETS_PER_IP", 20, minimum=0
 # `daphne` takes --websocket-max-message-size and --websocket-max-frame-size); a larger one gets
 # the connection closed (1009) before it is buffered. The largest valid chat frame is 2,000
 # characters of text and a 64-character id: an encoder that escapes non-ASCII (Python's json.dumps)
-# writes an emoji as a 12-byte surrogate pair, so about 24.8 KB (tests/test_abuse.py checks it).
+# writes an emoji as a 12-byte surrogate pair, so about 24.8 KB (tests/chat/test_abuse.py checks it).
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 32 * 1024
 # Who may read /metrics besides logged-in staff: client addresses (the TCP peer daphne sees;
 # X-Forwarded-For only counts when daphne runs with --proxy-headers). Empty by default: behind a

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import path
 
-from agent import staff_views, views
+from agent.chat import views
+from agent.staff import views as staff_views
 
 urlpatterns = [
     path("", views.chat_page, name="chat"),

@@ -4,7 +4,8 @@ import ipaddress
 import socket
 
 import pytest
-from rows import seed_classifier_rows
+
+from tests.rows import seed_classifier_rows
 
 
 def _is_local(address) -> bool:
@@ -88,7 +89,7 @@ def classifier_rows(db):
 def llm():
     """The rule-based LLM stand-in on a loopback port, one per test module, for the app run
     as a subprocess (daphne, nginx workers); a test may set its ``latency_ms``."""
-    from agent.standin import StandinServer
+    from agent.llm.standin.server import StandinServer
 
     with StandinServer() as server:
         yield server
@@ -98,7 +99,7 @@ def llm():
 def standin(settings, classifier_rows):
     """The rule-based LLM stand-in on a free loopback port; LLM_BASE_URL points at it, and the
     default classifier rows exist."""
-    from agent.standin import StandinServer
+    from agent.llm.standin.server import StandinServer
 
     with StandinServer() as server:
         settings.LLM_BASE_URL = server.base_url
@@ -114,8 +115,8 @@ async def chat_client():
     from asgiref.sync import sync_to_async
     from django.db import connections
 
-    from agent.abuse import close_limiters
-    from agent.llm import close_clients
+    from agent.chat.abuse import close_limiters
+    from agent.llm.client import close_clients
 
     yield
     await close_clients()
@@ -166,10 +167,10 @@ def connect(visitor_session, chat_client):
 
 @pytest.fixture
 def redis_process(tmp_path):
-    """A Redis server of the test's own on a free loopback port (``realestate.localredis``),
+    """A Redis server of the test's own on a free loopback port (``realestate.dev.localredis``),
     so stopping or flooding it never touches the machine's; stopped after the test."""
-    from realestate.devserver import free_port
-    from realestate.localredis import RedisProcess
+    from realestate.dev.devserver import free_port
+    from realestate.dev.localredis import RedisProcess
 
     server = RedisProcess(free_port(), tmp_path / "redis")
     server.start()

@@ -6,7 +6,7 @@ def seed_classifier_rows() -> dict:
     """Make the default endpoint and the built-in classifiers as rows, as migration 0005 seeds
     them (again: transactional tests empty every table when they end); returns them by name.
     Module-scoped fixtures call it inside ``django_db_blocker.unblock()``."""
-    from agent.classifiers import CLASSIFIERS
+    from agent.llm.classifiers import CLASSIFIERS
     from agent.models import ClassifierConfig, Endpoint
 
     endpoint, _ = Endpoint.objects.get_or_create(

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from realestate.devserver import free_port, wait_for_port
+from realestate.dev.devserver import free_port, wait_for_port
+from tests import ROOT
 
 __all__ = ["ROOT", "AppServer", "app_env", "free_port", "shared_database_url"]
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_database_url() -> str:

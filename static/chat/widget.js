@@ -17,7 +17,7 @@
  * server acknowledges an id it already stored without a second turn.
  * Reconnect: exponential backoff with equal jitter, 0.5 s doubling to 10 s; at once "online".
  * Typing: shown on {"type":"typing","active":true}, hidden on false, on a disconnect, or after
- * TYPING_TIMEOUT_MS. Protocol: agent/consumers.py.
+ * TYPING_TIMEOUT_MS. Protocol: agent/chat/consumer.py.
  * Limits: a "rate_limited" error means that message was not stored; the queue waits
  * "retry_after" seconds (the visitor is told, the message marked not sent), then is sent
  * again. Close code 4429 (too many chats from this network) waits BUSY_RETRY_MS to reconnect.

@@ -1,7 +1,7 @@
 /*
  * The staff side of the chat, on every admin page (templates/admin/base_site.html).
  *
- * One websocket per tab at /ws/staff/ (protocol: agent/staff_socket.py). Everywhere: the count
+ * One websocket per tab at /ws/staff/ (protocol: agent/staff/consumer.py). Everywhere: the count
  * of waiting handoffs in the header, with an optional sound when it goes up. On the handoff
  * queue: the list, live, with how long each visitor has waited. On a handoff: its live
  * transcript, claim / release / resolve, and the reply box.
@@ -47,7 +47,7 @@
   }
 
   // --- waited times ----------------------------------------------------------------------------
-  // The same words as agent/staff_views.py waited().
+  // The same words as agent/staff/views.py waited().
   function waited(since) {
     const minutes = Math.max(0, Math.floor((Date.now() - Date.parse(since)) / 60000));
     if (minutes < 1) return "under a minute";

@@ -6,7 +6,7 @@ Playwright never downloads a browser here: it launches ``CHROMIUM_PATH`` (defaul
 install command; with ``REQUIRE_BROWSER=1`` (CI) they fail instead.
 
 The app runs as ``manage.py runserver`` (daphne) in a subprocess on a loopback port, against
-the test database, with the LLM stand-in of ``agent.standin`` in this process. The agency's
+the test database, with the LLM stand-in of ``agent.llm.standin.server`` in this process. The agency's
 own site, on another origin, is a small static server here too.
 """
 
@@ -15,12 +15,12 @@ import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from servers import AppServer, app_env, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests import ROOT
+from tests.servers import AppServer, app_env, free_port
+
 ARTIFACTS = ROOT / "test-artifacts"
 INSTALL = "apt-get install chromium"
 CHROMIUM_ARGS = [

@@ -3,16 +3,15 @@
 Locators pierce the widget's open shadow root. Replies come from the LLM stand-in.
 """
 
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
-from servers import AppServer, app_env, free_port
 
-from agent import turn
 from agent.models import Conversation, Message
+from tests import ROOT
+from tests.servers import AppServer, app_env, free_port
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # git-ignored
+ARTIFACTS = ROOT / "test-artifacts"  # git-ignored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,7 +107,7 @@ def test_the_server_goes_away_and_comes_back_and_the_missed_staff_reply_appears_
     app.stop(kill=True)
     expect(page.locator(".status")).to_contain_text("Offline")
     conversation = Conversation.objects.get()
-    turn.store_message(conversation.id, Message.Role.STAFF, "Anna here: it is still available.")
+    Message.objects.store(conversation.id, Message.Role.STAFF, "Anna here: it is still available.")
     app.start()
 
     expect(page.locator(".msg.staff")).to_have_count(1, timeout=RECONNECT_TIMEOUT)

@@ -14,7 +14,7 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from agent.standin import DEFAULT_MODEL, FAULTS, StandinServer
+from agent.llm.standin.server import DEFAULT_MODEL, FAULTS, StandinServer
 
 logger = logging.getLogger(__name__)
 

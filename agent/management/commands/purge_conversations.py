@@ -1,12 +1,12 @@
 """``manage.py purge_conversations [--days N] [--delete] [--dry-run]``: apply the retention
 period (``RETENTION_DAYS``) to old conversations; what is kept and removed is in
-``agent/retention.py``."""
+``agent/ops/retention.py``."""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from agent.retention import purge
+from agent.ops.retention import purge
 
 
 class Command(BaseCommand):

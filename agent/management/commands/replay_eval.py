@@ -12,8 +12,8 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from agent import evalset
-from agent.llm import close_clients
+from agent.llm.client import close_clients
+from agent.ops import evalset
 
 
 class CommunicatorChat:

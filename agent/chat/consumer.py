@@ -1,0 +1,329 @@
+"""The visitor's chat websocket at ``/ws/chat/``: a thin shell around ``agent.chat.turn``.
+
+Protocol (JSON text frames):
+    connect          ``/ws/chat/?after=N`` asks only for the messages after ``seq`` N (the last
+                     one the client holds); without it the whole conversation comes.
+                     ``token=...`` (from ``POST /chat/session``, see ``agent.chat.widget``) names the
+                     conversation; without it, the Django session cookie does. A bad or
+                     expired token gets an error frame ``bad_token`` and close code 4403.
+                     An address with ``CHAT_MAX_SOCKETS_PER_IP`` sockets open (in this
+                     process) gets an error frame ``too_many_connections`` and close code
+                     4429: wait before reconnecting (``agent.chat.abuse``).
+    client → server  {"type": "message", "text": "...", "id": "..."}  text 1 to 2,000
+                     characters after trimming; ``id`` optional, 1 to 64 characters, chosen by
+                     the client: a message whose id was already stored is acknowledged again
+                     and makes no second turn. A frame or message over 32 KiB
+                     (DAPHNE_WEBSOCKET_MAX_*) or with invalid UTF-8 makes daphne drop the
+                     connection at once (browsers see close code 1006).
+    server → client  {"type": "history", "conversation": "<uuid>", "messages": [...]}  on connect
+                     {"type": "message", "role": ..., "text": ..., "seq": n[, "route": ...]
+                      [, "id": ...][, "name": ...]}   ``route`` on assistant messages, ``name``
+                     (the staff member's first name) on staff messages
+                     {"type": "typing", "active": true|false}   around each turn
+                     {"type": "notice", "event": "joined"|"left", "name": "Anna",
+                      "text": "Anna has joined the chat"}   a staff member took over the chat or
+                     left it; show ``text`` as a line of its own. Notices are not stored and
+                     do not come in the history.
+                     {"type": "error", "code": ..., "message": ...}   the connection stays open
+                     {"type": "error", "code": "rate_limited", "message": ...,
+                      "retry_after": s[, "id": ...]}   the message (``id``: the client's id of
+                     it, when it had one) went over a rate limit (``agent.chat.abuse``): it is not
+                     stored and makes no turn. Send it again after ``retry_after`` whole
+                     seconds (at least 1); until then every message of this connection is
+                     refused the same way, so a burst keeps its order (a resend of a message
+                     already stored too: sent again later, it is acknowledged).
+
+Every socket of a conversation joins its group (``agent.live``): the visitor's other tabs see
+the same frames. A turn runs as a task of its own, so frames for the conversation keep flowing
+while it runs, and it finishes, stored, even when the visitor has gone; the reply then arrives
+with the history of the next connection. The visitor's turns run one at a time, in order.
+A visitor message whose turn died with its worker is answered when a socket of the
+conversation connects (``agent.chat.orphans``): at once if it is due, else when it is.
+While staff hold the conversation (a claimed handoff, ``agent.staff.handoffs``), a visitor message
+makes no turn: it is marked for staff and the bot stays silent.
+"""
+
+import asyncio
+import json
+import logging
+from urllib.parse import parse_qs
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
+
+from agent import metrics
+from agent.chat import abuse, orphans, turn
+from agent.chat.widget import read_token
+from agent.dbgate import db_trip
+from agent.live import conversation_group, publish
+from agent.models import Conversation, Message
+from agent.staff import handoffs
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT = 2000  # characters, after trimming
+MAX_ID = 64  # characters of a client's message id
+
+# Running turns, kept referenced so the event loop does not drop them before they finish.
+_turns: set[asyncio.Task] = set()
+
+
+class BadFrame(Exception):
+    """A client frame the protocol does not allow; ``code`` is sent back in the error frame."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def parse_frame(text_data: str | None, bytes_data: bytes | None) -> tuple[str, str | None]:
+    """Return ``(text, client_id)`` of a client frame: the trimmed visitor text and the
+    client's message id, or None when the frame has none.
+
+    Raises:
+        BadFrame: binary frame, not JSON, not an object, unknown type, missing, empty or
+            over-long text, or an id that is not a string of 1 to 64 characters.
+    """
+    if text_data is None:
+        raise BadFrame("binary_frame", "Send JSON text frames, not binary ones.")
+    try:
+        frame = json.loads(text_data)
+    except (ValueError, RecursionError):  # nesting deeper than ~1,000 raises RecursionError
+        raise BadFrame("bad_json", "That frame is not valid JSON.") from None
+    if not isinstance(frame, dict) or frame.get("type") != "message":
+        raise BadFrame("unknown_type", 'Frames need "type": "message".')
+    text = frame.get("text")
+    if not isinstance(text, str):
+        raise BadFrame("missing_text", 'A message needs a "text" string.')
+    text = text.strip()
+    if not text:
+        raise BadFrame("empty_text", "The message is empty.")
+    if len(text) > MAX_TEXT:
+        raise BadFrame("text_too_long", f"Messages are limited to {MAX_TEXT} characters.")
+    client_id = frame.get("id")
+    if client_id is not None and not (isinstance(client_id, str) and 0 < len(client_id) <= MAX_ID):
+        raise BadFrame("bad_id", f'A message "id" is a string of 1 to {MAX_ID} characters.')
+    return text, client_id
+
+
+def conversation_of_token(token: str) -> Conversation | None:
+    """The conversation a token (``agent.chat.widget``) names, or None when the token is forged,
+    expired or names a conversation that no longer exists."""
+    conversation_id = read_token(token)
+    if conversation_id is None:
+        return None
+    return Conversation.objects.filter(id=conversation_id).first()
+
+
+def parse_after(query_string: bytes) -> int:
+    """The ``after`` seq of the connect URL's query string; 0 when absent.
+
+    Raises:
+        BadFrame: ``after`` is not a whole number of at least 0.
+    """
+    values = parse_qs(query_string.decode("latin-1")).get("after")
+    if not values:
+        return 0
+    if not values[0].isdigit():
+        raise BadFrame("bad_after", '"after" is the last seq the client holds: 0, 1, 2, ...')
+    return int(values[0])
+
+
+def history_and_orphan(conversation_id, after: int) -> tuple[list, tuple]:
+    """What a connecting socket needs, in one trip to the database thread: the messages after
+    seq ``after``, and ``agent.chat.orphans.take_orphan``'s answer about a visitor message whose
+    turn died."""
+    return Message.objects.after(conversation_id, after), orphans.take_orphan(
+        conversation_id, timezone.now()
+    )
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """One visitor's connection, to the conversation its token names or else to the latest
+    conversation of its Django session."""
+
+    conversation = group = gate = orphan_watch = None
+    address = None  # the client address while its socket is counted (agent.chat.abuse)
+
+    async def __call__(self, scope, receive, send):
+        # However the connection ends (a close, a dropped network, an error in a handler, a
+        # cancellation by daphne), its socket stops counting against its address.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.address is not None:
+                abuse.close_socket(self.address)
+                self.address = None
+
+    async def connect(self):
+        address = abuse.client_address(self.scope)
+        if not abuse.open_socket(address):
+            # Accepted, so the client can read why (a refused handshake only shows as 1006).
+            await self.accept()
+            await self.send_error(
+                "too_many_connections",
+                "Too many chats are open from your network. Please try again shortly.",
+            )
+            await self.close(code=4429)
+            return
+        self.address = address
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        token = query.get("token", [None])[0]
+        if token is not None:
+            self.conversation = await db_trip(conversation_of_token, token)
+            if self.conversation is None:
+                # Accepted, so the client can read why, and learn to fetch a new token.
+                await self.accept()
+                await self.send_error("bad_token", "This chat link is not valid any more.")
+                await self.close(code=4403)
+                return
+        else:
+            session = self.scope.get("session")
+            session_key = session.session_key if session is not None else None
+            if not session_key:
+                await self.close(code=4401)  # load the chat page first: it sets the session
+                return
+            self.conversation = await db_trip(turn.open_conversation, session_key)
+        self.group = conversation_group(self.conversation.id)
+        # Join before reading the history: a message stored in between then comes twice (the
+        # client drops a seq it holds), never not at all.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.turns = asyncio.Lock()
+        self.gate = abuse.TurnGate(self.channel_name, address)
+        await self.accept()
+        try:
+            after = parse_after(self.scope.get("query_string", b""))
+        except BadFrame as exc:
+            await self.send_error(exc.code, str(exc))
+            after = 0
+        messages, orphan = await db_trip(history_and_orphan, self.conversation.id, after)
+        await self.send_frame(
+            {
+                "type": "history",
+                "conversation": str(self.conversation.id),
+                "messages": [m.as_frame() for m in messages],
+            }
+        )
+        self.resume(*orphan)
+
+    async def disconnect(self, code):
+        if self.orphan_watch is not None:
+            self.orphan_watch.cancel()
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.conversation is None:
+            return  # refused at connect, closing
+        try:
+            text, client_id = parse_frame(text_data, bytes_data)
+        except BadFrame as exc:
+            await self.send_error(exc.code, str(exc))
+            return
+        refusal = await self.gate.refusal()
+        if refusal is not None:
+            await self.send_error(
+                "rate_limited",
+                "You are sending messages faster than we can answer, so this one was not sent. "
+                f"Please send it again in {refusal.retry_after} s.",
+                retry_after=refusal.retry_after,
+                **({"id": client_id} if client_id is not None else {}),
+            )
+            return
+        try:
+            message, created = await db_trip(
+                Message.objects.store_visitor, self.conversation.id, text, client_id
+            )
+        except Exception:
+            logger.exception("could not store a message of conversation %s", self.conversation.id)
+            await self.send_error("not_stored", "Your message could not be saved. Please retry.")
+            return
+        if not created:
+            await self.send_frame(message.as_frame())  # a resend: acknowledge, no second turn
+            return
+        await self.publish(message.as_frame())
+        self.start_turn(message)
+
+    def start_turn(self, message) -> None:
+        """Answer a stored visitor message in a task of its own, which outlives the socket."""
+        task = asyncio.create_task(self.answer(message))
+        _turns.add(task)
+        task.add_done_callback(_turns.discard)
+
+    def resume(self, message, wait: float | None) -> None:
+        """Act on ``agent.chat.orphans.take_orphan``'s answer: run the turn of the orphaned visitor
+        message this socket claimed, or look again in ``wait`` seconds."""
+        if message is not None:
+            logger.warning("resuming the turn of message %s of conversation %s, stored at %s",
+                           message.seq, self.conversation.id, message.created_at)
+            metrics.TURNS_RESUMED.inc()
+            self.start_turn(message)
+        elif wait is not None:
+            self.orphan_watch = asyncio.create_task(self.look_again(wait))
+
+    async def look_again(self, wait: float) -> None:
+        """After ``wait`` seconds, look for the orphaned visitor message again; a disconnect
+        cancels this."""
+        await asyncio.sleep(wait)
+        try:
+            found = await db_trip(orphans.take_orphan, self.conversation.id, timezone.now())
+        except Exception:
+            logger.exception("could not look for an unanswered message in conversation %s",
+                             self.conversation.id)
+            return
+        self.resume(*found)
+
+    async def answer(self, message) -> None:
+        """Run the turn of a stored visitor message and publish its reply, after the turns
+        this socket started before it; unless staff hold the conversation, who see the message
+        and answer it themselves. Failures are logged and published as ``turn_failed``."""
+        conversation_id = message.conversation_id
+        async with self.turns:
+            try:
+                for_staff = await db_trip(handoffs.route_to_staff, message)
+            except Exception:  # the bot answers; its turn reports a database that stays down
+                logger.exception("could not check for staff in conversation %s", conversation_id)
+                for_staff = False
+            if for_staff:
+                return
+            await self.publish({"type": "typing", "active": True})
+            try:
+                reply = await turn.run_turn(message)
+            except Exception:
+                logger.exception("turn failed in conversation %s", conversation_id)
+                await self.publish(
+                    {
+                        "type": "error",
+                        "code": "turn_failed",
+                        "message": "Sorry, something went wrong on our side. Your message is "
+                        "saved; please try again in a moment.",
+                    }
+                )
+            else:
+                if reply is not None:  # None: staff claimed the chat while the turn ran
+                    await self.publish(reply.as_frame())
+            finally:
+                await self.publish({"type": "typing", "active": False})
+
+    async def publish(self, frame: dict) -> None:
+        """Publish ``frame`` to the conversation's sockets (``agent.live.publish``). When the
+        channel layer fails (Redis down), log it and go on: the turn still runs and stores its
+        reply, the layer closes the sockets, and their clients fetch what they missed when
+        they reconnect."""
+        try:
+            await publish(self.conversation.id, frame)
+        except Exception:
+            logger.exception("could not publish to conversation %s", self.conversation.id)
+
+    async def chat_frame(self, event):
+        """A frame published to the conversation's group (``agent.live.publish``)."""
+        await self.send_frame(event["frame"])
+
+    async def send_frame(self, frame: dict) -> None:
+        """Send one JSON text frame."""
+        await self.send(text_data=json.dumps(frame))
+
+    async def send_error(self, code: str, message: str, **fields) -> None:
+        """Send an error frame to this socket only, with ``fields`` added to it; the
+        connection stays open."""
+        await self.send_frame({"type": "error", "code": code, "message": message, **fields})

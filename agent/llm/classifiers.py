@@ -1,0 +1,278 @@
+"""The four classifier prompts of a turn, their JSON schemas and their typed outputs.
+
+Each classifier asks the LLM one question about the visitor's latest message, with the
+conversation so far as context, and gets a small JSON object back through structured output
+(``response_format: {"type": "json_schema", ...}``, accepted by vLLM, OpenAI, llama.cpp and
+Ollama). The outputs are also the labels of ``../shared/eval`` data.
+
+The product reads its classifiers from ``agent.models.ClassifierConfig`` rows (editable in the
+admin); the router keys on the names pricing, appointment_change, scheduling and
+listing_question and reads the typed answers defined here.
+"""
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any, Callable
+
+from agent.llm.client import Server
+
+HISTORY_MESSAGES = 10  # the latest messages sent as context, the visitor's newest included
+MAX_TOKENS = 64  # every answer is a one-line JSON object
+
+
+class ClassifierOutputError(ValueError):
+    """The LLM's answer was not the JSON object the classifier's schema asks for."""
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """Does the visitor ask for a price, and of which listing (6-digit id, or None)?"""
+
+    asks_price: bool
+    listing_id: str | None
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """Does the visitor want a call, and when? ``date`` is ``YYYY-MM-DD`` and ``time`` ``HH:MM``
+    in the agency's time zone, as the model wrote them: the router checks they are real."""
+
+    wants_call: bool
+    date: str | None
+    time: str | None
+
+
+@dataclass(frozen=True)
+class ListingQuestion:
+    """Is this a question about a listing?"""
+
+    is_listing_question: bool
+
+
+@dataclass(frozen=True)
+class AppointmentChange:
+    """Does the visitor want to cancel or move a call already booked? ``action`` is "none",
+    "cancel" or "move"; the new time of a move comes from the scheduling classifier."""
+
+    action: str
+
+
+def _nullable(pattern: str) -> dict:
+    return {"anyOf": [{"type": "string", "pattern": pattern}, {"type": "null"}]}
+
+
+def _object(**properties: dict) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+BOOLEAN = {"type": "boolean"}
+
+
+def _field(data: dict, name: str, kind: type, pattern: str | None = None) -> Any:
+    """Read one field of an LLM answer, checking its type and, for strings, its pattern."""
+    if name not in data:
+        raise ClassifierOutputError(f"missing field {name!r}")
+    value = data[name]
+    if value is None and pattern is not None:
+        return None
+    if not isinstance(value, kind):
+        raise ClassifierOutputError(f"{name!r} should be {kind.__name__}, got {value!r}")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise ClassifierOutputError(f"{name!r} does not match {pattern}: {value!r}")
+    return value
+
+
+LISTING_ID = r"[0-9]{6}"
+DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+TIME = r"[0-9]{2}:[0-9]{2}"
+CHANGE_ACTIONS = ("none", "cancel", "move")
+
+
+AGENCY_CONTEXT = (
+    "You classify messages for a real-estate agency's chat. Today is {today}. Listings have "
+    "6-digit ids. After the conversation, a last system message asks one question about the "
+    "visitor's latest message; answer it with one JSON object only."
+)
+LAYOUTS = ("shared_prefix", "system_first")
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """One question asked of the LLM on every turn.
+
+    ``instructions`` is the classifier's system prompt; ``{today}`` in it becomes e.g.
+    ``Sunday, 2026-11-22`` (other braces are plain text). ``schema`` is the JSON schema of its
+    answer. ``model`` empty means the settings' model for its name; ``server`` None means the
+    default server (``LLM_BASE_URL``). ``version`` is the stored row's version, 0 for the
+    built-in defaults below.
+    """
+
+    name: str
+    instructions: str
+    schema: dict
+    model: str = ""
+    max_tokens: int = MAX_TOKENS
+    temperature: float = 0.0
+    version: int = 0
+    server: Server | None = None
+
+    def system_prompt(self, today: date) -> str:
+        """The system prompt with today's date and weekday (agency time) filled in."""
+        return fill_today(self.instructions, today)
+
+    def request_body(
+        self, model: str, history: list[dict], today: date, layout: str = "system_first"
+    ) -> dict:
+        """The chat-completions request body (without ``stream``).
+
+        Args:
+            model: the model name the LLM server serves.
+            history: OpenAI chat messages (``{"role": "user"|"assistant", "content": str}``),
+                oldest first, ending with the visitor's newest message.
+            today: the agency's current date.
+            layout: "system_first", the tutorial's: this classifier's system prompt, then the
+                conversation; or "shared_prefix": ``AGENCY_CONTEXT`` and the conversation,
+                which every classifier shares so vLLM's prefix cache computes them once, then
+                this classifier's prompt as a last system message.
+        Raises:
+            ValueError: an unknown layout.
+        """
+        if layout == "system_first":
+            messages = [{"role": "system", "content": self.system_prompt(today)}, *history]
+        elif layout == "shared_prefix":
+            messages = [
+                {"role": "system", "content": fill_today(AGENCY_CONTEXT, today)},
+                *history,
+                {"role": "system", "content": self.system_prompt(today)},
+            ]
+        else:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+        return {
+            "model": model,
+            "messages": messages,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": self.name, "schema": self.schema, "strict": True},
+            },
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+
+    def parse(self, data: dict) -> Any:
+        """The typed answer (``Pricing``, ...) for the router's three classifiers; for any
+        other name, the JSON object itself.
+
+        Raises:
+            ClassifierOutputError: the object does not fit the classifier's fields.
+        """
+        parse = PARSERS.get(self.name)
+        return parse(data) if parse else data
+
+
+def fill_today(text: str, today: date) -> str:
+    """``text`` with ``{today}`` replaced by e.g. ``Sunday, 2026-11-22``."""
+    return text.replace("{today}", f"{today:%A}, {today.isoformat()}")
+
+
+def decides(output: Any) -> bool:
+    """Whether this answer makes the router act on its classifier (a "yes" of the router's
+    four), so no lower-priority classifier can change the route."""
+    return (
+        (isinstance(output, Pricing) and output.asks_price)
+        or (isinstance(output, AppointmentChange) and output.action != "none")
+        or (isinstance(output, Scheduling) and output.wants_call)
+        or (isinstance(output, ListingQuestion) and output.is_listing_question)
+    )
+
+
+PARSERS: dict[str, Callable[[dict], Any]] = {
+    "pricing": lambda data: Pricing(
+        asks_price=_field(data, "asks_price", bool),
+        listing_id=_field(data, "listing_id", str, LISTING_ID),
+    ),
+    "scheduling": lambda data: Scheduling(
+        wants_call=_field(data, "wants_call", bool),
+        date=_field(data, "date", str, DATE),
+        time=_field(data, "time", str, TIME),
+    ),
+    "listing_question": lambda data: ListingQuestion(
+        is_listing_question=_field(data, "is_listing_question", bool)
+    ),
+    "appointment_change": lambda data: AppointmentChange(action=_action(data)),
+}
+
+# The built-in defaults. Migration 0004 seeds the ClassifierConfig rows with copies of these
+# texts; the product asks the rows, tests and the stand-in's own checks use these.
+PRICING = Classifier(
+    name="pricing",
+    instructions=(
+        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "latest message asks for the price of a listing, counting a reply that gives the listing "
+        "the assistant just asked for. Listings have 6-digit ids. Set listing_id to the 6-digit "
+        "id the visitor means, taken from the conversation, or null if none is given. "
+        'Answer with JSON only: {"asks_price": true|false, "listing_id": "123456"|null}.'
+    ),
+    schema=_object(asks_price=BOOLEAN, listing_id=_nullable(f"^{LISTING_ID}$")),
+)
+
+SCHEDULING = Classifier(
+    name="scheduling",
+    instructions=(
+        "You classify messages for a real-estate agency's chat. Today is {today}. Decide "
+        "whether the visitor's latest message asks to schedule a call with an agent, counting a "
+        "reply that gives the day or time the assistant just asked for and a request to move a "
+        "call already booked to another day or time. Resolve relative dates "
+        "such as 'tomorrow' or 'next Tuesday' against today's date. Set date (YYYY-MM-DD) and "
+        "time (24-hour HH:MM) to when the visitor wants the call, or null when not given. "
+        'Answer with JSON only: {"wants_call": true|false, "date": "YYYY-MM-DD"|null, '
+        '"time": "HH:MM"|null}.'
+    ),
+    schema=_object(wants_call=BOOLEAN, date=_nullable(f"^{DATE}$"), time=_nullable(f"^{TIME}$")),
+)
+
+LISTING_QUESTION = Classifier(
+    name="listing_question",
+    instructions=(
+        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "latest message is a question about a listing or property: its price, features, "
+        "location, viewing or status. Greetings, small talk, other topics and requests to "
+        "talk to an agent are not. "
+        'Answer with JSON only: {"is_listing_question": true|false}.'
+    ),
+    schema=_object(is_listing_question=BOOLEAN),
+)
+
+APPOINTMENT_CHANGE = Classifier(
+    name="appointment_change",
+    instructions=(
+        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "latest message asks to cancel or to move (reschedule) a call with an agent that is "
+        "already booked, counting a reply that gives the new day or time the assistant just "
+        "asked for. Booking a new call is none. "
+        'Answer with JSON only: {"action": "none"|"cancel"|"move"}.'
+    ),
+    schema=_object(action={"type": "string", "enum": list(CHANGE_ACTIONS)}),
+)
+
+
+def _action(data: dict) -> str:
+    action = _field(data, "action", str)
+    if action not in CHANGE_ACTIONS:
+        raise ClassifierOutputError(f"'action' should be one of {CHANGE_ACTIONS}, got {action!r}")
+    return action
+
+
+# The built-in classifiers in their default priority order (migration 0005 seeds them so).
+# Cancel or move comes before scheduling, which also says yes to "move it to Friday".
+CLASSIFIERS = (PRICING, APPOINTMENT_CHANGE, SCHEDULING, LISTING_QUESTION)
+
+
+def as_label(output: Any) -> dict:
+    """The output as the JSON object stored on ClassifierCall and used as an eval label."""
+    return output if isinstance(output, dict) else asdict(output)

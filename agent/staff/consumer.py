@@ -1,0 +1,167 @@
+"""The staff websocket at ``/ws/staff/``: the live queue, transcripts, and taking over a chat.
+
+Only an active ``is_staff`` user's session gets in (the admin's login); anyone else's socket is
+closed with code 4403 before it opens. Every admin page opens one, for the waiting-handoffs
+badge; the handoff screens use it for the queue, the transcript and the staff actions.
+
+Protocol (JSON text frames):
+    client → server  {"type": "watch", "conversation": "<uuid>", "after": n}
+                         follow a conversation (instead of the one watched before); ``after``
+                         (optional) is the last ``seq`` the screen holds
+                     {"type": "claim"|"release"|"resolve", "handoff": id}
+                     {"type": "message", "handoff": id, "text": "..."}   a reply to the visitor,
+                         1 to 2,000 characters after trimming, on a handoff one has claimed
+    server → client  {"type": "queue", "waiting": n, "handoffs": [...]}   on connect and after
+                         every change to the queue (``agent.staff.handoffs.queue_frame``)
+                     {"type": "history", "conversation": "<uuid>", "messages": [...]}  on watch
+                     the watched conversation's frames, as its visitor gets them: "message"
+                         (any role), "typing", "notice", "error" (a failed turn)
+                     {"type": "error", "code": ..., "message": ...}   a refused frame or action:
+                         bad_json, unknown_type, bad_handoff, bad_conversation, empty_text,
+                         text_too_long, not_found, resolved, not_claimed, already_claimed
+                         (the message names who has it), failed (a server error); the
+                         connection stays open
+"""
+
+import json
+import logging
+import uuid
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from agent.chat.consumer import MAX_TEXT
+from agent.live import conversation_group
+from agent.models import Conversation, Message
+from agent.staff import handoffs
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = {"claim": handoffs.claim, "release": handoffs.release, "resolve": handoffs.resolve}
+
+
+class StaffConsumer(AsyncWebsocketConsumer):
+    """One staff member's admin tab."""
+
+    watching = None  # the group of the conversation on screen
+    joined = False
+
+    async def connect(self):
+        user = self.scope.get("user")
+        # AuthMiddlewareStack has already loaded the user: no query here.
+        if not (user is not None and user.is_authenticated and user.is_active and user.is_staff):
+            await self.close(code=4403)
+            return
+        self.user = user
+        await self.channel_layer.group_add(handoffs.STAFF_GROUP, self.channel_name)
+        self.joined = True
+        await self.accept()
+        await self.send_frame(await database_sync_to_async(handoffs.queue_frame)())
+
+    async def disconnect(self, code):
+        if self.joined:
+            await self.channel_layer.group_discard(handoffs.STAFF_GROUP, self.channel_name)
+        if self.watching is not None:
+            await self.channel_layer.group_discard(self.watching, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            frame = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict):
+            await self.send_error("bad_json", "Send JSON objects as text frames.")
+            return
+        kind = frame.get("type")
+        try:
+            if kind == "watch":
+                await self.watch(frame)
+            elif kind in ACTIONS:
+                await database_sync_to_async(ACTIONS[kind])(handoff_id(frame), self.user)
+            elif kind == "message":
+                text = reply_text(frame)
+                await database_sync_to_async(handoffs.post_staff_message)(
+                    handoff_id(frame), self.user, text
+                )
+            else:
+                await self.send_error(
+                    "unknown_type", "Frames are watch, claim, release, resolve or message."
+                )
+        except handoffs.HandoffRefused as exc:
+            await self.send_error(exc.code, str(exc))
+        except Exception:
+            logger.exception("staff frame %r of user %s failed", kind, self.user.pk)
+            await self.send_error(
+                "failed", "That did not work. Reload the page to see what was saved."
+            )
+
+    async def watch(self, frame: dict) -> None:
+        """Follow one conversation: join its group, then send its history."""
+        try:
+            conversation_id = uuid.UUID(str(frame.get("conversation")))
+        except ValueError:
+            raise handoffs.HandoffRefused("bad_conversation", "Unknown conversation.") from None
+        after = frame.get("after", 0)
+        if not isinstance(after, int) or after < 0:
+            after = 0
+        if not await Conversation.objects.filter(pk=conversation_id).aexists():
+            raise handoffs.HandoffRefused("bad_conversation", "Unknown conversation.")
+        group = conversation_group(conversation_id)
+        if self.watching is not None and self.watching != group:
+            await self.channel_layer.group_discard(self.watching, self.channel_name)
+        # Join before reading the history, as the visitor's socket does (agent.chat.consumer).
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.watching = group
+        messages = await database_sync_to_async(Message.objects.after)(conversation_id, after)
+        await self.send_frame(
+            {
+                "type": "history",
+                "conversation": str(conversation_id),
+                "messages": [m.as_frame() for m in messages],
+            }
+        )
+
+    async def chat_frame(self, event):
+        """A frame of the watched conversation (``agent.live.publish``)."""
+        await self.send_frame(event["frame"])
+
+    async def staff_frame(self, event):
+        """A frame for every staff socket (``agent.staff.handoffs.broadcast_queue``)."""
+        await self.send_frame(event["frame"])
+
+    async def send_frame(self, frame: dict) -> None:
+        """Send one JSON text frame."""
+        await self.send(text_data=json.dumps(frame))
+
+    async def send_error(self, code: str, message: str) -> None:
+        """Send an error frame to this socket only; the connection stays open."""
+        await self.send_frame({"type": "error", "code": code, "message": message})
+
+
+def handoff_id(frame: dict) -> int:
+    """The frame's ``handoff`` id.
+
+    Raises:
+        HandoffRefused: ``bad_handoff`` when it is not a positive whole number.
+    """
+    value = frame.get("handoff")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise handoffs.HandoffRefused("bad_handoff", 'Name the handoff: "handoff": its id.')
+    return value
+
+
+def reply_text(frame: dict) -> str:
+    """The trimmed text of a staff reply.
+
+    Raises:
+        HandoffRefused: ``empty_text`` or ``text_too_long`` (over 2,000 characters).
+    """
+    text = frame.get("text")
+    text = text.strip() if isinstance(text, str) else ""
+    if not text:
+        raise handoffs.HandoffRefused("empty_text", "The reply is empty.")
+    if len(text) > MAX_TEXT:
+        raise handoffs.HandoffRefused(
+            "text_too_long", f"Replies are limited to {MAX_TEXT} characters."
+        )
+    return text

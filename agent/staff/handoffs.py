@@ -1,0 +1,411 @@
+"""Handoffs to staff: queue, claim, release, resolve, staff replies, staff hours, overdue alerts.
+
+Lifecycle (issue 5): ``queued`` → ``claimed`` by one staff user → ``resolved``. Releasing a
+claimed handoff puts it back in the queue: the bot answers the visitor again, and any staff
+member (the same one too) can claim it later. Resolving ends it, from the queue or from one's
+own claim. ``claimed_at`` is the first claim, so the wait before a person answered stays known.
+
+While a handoff of a conversation is claimed, the visitor's messages are stored with route
+``staff`` and no classifier sees them (``route_to_staff``); the claimer's replies are stored as
+role ``staff`` with their first name.
+
+Every change is published once its transaction commits:
+    to the conversation's group (``agent.live``), which the visitor's sockets and the staff
+    screens watching it share:
+        {"type": "notice", "event": "joined"|"left", "name": "Anna",
+         "text": "Anna has joined the chat"}
+        {"type": "message", "role": "staff", "text": ..., "seq": n, "name": "Anna"}
+    to every staff socket (``STAFF_GROUP``): the queue frame of ``queue_frame()``.
+
+The functions touch the database: call them off the event loop (``database_sync_to_async``).
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import Truncator
+
+from agent import metrics
+from agent.live import publish
+from agent.models import Conversation, Handoff, Message, Route
+from listings.booking import agency_zone, format_slot
+
+logger = logging.getLogger(__name__)
+
+STAFF_GROUP = "staff.queue"
+QUEUE_LIMIT = 200  # open handoffs listed in a queue frame, oldest first; ``waiting`` counts all
+
+
+class HandoffRefused(Exception):
+    """A staff action the handoff's state does not allow; ``code`` names why for the client."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def staff_name(user) -> str:
+    """The name visitors see for a staff user: the first name, else the username."""
+    return user.first_name.strip() or user.get_username()
+
+
+# --- the lifecycle -------------------------------------------------------------------------------
+
+
+def queue_handoff(conversation: Conversation, message: Message | None, reason: str) -> Handoff:
+    """Queue a handoff, unless the conversation already waits for or has a person.
+
+    Args:
+        conversation: the visitor's conversation.
+        message: the visitor message that caused it, or None.
+        reason: why, for staff (e.g. ``"listing question"``).
+    Returns:
+        The new handoff, or the conversation's queued or claimed one.
+    """
+    waiting = conversation.handoffs.filter(
+        status__in=(Handoff.Status.QUEUED, Handoff.Status.CLAIMED)
+    ).first()
+    if waiting is not None:
+        return waiting
+    handoff = Handoff.objects.create(conversation=conversation, message=message, reason=reason)
+    transaction.on_commit(broadcast_queue)
+    transaction.on_commit(metrics.record_handoff_queued)  # a rolled-back turn queued none
+    return handoff
+
+
+def _locked(handoff_id) -> Handoff:
+    """The handoff's row, locked for the caller's transaction.
+
+    No ``select_related``: after waiting for another transaction's lock, PostgreSQL returns
+    the row as that transaction left it, but a joined row as it was before (the claimer would
+    read as nobody).
+
+    Raises:
+        HandoffRefused: ``not_found``.
+    """
+    try:
+        return Handoff.objects.select_for_update().get(pk=handoff_id)
+    except Handoff.DoesNotExist:
+        raise HandoffRefused("not_found", "There is no such handoff.") from None
+
+
+def _refuse_unless_open(handoff: Handoff) -> None:
+    if handoff.status == Handoff.Status.RESOLVED:
+        raise HandoffRefused("resolved", "This handoff is already resolved.")
+
+
+def _refuse_if_someone_else_has_it(handoff: Handoff, user) -> None:
+    if handoff.status == Handoff.Status.CLAIMED and handoff.claimed_by_id != user.pk:
+        name = staff_name(handoff.claimed_by) if handoff.claimed_by else "Someone else"
+        raise HandoffRefused("already_claimed", f"{name} has this conversation.")
+
+
+def claim(handoff_id: int, user) -> Handoff:
+    """Take a queued handoff: the bot falls silent and the visitor sees "Anna has joined the chat".
+
+    The row is locked, so of two staff members claiming at once exactly one gets it. Claiming
+    one's own claim again changes nothing.
+
+    Args:
+        handoff_id: the handoff's id.
+        user: the staff user claiming it.
+    Returns:
+        The claimed handoff.
+    Raises:
+        HandoffRefused: ``not_found``, ``resolved``, or ``already_claimed`` with the holder's
+            name in the message ("Ben has this conversation.").
+    """
+    with transaction.atomic():
+        handoff = _locked(handoff_id)
+        _refuse_unless_open(handoff)
+        _refuse_if_someone_else_has_it(handoff, user)
+        if handoff.status == Handoff.Status.CLAIMED:
+            return handoff
+        handoff.status = Handoff.Status.CLAIMED
+        handoff.claimed_by = user
+        handoff.claimed_at = handoff.claimed_at or timezone.now()
+        handoff.save(update_fields=["status", "claimed_by", "claimed_at"])
+        _notice_on_commit(handoff.conversation_id, "joined", staff_name(user))
+        transaction.on_commit(broadcast_queue)
+    return handoff
+
+
+def release(handoff_id: int, user) -> Handoff:
+    """Give one's claimed handoff back: it is queued again and the bot answers the visitor.
+
+    Args:
+        handoff_id: the handoff's id.
+        user: the staff user holding it.
+    Returns:
+        The queued handoff.
+    Raises:
+        HandoffRefused: ``not_found``, ``resolved``, ``not_claimed``, or ``already_claimed``
+            when someone else holds it.
+    """
+    with transaction.atomic():
+        handoff = _locked(handoff_id)
+        _refuse_unless_open(handoff)
+        _refuse_if_someone_else_has_it(handoff, user)
+        if handoff.status != Handoff.Status.CLAIMED:
+            raise HandoffRefused("not_claimed", "This handoff is not claimed.")
+        handoff.status = Handoff.Status.QUEUED
+        handoff.claimed_by = None
+        handoff.save(update_fields=["status", "claimed_by"])
+        _notice_on_commit(handoff.conversation_id, "left", staff_name(user))
+        transaction.on_commit(broadcast_queue)
+    return handoff
+
+
+def resolve(handoff_id: int, user) -> Handoff:
+    """Close a handoff, queued or claimed by ``user``; the bot answers the visitor again.
+
+    A claimed one tells the visitor "Anna has left the chat". As in the handoff admin, a
+    handoff resolved from the queue records ``user`` as its claimer, claimed now.
+
+    Returns:
+        The resolved handoff.
+    Raises:
+        HandoffRefused: ``not_found``, ``resolved``, or ``already_claimed`` when someone else
+            holds it.
+    """
+    with transaction.atomic():
+        handoff = _locked(handoff_id)
+        _refuse_unless_open(handoff)
+        _refuse_if_someone_else_has_it(handoff, user)
+        now = timezone.now()
+        if handoff.status == Handoff.Status.CLAIMED:
+            _notice_on_commit(handoff.conversation_id, "left", staff_name(user))
+        handoff.status = Handoff.Status.RESOLVED
+        handoff.claimed_by = user
+        handoff.claimed_at = handoff.claimed_at or now
+        handoff.resolved_at = now
+        handoff.save(update_fields=["status", "claimed_by", "claimed_at", "resolved_at"])
+        transaction.on_commit(broadcast_queue)
+    return handoff
+
+
+def post_staff_message(handoff_id: int, user, text: str) -> Message:
+    """Store a staff reply in the handoff's conversation and publish it to the visitor at once.
+
+    Args:
+        handoff_id: a handoff ``user`` has claimed.
+        user: the staff user; the frame carries their first name as ``name``.
+        text: the reply, already trimmed and checked for length.
+    Returns:
+        The stored message (role ``staff``).
+    Raises:
+        HandoffRefused: ``not_found``, ``resolved``, ``not_claimed`` (claim it first), or
+            ``already_claimed`` when someone else holds it.
+    """
+    with transaction.atomic():
+        handoff = _locked(handoff_id)
+        _refuse_unless_open(handoff)
+        _refuse_if_someone_else_has_it(handoff, user)
+        if handoff.status != Handoff.Status.CLAIMED:
+            raise HandoffRefused("not_claimed", "Claim the conversation before replying.")
+        message = Message.objects.store(
+            handoff.conversation_id, Message.Role.STAFF, text,
+            author=user, author_name=staff_name(user),
+        )
+        frame = message.as_frame()
+        transaction.on_commit(lambda: async_to_sync(publish)(handoff.conversation_id, frame))
+    return message
+
+
+def route_to_staff(message: Message) -> bool:
+    """Mark a visitor message for staff (route ``staff``) if its conversation is claimed.
+
+    One UPDATE, so the check and the mark cannot be split by a claim or a release.
+
+    Returns:
+        True when staff hold the conversation: no classifier should run and the bot stays silent.
+    """
+    claimed = Handoff.objects.filter(
+        conversation_id=OuterRef("conversation_id"), status=Handoff.Status.CLAIMED
+    )
+    marked = (
+        Message.objects.filter(pk=message.pk, answered_at=None)  # a reply came first: it stays
+        .filter(Exists(claimed))
+        .update(route=Route.STAFF)
+    )
+    if marked:
+        message.route = Route.STAFF
+    return bool(marked)
+
+
+# --- what staff and visitors see -----------------------------------------------------------------
+
+
+def queue_frame() -> dict:
+    """The staff queue as a frame: ``{"type": "queue", "waiting": n, "handoffs": [...]}``.
+
+    ``waiting`` counts the queued (unclaimed) handoffs. ``handoffs`` lists up to
+    ``QUEUE_LIMIT`` open ones, oldest first, each ``{"id", "conversation", "status",
+    "queued_at" (ISO 8601), "reason", "text" (the visitor message, up to 200 characters),
+    "visitor" (contact details or ""), "claimed_by" (first name or null), "claimed_by_id"
+    (user id or null), "url" (the handoff's staff screen)}``.
+    """
+    waiting = Handoff.objects.filter(status=Handoff.Status.QUEUED).count()
+    handoffs = (
+        Handoff.objects.filter(status__in=(Handoff.Status.QUEUED, Handoff.Status.CLAIMED))
+        .select_related("claimed_by", "message", "conversation")
+        .order_by("created_at", "pk")[:QUEUE_LIMIT]
+    )
+    return {"type": "queue", "waiting": waiting, "handoffs": [_queue_item(h) for h in handoffs]}
+
+
+def _queue_item(handoff: Handoff) -> dict:
+    conversation = handoff.conversation
+    visitor = " · ".join(
+        part
+        for part in (
+            conversation.visitor_name, conversation.visitor_email, conversation.visitor_phone
+        )
+        if part
+    )
+    return {
+        "id": handoff.pk,
+        "conversation": str(handoff.conversation_id),
+        "status": handoff.status,
+        "queued_at": handoff.created_at.isoformat(),
+        "reason": Truncator(handoff.reason).chars(200),
+        "text": Truncator(handoff.message.text).chars(200) if handoff.message else "",
+        "visitor": visitor,
+        "claimed_by": staff_name(handoff.claimed_by) if handoff.claimed_by else None,
+        "claimed_by_id": handoff.claimed_by_id,
+        "url": reverse("handoff_detail", args=[handoff.pk]),
+    }
+
+
+def broadcast_queue() -> None:
+    """Send the current ``queue_frame()`` to every staff socket (sync code only)."""
+    async_to_sync(get_channel_layer().group_send)(
+        STAFF_GROUP, {"type": "staff.frame", "frame": queue_frame()}
+    )
+
+
+def notice_frame(event: str, name: str) -> dict:
+    """The visitor-facing frame for a staff member joining or leaving the chat.
+
+    Args:
+        event: ``"joined"`` or ``"left"``.
+        name: the staff member's first name.
+    """
+    return {"type": "notice", "event": event, "name": name, "text": f"{name} has {event} the chat"}
+
+
+def _notice_on_commit(conversation_id, event: str, name: str) -> None:
+    frame = notice_frame(event, name)
+    transaction.on_commit(lambda: async_to_sync(publish)(conversation_id, frame))
+
+
+# --- staff hours ---------------------------------------------------------------------------------
+
+
+def staff_on_duty(now: datetime) -> bool:
+    """Whether ``now`` (aware) lies within ``STAFF_HOURS`` on a ``STAFF_DAYS`` day, agency time."""
+    local = now.astimezone(agency_zone())
+    opens, closes = settings.STAFF_HOURS
+    return local.weekday() in settings.STAFF_DAYS and opens <= local.time() < closes
+
+
+def next_staff_opening(now: datetime) -> datetime:
+    """The next time staff come on duty after ``now`` (aware), in the agency's zone.
+
+    Looks up to 8 days ahead, which always finds one since ``STAFF_DAYS`` is never empty.
+    """
+    local = now.astimezone(agency_zone())
+    opens, _closes = settings.STAFF_HOURS
+    for days in range(8):
+        day = local.date() + timedelta(days=days)
+        opening = datetime.combine(day, opens, tzinfo=agency_zone())
+        if day.weekday() in settings.STAFF_DAYS and opening > now:
+            return opening
+    raise AssertionError("STAFF_DAYS is empty")  # settings refuse an empty list
+
+
+def when_staff_answer(conversation: Conversation, now: datetime) -> str:
+    """The sentence of a handoff reply telling the visitor when a person will answer.
+
+    During staff hours: "Someone from our team will reply here shortly." Outside them, the next
+    opening in words ("... on Monday, November 30 at 09:00 EST."), and, when the conversation
+    has neither an email address nor a phone number, a request for one.
+    """
+    if staff_on_duty(now):
+        return "Someone from our team will reply here shortly."
+    text = (
+        "Our team is away right now; someone will reply here on "
+        f"{format_slot(next_staff_opening(now))}."
+    )
+    if not (conversation.visitor_email or conversation.visitor_phone):
+        text += " Could you leave a phone number or email address, so we can reach you then?"
+    return text
+
+
+# --- overdue alerts ------------------------------------------------------------------------------
+
+
+def send_overdue_alerts(now: datetime) -> int:
+    """Email ``HANDOFF_ALERT_EMAIL`` once about each handoff queued longer than
+    ``HANDOFF_ALERT_MINUTES``; ``alerted_at`` remembers it was sent.
+
+    Runs only during staff hours (an overnight handoff is reported when they start) and only
+    when ``HANDOFF_ALERT_EMAIL`` is set. Each handoff is locked (``SKIP LOCKED``) while its email
+    is sent, so concurrent runs never send one twice; if sending fails the handoff stays
+    unmarked, the error propagates and the next run tries again.
+
+    Args:
+        now: the current time, aware.
+    Returns:
+        The number of emails sent.
+    Raises:
+        OSError, smtplib.SMTPException: the mail server failed.
+    """
+    if not settings.HANDOFF_ALERT_EMAIL or not staff_on_duty(now):
+        return 0
+    cutoff = now - timedelta(minutes=settings.HANDOFF_ALERT_MINUTES)
+    sent = 0
+    while True:
+        with transaction.atomic():
+            handoff = (
+                Handoff.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("conversation", "message")
+                .filter(status=Handoff.Status.QUEUED, alerted_at=None, created_at__lte=cutoff)
+                .order_by("created_at", "pk")
+                .first()
+            )
+            if handoff is None:
+                return sent
+            _send_alert(handoff, now)
+            handoff.alerted_at = now
+            handoff.save(update_fields=["alerted_at"])
+        sent += 1
+
+
+def _send_alert(handoff: Handoff, now: datetime) -> None:
+    minutes = int((now - handoff.created_at).total_seconds() // 60)
+    item = _queue_item(handoff)
+    lines = [
+        f"A visitor has waited {minutes} minutes for a person.",
+        "",
+        f"Reason: {item['reason']}",
+        f"Visitor's message: {item['text'] or '-'}",
+        f"Contact: {item['visitor'] or 'none given'}",
+        "",
+        f"Take it: {settings.SITE_URL}{item['url']}",
+    ]
+    send_mail(
+        f"Chat: a visitor has waited {minutes} minutes",
+        "\n".join(lines),
+        None,  # DEFAULT_FROM_EMAIL
+        settings.HANDOFF_ALERT_EMAIL,
+    )
+    logger.info("emailed an alert about handoff %s, queued %s minutes", handoff.pk, minutes)

@@ -1,0 +1,141 @@
+"""The LLM client's adapters: request shapes and stream parsing, against httpx.MockTransport."""
+
+import json
+from datetime import date
+
+import httpx
+import pytest
+
+from agent.llm.classifiers import PRICING, SCHEDULING
+from agent.llm.client import LLMClient, LLMError, Server, anthropic_body, retry_after_seconds
+
+TODAY = date(2026, 11, 22)
+HISTORY = [
+    {"role": "assistant", "content": "Hello! How can I help?"},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Which listing do you mean?"},
+    {"role": "user", "content": "How much is listing 654321?"},
+]
+SSE = {"content-type": "text/event-stream"}
+ANTHROPIC = Server("https://anthropic.test/v1", "anthropic", "TEST_ANTHROPIC_KEY")
+
+
+def anthropic_events(*partial_json: str, stop: bool = True) -> httpx.Response:
+    """A streamed Messages API answer whose tool input arrives in ``partial_json`` pieces."""
+    events = [
+        ("message_start", {"type": "message_start", "message": {"id": "msg_1", "content": []}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": "toolu_1", "name": "pricing", "input": {}}}),
+        ("ping", {"type": "ping"}),
+        *(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+            "type": "input_json_delta", "partial_json": part}}) for part in partial_json),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}}),
+    ]
+    if stop:
+        events.append(("message_stop", {"type": "message_stop"}))
+    body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+    return httpx.Response(200, text=body, headers=SSE)
+
+
+async def call(server: Server, body: dict, handler) -> tuple[dict, str]:
+    client = LLMClient(transport=httpx.MockTransport(handler))
+    try:
+        return await client.complete_json(server, body, timeout=2)
+    finally:
+        await client.aclose()
+
+
+async def test_the_anthropic_adapter_sends_the_system_apart_and_the_schema_as_a_forced_tool(
+    monkeypatch,
+):
+    monkeypatch.setenv("TEST_ANTHROPIC_KEY", "sk-test")
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        return anthropic_events('{"asks_price": tr', 'ue, "listing_id": "654321"}')
+
+    body = PRICING.request_body("claude-haiku", HISTORY, TODAY, layout="shared_prefix")
+    data, raw = await call(ANTHROPIC, body, handler)
+
+    assert data == {"asks_price": True, "listing_id": "654321"}
+    assert raw == '{"asks_price": true, "listing_id": "654321"}'
+    (request,) = seen
+    assert request.url == "https://anthropic.test/v1/messages"
+    assert request.headers["x-api-key"] == "sk-test"
+    assert request.headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in request.headers
+    sent = json.loads(request.content)
+    assert sent["model"] == "claude-haiku" and sent["stream"] is True
+    assert sent["max_tokens"] == 64 and sent["temperature"] == 0.0
+    # Both system messages of the shared-prefix layout go to "system", in order.
+    assert sent["system"].startswith("You classify messages for a real-estate agency's chat.")
+    assert sent["system"].endswith(PRICING.instructions)
+    # The conversation starts with the user and keeps its order.
+    assert sent["messages"] == HISTORY[1:]
+    (tool,) = sent["tools"]
+    assert (tool["name"], tool["input_schema"]) == ("pricing", PRICING.schema)
+    assert sent["tool_choice"] == {"type": "tool", "name": "pricing"}
+    assert "response_format" not in sent
+
+
+def test_consecutive_messages_of_one_role_are_merged_for_anthropic():
+    body = SCHEDULING.request_body("m", [{"role": "user", "content": "Hi"},
+                                         {"role": "user", "content": "Call me tomorrow"}], TODAY)
+    assert anthropic_body(body)["messages"] == [
+        {"role": "user", "content": "Hi\n\nCall me tomorrow"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "permanent"),
+    [
+        (anthropic_events('{"asks_price": true', stop=False), "stream ended before", False),
+        (httpx.Response(200, text="data: <html>\n\n", headers=SSE),
+         "not a Messages API stream", True),
+        (httpx.Response(200, text='event: error\ndata: {"type": "error", "error": {"type": '
+                        '"overloaded_error"}}\n\n', headers=SSE),
+         "error in stream", False),
+        (httpx.Response(529, json={"type": "error"}), "HTTP 529", False),
+        (httpx.Response(400, json={"type": "error"}), "HTTP 400", True),
+    ],
+)
+async def test_anthropic_failures_are_llm_errors(response, error, permanent):
+    body = PRICING.request_body("claude-haiku", HISTORY, TODAY)
+    with pytest.raises(LLMError) as caught:
+        await call(ANTHROPIC, body, lambda request: response)
+    assert error in str(caught.value)
+    assert caught.value.permanent is permanent
+
+
+async def test_an_openai_stream_that_ends_without_done_is_a_transient_error():
+    frame = {"choices": [{"index": 0, "delta": {"content": '{"asks_price": '}}]}
+    response = httpx.Response(200, text=f"data: {json.dumps(frame)}\n\n",
+                              headers=SSE)
+    with pytest.raises(LLMError) as caught:
+        await call(Server("http://llm.test/v1"), PRICING.request_body("m", HISTORY, TODAY),
+                   lambda request: response)
+    assert "ended before [DONE]" in str(caught.value)
+    assert caught.value.permanent is False
+    assert caught.value.raw == '{"asks_price": '
+
+
+@pytest.mark.parametrize(
+    ("status", "permanent"), [(400, True), (404, True), (429, False), (500, False), (503, False)]
+)
+async def test_client_errors_are_permanent_but_429_and_5xx_are_not(status, permanent):
+    with pytest.raises(LLMError) as caught:
+        await call(Server("http://llm.test/v1"), PRICING.request_body("m", HISTORY, TODAY),
+                   lambda request: httpx.Response(status, headers={"Retry-After": "2"}))
+    assert caught.value.permanent is permanent
+    assert caught.value.retry_after == 2.0
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(None, None), ("3", 3.0), ("0.5", 0.5), ("-1", 0.0), ("soon", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_is_read_as_seconds_or_an_http_date(header, seconds):
+    assert retry_after_seconds(header) == seconds

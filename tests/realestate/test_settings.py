@@ -1,0 +1,112 @@
+"""Settings: bad environment values fail at start-up with a message naming the variable."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import ROOT
+
+
+def load_settings(**env: str) -> subprocess.CompletedProcess:
+    """Import the settings module in a fresh interpreter with ``env`` on top of ours."""
+    return subprocess.run(
+        [sys.executable, "-c", "import realestate.settings"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("DEBUG", "maybe", "DEBUG must be true or false"),
+        ("AGENCY_TIMEZONE", "Mars/Olympus", "AGENCY_TIMEZONE must be an IANA zone"),
+        ("LLM_BASE_URL", "gpu-host:8000", "LLM_BASE_URL must be an http:// or https:// URL"),
+        ("TURN_BUDGET", "soon", "TURN_BUDGET must be a number"),
+        ("TURN_BUDGET", "0", "TURN_BUDGET must be at least"),
+        ("LLM_MAX_IN_FLIGHT", "0", "LLM_MAX_IN_FLIGHT must be at least"),
+        ("LLM_PROMPT_LAYOUT", "random", "LLM_PROMPT_LAYOUT must be shared_prefix or system_first"),
+        ("BUSINESS_HOURS", "17:00-09:00", "BUSINESS_HOURS must open before it closes"),
+        ("BUSINESS_DAYS", "mon,funday", "BUSINESS_DAYS must list weekdays"),
+        ("RETENTION_DAYS", "0", "RETENTION_DAYS must be at least 1"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL must be a redis://"),
+        ("CHANNEL_CAPACITY", "5", "CHANNEL_CAPACITY must be at least 10"),
+        ("STAFF_HOURS", "9-5", "STAFF_HOURS must look like 09:00-17:00"),
+        ("STAFF_DAYS", "weekends", "STAFF_DAYS must list weekdays"),
+        ("HANDOFF_ALERT_EMAIL", "desk@agency.example, nobody", "HANDOFF_ALERT_EMAIL must be"),
+        ("HANDOFF_ALERT_MINUTES", "0", "HANDOFF_ALERT_MINUTES must be at least"),
+        ("SITE_URL", "chat.agency.example", "SITE_URL must be an http:// or https:// URL"),
+        ("EMAIL_USE_TLS", "sometimes", "EMAIL_USE_TLS must be true or false"),
+        ("DATABASE_URL", "mysql://db/app", "DATABASE_URL must be a postgresql:// URL"),
+        ("DATABASE_URL", "not a url", "DATABASE_URL"),
+        ("CHAT_ALLOWED_ORIGINS", "www.agency.example", "CHAT_ALLOWED_ORIGINS must list origins"),
+        ("CHAT_ALLOWED_ORIGINS", "https://a.example/chat", "CHAT_ALLOWED_ORIGINS must list"),
+        ("CHAT_TOKEN_MAX_AGE", "10", "CHAT_TOKEN_MAX_AGE must be at least"),
+        ("METRICS_ALLOWED_IPS", "127.0.0.1,prometheus", "METRICS_ALLOWED_IPS must list IP"),
+        ("DB_POOL_MAX_SIZE", "-1", "DB_POOL_MAX_SIZE must be at least 0"),
+        ("DB_POOL_TIMEOUT", "0", "DB_POOL_TIMEOUT must be at least"),
+        ("CONN_MAX_AGE", "60", "CONN_MAX_AGE must be 0 while the connection pool is on"),
+        ("CHAT_RATE_LIMIT_CONNECTION", "lots", "CHAT_RATE_LIMIT_CONNECTION must be rate limits"),
+        ("CHAT_RATE_LIMIT_IP", "0/minute", "CHAT_RATE_LIMIT_IP must be rate limits"),
+        ("CHAT_RATE_LIMIT_IP", "600/minute;x", "CHAT_RATE_LIMIT_IP must be rate limits"),
+        ("CHAT_MAX_SOCKETS_PER_IP", "-1", "CHAT_MAX_SOCKETS_PER_IP must be at least 0"),
+    ],
+)
+def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
+    result = load_settings(**{name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and says in result.stderr
+
+
+def test_good_values_load():
+    result = load_settings(
+        DEBUG="yes", AGENCY_TIMEZONE="Europe/Berlin", TURN_BUDGET="2.5",
+        BUSINESS_DAYS="Mon,Tue,Sat", STAFF_HOURS="08:00-20:00",
+        HANDOFF_ALERT_EMAIL="desk@agency.example, ops@agency.example",
+        METRICS_ALLOWED_IPS="127.0.0.1, ::1, 10.0.0.0/8", DB_POOL_MAX_SIZE="1",
+        CHAT_RATE_LIMIT_CONNECTION="40 per minute; 400/hour", CHAT_RATE_LIMIT_IP="off",
+        CHAT_MAX_SOCKETS_PER_IP="0",
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_conn_max_age_applies_when_the_pool_is_off():
+    result = load_settings(DB_POOL_MAX_SIZE="0", CONN_MAX_AGE="60")
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_deploy_refuses_the_local_secret_key_and_debug():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**os.environ, "DEBUG": "true"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "security.W009" in result.stderr  # SECRET_KEY
+    assert "security.W018" in result.stderr  # DEBUG
+
+
+def test_check_deploy_passes_with_production_settings():
+    env = {
+        "SECRET_KEY": "Kq8#vT2$wY7!pR4@zL1%-a-long-random-production-key-9fJ3",
+        "DEBUG": "false",
+        "HTTPS": "true",
+        "ALLOWED_HOSTS": "chat.agency.example",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
