@@ -5,7 +5,18 @@ import socket
 
 import pytest
 
+from tests import ROOT
 from tests.rows import seed_classifier_rows
+
+SLOW_TIER = ("system", "browser")  # folders of tests/ whose tests start processes or a browser
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test of the slow tier ``system``, by its folder."""
+    for item in items:
+        parts = item.path.relative_to(ROOT / "tests").parts
+        if parts[0] in SLOW_TIER:
+            item.add_marker(pytest.mark.system)
 
 
 def _is_local(address) -> bool:
@@ -39,6 +50,15 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(request, settings):
+    """MD5 password hashes in the quick tier, as Django's testing docs advise ("Speeding up the
+    tests"): PBKDF2's default iterations cost about 0.3 s per user made or logged in. The slow
+    tier keeps the real hasher, since its app processes must verify the hashes it makes."""
+    if request.node.get_closest_marker("system") is None:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
