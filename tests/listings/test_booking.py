@@ -257,3 +257,52 @@ def test_alternatives_respect_the_lead_time_the_horizon_and_days_off(anna):
     far = nearest_free_slots(at("2027-03-01", "10:00"), now=NOW)  # beyond the horizon
     assert far and max(far) <= NOW + timedelta(days=60)
     assert all(booking.local(s).date() != date(2026, 11, 24) for s in far)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_bookings_inserting_the_same_slot_at_the_same_instant_never_deadlock(
+    anna, monkeypatch
+):
+    """Both transactions reach the INSERT together (a barrier in ``Appointment.save``), 16
+    rounds. Without a lock taken first, each could find the other's uncommitted row under the
+    exclusion constraint and wait for it: PostgreSQL then aborts one with a deadlock
+    (SQLSTATE 40P01) instead of the constraint's 23P01, and that visitor's turn fails. A race
+    on the old code: the first run of 64 rounds deadlocked in round 17, later ones did not."""
+    import threading
+
+    from django.db import connections
+
+    real_save = Appointment.save
+    barrier = threading.Barrier(2)
+
+    def save_together(self, *args, **kwargs):
+        try:  # both insert at once, unless a lock holds one back: then the other goes alone
+            barrier.wait(timeout=0.1)
+        except threading.BrokenBarrierError:
+            pass
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Appointment, "save", save_together)
+    for round_number in range(16):  # every half-hour of a Tuesday
+        starts_at = at("2026-11-24", "09:00") + timedelta(minutes=30 * round_number)
+        results = []
+
+        def book(starts_at=starts_at, results=results):
+            try:
+                with transaction.atomic():
+                    book_call(starts_at, now=NOW)
+                    results.append("booked")
+            except SlotUnavailable:
+                results.append("unavailable")
+            except Exception as exc:  # a deadlock, reported with the round
+                results.append(repr(exc))
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=book) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        barrier.reset()
+        assert sorted(results) == ["booked", "unavailable"], f"round {round_number}: {results}"
