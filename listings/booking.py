@@ -22,17 +22,23 @@ which is off by an hour across a daylight-saving change.
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 
+from listings.agencytime import (
+    DAY_NAMES,
+    agency_zone,
+    format_day,
+    format_slot,
+    local,
+    local_midnight,
+)
 from listings.models import Appointment, DayOff, Listing, Realtor, WorkingHours
 
 logger = logging.getLogger(__name__)
 
-DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 ACTIVE = (Appointment.Status.BOOKED, Appointment.Status.CONFIRMED)
 SLOT_STEP = timedelta(minutes=30)  # alternatives start on this grid from each opening time
 OFFER_SIZE = 3  # alternatives offered at most
@@ -43,43 +49,6 @@ EXCLUSION_VIOLATION = "23P01"  # PostgreSQL's SQLSTATE for an exclusion constrai
 
 class SlotUnavailable(Exception):
     """The requested call cannot be booked; the message says why, in words for the visitor."""
-
-
-def agency_zone() -> ZoneInfo:
-    """The agency's time zone, from ``AGENCY_TIMEZONE``."""
-    return ZoneInfo(settings.AGENCY_TIMEZONE)
-
-
-def local(moment: datetime) -> datetime:
-    """``moment`` in the agency's zone."""
-    return moment.astimezone(agency_zone())
-
-
-def local_midnight(day: date) -> datetime:
-    """The start of an agency-local day, in UTC."""
-    return datetime.combine(day, time(0), tzinfo=agency_zone()).astimezone(UTC)
-
-
-def format_day(moment: datetime) -> str:
-    """The agency-local day as a visitor reads it: ``Wednesday, November 25``."""
-    moment = local(moment)
-    return f"{moment:%A, %B} {moment.day}"
-
-
-def format_slot(starts_at: datetime) -> str:
-    """A call time as a visitor reads it: ``Wednesday, November 25 at 10:00 EST``."""
-    return f"{format_day(starts_at)} at {local(starts_at):%H:%M %Z}"
-
-
-def describe_hours() -> str:
-    """The agency's default hours in words, e.g. ``Monday to Friday, 09:00-17:00``."""
-    days = sorted(settings.BUSINESS_DAYS)
-    if days == list(range(days[0], days[-1] + 1)) and len(days) > 2:
-        day_text = f"{DAY_NAMES[days[0]]} to {DAY_NAMES[days[-1]]}"
-    else:
-        day_text = ", ".join(DAY_NAMES[d] for d in days)
-    opens, closes = settings.BUSINESS_HOURS
-    return f"{day_text}, {opens:%H:%M}-{closes:%H:%M}"
 
 
 def parse_slot(day: str, clock: str) -> datetime:
@@ -427,3 +396,4 @@ def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> App
     transaction.on_commit(lambda: send_cancellation(appointment, moved_to=new))
     transaction.on_commit(lambda: send_confirmation(new))
     return new
+

@@ -20,14 +20,11 @@ from agent.llm.fanout import Outcome
 from agent.models import Conversation, Message, Route
 from agent.staff import handoffs
 from listings import booking
+from listings.agencytime import describe_hours, format_day, format_slot, local
 from listings.booking import (
     SlotUnavailable,
     book_call,
-    describe_hours,
-    format_day,
-    format_slot,
     free_slots_on,
-    local,
     nearest_free_slots,
     parse_slot,
     upcoming_appointment,
