@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 
+from listings import emails
 from listings.agencytime import (
     DAY_NAMES,
     agency_zone,
@@ -309,6 +310,27 @@ def book_call(
     raise SlotUnavailable(f"{format_slot(starts_at)} was booked by someone else a moment ago")
 
 
+def book(
+    starts_at: datetime, *, now: datetime, conversation, listing: Listing | None = None
+) -> Appointment:
+    """Book a call for a chat visitor (``book_call``) and email the confirmation to the visitor
+    (if their email is known) and the realtor once the transaction commits.
+
+    Args:
+        starts_at: aware datetime of the call's start.
+        now: the current time, aware.
+        conversation: the ``agent.Conversation`` asking; its contact is copied.
+        listing: the listing under discussion; its realtor is preferred when free.
+    Returns:
+        The saved ``Appointment``.
+    Raises:
+        SlotUnavailable: as ``book_call``; nothing is booked and no email is scheduled.
+    """
+    appointment = book_call(starts_at, now=now, conversation=conversation, listing=listing)
+    transaction.on_commit(lambda: emails.send_confirmation(appointment))
+    return appointment
+
+
 def nearest_free_slots(
     requested: datetime, *, now: datetime, count: int = OFFER_SIZE, ignore=None
 ) -> list[datetime]:
@@ -356,11 +378,9 @@ def upcoming_appointment(conversation, now: datetime) -> Appointment | None:
 def cancel(appointment: Appointment) -> None:
     """Cancel an appointment, which frees its time, and email the visitor and the realtor
     once the transaction commits."""
-    from listings.emails import send_cancellation
-
     appointment.status = Appointment.Status.CANCELLED
     appointment.save(update_fields=["status"])
-    transaction.on_commit(lambda: send_cancellation(appointment))
+    transaction.on_commit(lambda: emails.send_cancellation(appointment))
 
 
 def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> Appointment:
@@ -373,8 +393,6 @@ def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> App
     Raises:
         SlotUnavailable: the new time cannot be booked; the old call is kept.
     """
-    from listings.emails import send_cancellation, send_confirmation
-
     with transaction.atomic():
         old_status = appointment.status
         appointment.status = Appointment.Status.CANCELLED
@@ -393,7 +411,26 @@ def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> App
             appointment.status = old_status
             appointment.save(update_fields=["status"])
             raise
-    transaction.on_commit(lambda: send_cancellation(appointment, moved_to=new))
-    transaction.on_commit(lambda: send_confirmation(new))
+    transaction.on_commit(lambda: emails.send_cancellation(appointment, moved_to=new))
+    transaction.on_commit(lambda: emails.send_confirmation(new))
     return new
 
+
+def copy_contact(conversation, fields: dict[str, str], now: datetime) -> None:
+    """Copy contact details just given in the chat onto the conversation's upcoming active
+    appointments; a new email gets each of them its visitor confirmation (not the realtor's,
+    who had theirs at booking) once the transaction commits.
+
+    Args:
+        conversation: the ``agent.Conversation`` the details were given in.
+        fields: the changed ``Appointment`` contact fields and their new values, e.g.
+            ``{"visitor_email": "ann@example.com"}`` (``visitor_phone``, ``visitor_email``).
+        now: the current time, aware; calls that have started are left alone.
+    """
+    upcoming = Appointment.objects.filter(
+        conversation=conversation, status__in=ACTIVE, starts_at__gt=now
+    )
+    upcoming.update(**fields)
+    if "visitor_email" in fields:
+        for appointment in upcoming.select_related("realtor__user", "listing"):
+            transaction.on_commit(lambda a=appointment: emails.send_confirmation(a, realtor=False))

@@ -12,7 +12,6 @@ from datetime import date, datetime, time
 
 from dateparser.date import DateDataParser
 from dateparser.search import search_dates
-from django.db import transaction
 
 from agent.chat.contact import Contact, display_phone, find_contact
 from agent.llm.classifiers import AppointmentChange, ListingQuestion, Pricing, Scheduling, decides
@@ -23,13 +22,11 @@ from listings import booking
 from listings.agencytime import describe_hours, format_day, format_slot, local
 from listings.booking import (
     SlotUnavailable,
-    book_call,
     free_slots_on,
     nearest_free_slots,
     parse_slot,
     upcoming_appointment,
 )
-from listings.emails import send_confirmation
 from listings.models import Appointment, Listing
 
 logger = logging.getLogger(__name__)
@@ -207,14 +204,13 @@ def _listing_under_discussion(conversation: Conversation) -> Listing | None:
 
 def _book(conversation: Conversation, starts_at: datetime, now: datetime) -> Reply:
     try:
-        appointment = book_call(
+        appointment = booking.book(
             starts_at, now=now, conversation=conversation,
             listing=_listing_under_discussion(conversation),
         )
     except SlotUnavailable as exc:
         return _unavailable(conversation, str(exc), starts_at, now)
     logger.info("booked appointment %s for conversation %s", appointment.pk, conversation.pk)
-    transaction.on_commit(lambda: send_confirmation(appointment))
     return Reply(Route.BOOKING, _booked_text(conversation, appointment, "is booked for"))
 
 
@@ -399,13 +395,7 @@ def _save_contact(conversation: Conversation, text: str, now: datetime) -> Conta
     for name, value in fields.items():
         setattr(conversation, name, value)
     conversation.save(update_fields=list(fields))
-    upcoming = Appointment.objects.filter(
-        conversation=conversation, status__in=booking.ACTIVE, starts_at__gt=now
-    )
-    upcoming.update(**fields)
-    if "visitor_email" in fields:
-        for appointment in upcoming.select_related("realtor__user", "listing"):
-            transaction.on_commit(lambda a=appointment: send_confirmation(a, realtor=False))
+    booking.copy_contact(conversation, fields, now)
     return contact
 
 
