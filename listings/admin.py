@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from agent.admin import contact, conversation_link
 
 from . import booking
+from .agencytime import local, local_midnight
 from .models import Appointment, DayOff, Listing, Realtor, WorkingHours
 
 
@@ -82,11 +83,11 @@ class RealtorAdmin(admin.ModelAdmin):
             day = date.fromisoformat(request.GET.get("day", ""))
         except ValueError:
             day = timezone.localdate()
-        start = booking.local_midnight(day)
+        start = local_midnight(day)
         calls = (
             Appointment.objects.filter(
                 realtor=realtor, starts_at__gte=start,
-                starts_at__lt=booking.local_midnight(day + timedelta(days=1)),
+                starts_at__lt=local_midnight(day + timedelta(days=1)),
             )
             .select_related("listing")
             .order_by("starts_at")
@@ -103,9 +104,9 @@ class RealtorAdmin(admin.ModelAdmin):
             "day": day,
             "previous_day": day - timedelta(days=1),
             "next_day": day + timedelta(days=1),
-            "shifts": [(booking.local(a), booking.local(b)) for a, b in shifts],
+            "shifts": [(local(a), local(b)) for a, b in shifts],
             "day_off": realtor.days_off.filter(day=day).first(),
-            "calls": [(booking.local(c.starts_at), booking.local(c.ends_at), c) for c in calls],
+            "calls": [(local(c.starts_at), local(c.ends_at), c) for c in calls],
             "zone": settings.TIME_ZONE,
         }
         return TemplateResponse(request, "admin/listings/realtor_day.html", context)
@@ -129,8 +130,8 @@ class WhenFilter(admin.SimpleListFilter):
         if self.value() == "today":
             today = timezone.localdate()
             return queryset.filter(
-                starts_at__gte=booking.local_midnight(today),
-                starts_at__lt=booking.local_midnight(today + timedelta(days=1)),
+                starts_at__gte=local_midnight(today),
+                starts_at__lt=local_midnight(today + timedelta(days=1)),
             )
         return queryset
 

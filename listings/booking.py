@@ -22,17 +22,24 @@ which is off by an hour across a daylight-saving change.
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 
+from listings import emails
+from listings.agencytime import (
+    DAY_NAMES,
+    agency_zone,
+    format_day,
+    format_slot,
+    local,
+    local_midnight,
+)
 from listings.models import Appointment, DayOff, Listing, Realtor, WorkingHours
 
 logger = logging.getLogger(__name__)
 
-DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 ACTIVE = (Appointment.Status.BOOKED, Appointment.Status.CONFIRMED)
 SLOT_STEP = timedelta(minutes=30)  # alternatives start on this grid from each opening time
 OFFER_SIZE = 3  # alternatives offered at most
@@ -43,43 +50,6 @@ EXCLUSION_VIOLATION = "23P01"  # PostgreSQL's SQLSTATE for an exclusion constrai
 
 class SlotUnavailable(Exception):
     """The requested call cannot be booked; the message says why, in words for the visitor."""
-
-
-def agency_zone() -> ZoneInfo:
-    """The agency's time zone, from ``AGENCY_TIMEZONE``."""
-    return ZoneInfo(settings.AGENCY_TIMEZONE)
-
-
-def local(moment: datetime) -> datetime:
-    """``moment`` in the agency's zone."""
-    return moment.astimezone(agency_zone())
-
-
-def local_midnight(day: date) -> datetime:
-    """The start of an agency-local day, in UTC."""
-    return datetime.combine(day, time(0), tzinfo=agency_zone()).astimezone(UTC)
-
-
-def format_day(moment: datetime) -> str:
-    """The agency-local day as a visitor reads it: ``Wednesday, November 25``."""
-    moment = local(moment)
-    return f"{moment:%A, %B} {moment.day}"
-
-
-def format_slot(starts_at: datetime) -> str:
-    """A call time as a visitor reads it: ``Wednesday, November 25 at 10:00 EST``."""
-    return f"{format_day(starts_at)} at {local(starts_at):%H:%M %Z}"
-
-
-def describe_hours() -> str:
-    """The agency's default hours in words, e.g. ``Monday to Friday, 09:00-17:00``."""
-    days = sorted(settings.BUSINESS_DAYS)
-    if days == list(range(days[0], days[-1] + 1)) and len(days) > 2:
-        day_text = f"{DAY_NAMES[days[0]]} to {DAY_NAMES[days[-1]]}"
-    else:
-        day_text = ", ".join(DAY_NAMES[d] for d in days)
-    opens, closes = settings.BUSINESS_HOURS
-    return f"{day_text}, {opens:%H:%M}-{closes:%H:%M}"
 
 
 def parse_slot(day: str, clock: str) -> datetime:
@@ -354,6 +324,27 @@ def _lock_realtor(realtor: Realtor) -> None:
     list(Realtor.objects.select_for_update(no_key=True).filter(pk=realtor.pk).values_list("pk"))
 
 
+def book(
+    starts_at: datetime, *, now: datetime, conversation, listing: Listing | None = None
+) -> Appointment:
+    """Book a call for a chat visitor (``book_call``) and email the confirmation to the visitor
+    (if their email is known) and the realtor once the transaction commits.
+
+    Args:
+        starts_at: aware datetime of the call's start.
+        now: the current time, aware.
+        conversation: the ``agent.Conversation`` asking; its contact is copied.
+        listing: the listing under discussion; its realtor is preferred when free.
+    Returns:
+        The saved ``Appointment``.
+    Raises:
+        SlotUnavailable: as ``book_call``; nothing is booked and no email is scheduled.
+    """
+    appointment = book_call(starts_at, now=now, conversation=conversation, listing=listing)
+    transaction.on_commit(lambda: emails.send_confirmation(appointment))
+    return appointment
+
+
 def nearest_free_slots(
     requested: datetime, *, now: datetime, count: int = OFFER_SIZE, ignore=None
 ) -> list[datetime]:
@@ -401,11 +392,9 @@ def upcoming_appointment(conversation, now: datetime) -> Appointment | None:
 def cancel(appointment: Appointment) -> None:
     """Cancel an appointment, which frees its time, and email the visitor and the realtor
     once the transaction commits."""
-    from listings.emails import send_cancellation
-
     appointment.status = Appointment.Status.CANCELLED
     appointment.save(update_fields=["status"])
-    transaction.on_commit(lambda: send_cancellation(appointment))
+    transaction.on_commit(lambda: emails.send_cancellation(appointment))
 
 
 def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> Appointment:
@@ -418,8 +407,6 @@ def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> App
     Raises:
         SlotUnavailable: the new time cannot be booked; the old call is kept.
     """
-    from listings.emails import send_cancellation, send_confirmation
-
     with transaction.atomic():
         old_status = appointment.status
         appointment.status = Appointment.Status.CANCELLED
@@ -438,6 +425,26 @@ def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> App
             appointment.status = old_status
             appointment.save(update_fields=["status"])
             raise
-    transaction.on_commit(lambda: send_cancellation(appointment, moved_to=new))
-    transaction.on_commit(lambda: send_confirmation(new))
+    transaction.on_commit(lambda: emails.send_cancellation(appointment, moved_to=new))
+    transaction.on_commit(lambda: emails.send_confirmation(new))
     return new
+
+
+def copy_contact(conversation, fields: dict[str, str], now: datetime) -> None:
+    """Copy contact details just given in the chat onto the conversation's upcoming active
+    appointments; a new email gets each of them its visitor confirmation (not the realtor's,
+    who had theirs at booking) once the transaction commits.
+
+    Args:
+        conversation: the ``agent.Conversation`` the details were given in.
+        fields: the changed ``Appointment`` contact fields and their new values, e.g.
+            ``{"visitor_email": "ann@example.com"}`` (``visitor_phone``, ``visitor_email``).
+        now: the current time, aware; calls that have started are left alone.
+    """
+    upcoming = Appointment.objects.filter(
+        conversation=conversation, status__in=ACTIVE, starts_at__gt=now
+    )
+    upcoming.update(**fields)
+    if "visitor_email" in fields:
+        for appointment in upcoming.select_related("realtor__user", "listing"):
+            transaction.on_commit(lambda a=appointment: emails.send_confirmation(a, realtor=False))

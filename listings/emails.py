@@ -13,7 +13,7 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from listings import ics
-from listings.booking import format_slot
+from listings.agencytime import format_slot
 from listings.models import Appointment
 
 logger = logging.getLogger(__name__)

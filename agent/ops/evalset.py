@@ -19,7 +19,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from agent.models import ClassifierCall, Conversation, Handoff, Message
-from listings.booking import ACTIVE, agency_zone
+from listings.agencytime import agency_zone
+from listings.booking import ACTIVE
 from listings.models import Appointment
 
 PLACEHOLDER = re.compile(r"\{(weekday|sunday)\+(\d+)(:long)?\}")

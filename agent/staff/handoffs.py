@@ -36,7 +36,7 @@ from django.utils.text import Truncator
 from agent import metrics
 from agent.live import publish
 from agent.models import Conversation, Handoff, Message, Route
-from listings.booking import agency_zone, format_slot
+from listings.agencytime import agency_zone, format_slot
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from listings import booking
+from listings.agencytime import format_slot, local
 from listings.booking import SlotUnavailable, book_call, nearest_free_slots, parse_slot
 from listings.models import Appointment, DayOff, Listing, Realtor, WorkingHours
 
@@ -205,7 +206,7 @@ def test_a_10_oclock_call_stays_at_10_local_across_the_autumn_change(anna):
     after = book_call(at("2027-11-08", "10:00"), now=now)
     assert before.starts_at == datetime(2027, 11, 5, 14, 0, tzinfo=UTC)
     assert after.starts_at == datetime(2027, 11, 8, 15, 0, tzinfo=UTC)
-    assert booking.format_slot(after.starts_at) == "Monday, November 8 at 10:00 EST"
+    assert format_slot(after.starts_at) == "Monday, November 8 at 10:00 EST"
 
 
 @pytest.mark.parametrize(
@@ -216,11 +217,11 @@ def test_on_the_day_of_the_change_itself_10_is_still_10(anna, day, utc_hour, zon
     now = at(day, "00:00") - timedelta(days=1)
     appointment = book_call(at(day, "10:00"), now=now)
     assert appointment.starts_at.astimezone(UTC).hour == utc_hour
-    assert booking.format_slot(appointment.starts_at).endswith(f"at 10:00 {zone}")
+    assert format_slot(appointment.starts_at).endswith(f"at 10:00 {zone}")
     # The free times of that day stay on the half hour, local time.
     slots = booking.free_slots_on(date.fromisoformat(day), now=now, count=8)
-    assert [f"{booking.local(s):%H:%M}" for s in slots][:3] == ["00:00", "00:30", "01:00"]
-    assert all(booking.local(s).minute in (0, 30) for s in slots)
+    assert [f"{local(s):%H:%M}" for s in slots][:3] == ["00:00", "00:30", "01:00"]
+    assert all(local(s).minute in (0, 30) for s in slots)
 
 
 def test_a_time_skipped_by_the_spring_change_does_not_exist():
@@ -232,7 +233,7 @@ def test_a_time_skipped_by_the_spring_change_does_not_exist():
 def test_alternatives_across_the_spring_change_are_at_local_times(anna):
     now = datetime(2027, 3, 11, 12, 0, tzinfo=NY)
     slots = nearest_free_slots(at("2027-03-14", "10:00"), now=now)  # a Sunday
-    assert [booking.format_slot(s) for s in slots] == [
+    assert [format_slot(s) for s in slots] == [
         "Monday, March 15 at 09:00 EDT",
         "Monday, March 15 at 09:30 EDT",
         "Monday, March 15 at 10:00 EDT",
@@ -256,7 +257,7 @@ def test_alternatives_respect_the_lead_time_the_horizon_and_days_off(anna):
                      at("2026-11-23", "14:00")]
     far = nearest_free_slots(at("2027-03-01", "10:00"), now=NOW)  # beyond the horizon
     assert far and max(far) <= NOW + timedelta(days=60)
-    assert all(booking.local(s).date() != date(2026, 11, 24) for s in far)
+    assert all(local(s).date() != date(2026, 11, 24) for s in far)
 
 
 @pytest.mark.django_db(transaction=True)

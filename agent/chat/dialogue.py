@@ -1,0 +1,296 @@
+"""The booking dialogue: a visitor asks for, picks, moves or cancels a call with a realtor.
+
+The router hands it a turn with one call per case (``schedule``, ``pick``, ``cancel``,
+``move``); it reads what the classifiers extracted and the times offered last turn, acts
+through ``listings.booking`` (which books, cancels, moves and schedules the emails) and writes
+every word of the reply. Times offered are stored as ``conversation.offer``
+(``{"action": "book" | "move", "slots": [ISO datetimes]}``); the router saves it.
+"""
+
+import logging
+import re
+from datetime import date, datetime, time
+
+from dateparser.date import DateDataParser
+from dateparser.search import search_dates
+
+from agent.chat.reply import Reply
+from agent.llm.classifiers import Scheduling
+from agent.models import Conversation, Message, Route
+from listings import booking
+from listings.agencytime import describe_hours, format_day, format_slot, local
+from listings.booking import SlotUnavailable
+from listings.models import Appointment, Listing
+
+logger = logging.getLogger(__name__)
+
+LISTING_ID = re.compile(r"(?<!\d)\d{6}(?!\d)")
+ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "last": -1}
+_ORDINAL = re.compile(r"\b(" + "|".join(ORDINALS) + r")\b")
+_NUMBERED = re.compile(r"^\s*(?:(?:number|option|no\.?|#)\s*)?([1-9])\s*[.!]?\s*$|"
+                       r"\b(?:number|option|no\.|#)\s*([1-9])\b")
+
+
+def schedule(
+    conversation: Conversation, text: str, scheduling: Scheduling, offer: dict, now: datetime,
+    *, contact_given: bool = False,
+) -> Reply | None:
+    """A call request: book one of the times offered last turn, or the full day and time asked
+    for, or offer times on the day given, or ask for a day and time.
+
+    Args:
+        conversation: the visitor's conversation; its ``offer`` is set when times are offered.
+        text: the visitor's message.
+        scheduling: the scheduling classifier's answer.
+        offer: the times offered last turn (``conversation.offer`` as it was), maybe empty.
+        now: the current time, aware.
+        contact_given: the message gave a phone number or an email.
+    Returns:
+        The ``Reply``, or None when the message names no time and ``contact_given``: the router
+        then acknowledges the contact details instead.
+    """
+    picked = pick(conversation, text, scheduling, offer, now)
+    if picked is not None:
+        return picked
+    if scheduling.date and scheduling.time:
+        try:
+            starts_at = booking.parse_slot(scheduling.date, scheduling.time)
+        except SlotUnavailable as exc:
+            return _unavailable(conversation, str(exc), None, now)
+        return _book(conversation, starts_at, now)
+    if contact_given:
+        return None
+    return _needs_time(conversation, scheduling, now, "book")
+
+
+def pick(
+    conversation: Conversation, text: str, scheduling: Scheduling, offer: dict, now: datetime
+) -> Reply | None:
+    """Book (or move the upcoming call to) the offered time the visitor picked, or ask again
+    when several match.
+
+    Args: as ``schedule``; ``scheduling`` may be "no call" (the classifier failed or is off).
+    Returns:
+        The ``Reply``, or None when the message picks none of the offered times (or nothing was
+        offered).
+    """
+    picked = _pick_offered(offer, text, scheduling, now)
+    if len(picked) == 1:
+        if offer.get("action") == "move":
+            appointment = booking.upcoming_appointment(conversation, now)
+            if appointment is not None:
+                return _move_to(conversation, appointment, picked[0], now)
+        return _book(conversation, picked[0], now)
+    if picked:
+        return _offer(
+            conversation, Route.BOOKING_NEEDS_TIME, "Which of these do you mean?", picked,
+            offer.get("action", "book"),
+        )
+    return None
+
+
+def cancel(conversation: Conversation, now: datetime) -> Reply:
+    """Cancel the conversation's upcoming call (the emails go out on commit).
+
+    Returns:
+        The ``Reply``: ``booking_cancelled``, or ``booking_not_found`` when there is no call.
+    """
+    appointment = booking.upcoming_appointment(conversation, now)
+    if appointment is None:
+        return Reply(Route.BOOKING_NOT_FOUND, "I can't find an upcoming call of yours to cancel.")
+    booking.cancel(appointment)
+    logger.info("cancelled appointment %s from the chat", appointment.pk)
+    return Reply(
+        Route.BOOKING_CANCELLED,
+        f"Your call with {appointment.realtor} on {format_slot(appointment.starts_at)} is "
+        "cancelled. Would you like another time?",
+    )
+
+
+def move(conversation: Conversation, scheduling: Scheduling, now: datetime) -> Reply:
+    """Move the upcoming call: a day alone keeps its time of day, a time alone keeps its day.
+
+    Args:
+        conversation: the visitor's conversation.
+        scheduling: the scheduling classifier's answer (the new day and/or time), or "no call".
+        now: the current time, aware.
+    Returns:
+        The ``Reply``: ``booking``, ``booking_unavailable`` with alternatives (kept as the
+        offer), ``booking_needs_time``, or ``booking_not_found`` when there is no call.
+    """
+    appointment = booking.upcoming_appointment(conversation, now)
+    if appointment is None:
+        return Reply(Route.BOOKING_NOT_FOUND, "I can't find an upcoming call of yours to move.")
+    current = local(appointment.starts_at)
+    day = _iso_date(scheduling.date)
+    clock = scheduling.time
+    if day is None and clock is None:
+        return Reply(
+            Route.BOOKING_NEEDS_TIME,
+            f"Your call is on {format_slot(appointment.starts_at)}. To which day and time "
+            "should I move your call?",
+        )
+    try:
+        starts_at = booking.parse_slot(
+            (day or current.date()).isoformat(), clock or f"{current:%H:%M}"
+        )
+    except SlotUnavailable as exc:
+        return _unavailable(conversation, str(exc), None, now, "move", appointment)
+    return _move_to(conversation, appointment, starts_at, now)
+
+
+def _listing_under_discussion(conversation: Conversation) -> Listing | None:
+    """The listing named last (by its 6-digit ID) in the visitor's recent messages, if it
+    exists."""
+    texts = conversation.messages.filter(role=Message.Role.USER).order_by("-seq")
+    for text in texts.values_list("text", flat=True)[:10]:
+        for listing_id in reversed(LISTING_ID.findall(text)):
+            listing = Listing.objects.filter(listing_id=listing_id).first()
+            if listing is not None:
+                return listing
+    return None
+
+
+def _book(conversation: Conversation, starts_at: datetime, now: datetime) -> Reply:
+    try:
+        appointment = booking.book(
+            starts_at, now=now, conversation=conversation,
+            listing=_listing_under_discussion(conversation),
+        )
+    except SlotUnavailable as exc:
+        return _unavailable(conversation, str(exc), starts_at, now)
+    logger.info("booked appointment %s for conversation %s", appointment.pk, conversation.pk)
+    return Reply(Route.BOOKING, _booked_text(conversation, appointment, "is booked for"))
+
+
+def _booked_text(conversation: Conversation, appointment: Appointment, verb: str) -> str:
+    text = f"Your call with {appointment.realtor} {verb} {format_slot(appointment.starts_at)}."
+    if conversation.visitor_email:
+        text += f" A confirmation is on its way to {conversation.visitor_email}."
+    if not (conversation.visitor_phone or conversation.visitor_email):
+        text += (
+            f" How should {appointment.realtor} reach you? Please give me a phone number or an "
+            "email address."
+        )
+    return text
+
+
+def _move_to(conversation, appointment: Appointment, starts_at: datetime, now) -> Reply:
+    try:
+        new = booking.move(appointment, starts_at, now=now)
+    except SlotUnavailable as exc:
+        return _unavailable(conversation, str(exc), starts_at, now, "move", appointment)
+    logger.info("moved appointment %s to %s", appointment.pk, new.pk)
+    return Reply(Route.BOOKING, _booked_text(conversation, new, "is moved to"))
+
+
+def _unavailable(
+    conversation: Conversation, why: str, requested: datetime | None, now: datetime,
+    action: str = "book", ignore: Appointment | None = None,
+) -> Reply:
+    """Say why a time can't be booked and offer the nearest free times (kept as the offer)."""
+    text = f"Sorry, I can't book that call: {why}."
+    slots = booking.nearest_free_slots(requested, now=now, ignore=ignore) if requested else []
+    if not slots:
+        return Reply(
+            Route.BOOKING_UNAVAILABLE,
+            f"{text} We usually take calls {describe_hours()}. Which other day and time would "
+            "suit you?",
+        )
+    return _offer(conversation, Route.BOOKING_UNAVAILABLE, text, slots, action)
+
+
+def _offer(conversation, route: str, text: str, slots: list[datetime], action: str) -> Reply:
+    """A reply listing numbered call times, stored as the conversation's offer."""
+    conversation.offer = {"action": action, "slots": [s.isoformat() for s in slots]}
+    listed = "; ".join(f"{n}) {format_slot(s)}" for n, s in enumerate(slots, start=1))
+    nearest = "The nearest free time is" if len(slots) == 1 else "The nearest free times are"
+    return Reply(
+        route, f"{text} {nearest}: {listed}. Which one suits you, or which other day and time?"
+    )
+
+
+def _needs_time(conversation, scheduling: Scheduling, now: datetime, action: str) -> Reply:
+    """A call request without a full time: offer the first free times on the day given, or ask
+    for a day and time."""
+    day = _iso_date(scheduling.date)
+    if day is not None:
+        slots = booking.free_slots_on(day, now=now)
+        if slots:
+            return _offer(
+                conversation, Route.BOOKING_NEEDS_TIME,
+                f"What time on {format_day(slots[0])}?", slots, action,
+            )
+    return Reply(
+        Route.BOOKING_NEEDS_TIME,
+        "I'd be glad to set up a call with one of our realtors. What day and time suit you? "
+        f"We usually take calls {describe_hours()}.",
+    )
+
+
+def _iso_date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _pick_offered(offer: dict, text: str, scheduling: Scheduling, now: datetime) -> list:
+    """The offered call times the visitor's message picks: by ordinal ("the second one", "2"),
+    by the classifier's date and time, or by a day or time dateparser finds in the text
+    ("Thursday works", "3pm"). Empty when there is no offer or nothing matches."""
+    try:
+        slots = [datetime.fromisoformat(s) for s in offer.get("slots", [])]
+    except (TypeError, ValueError):
+        logger.warning("ignoring a malformed offer: %r", offer)
+        return []
+    if not slots:
+        return []
+    day, clock = _iso_date(scheduling.date), None
+    if scheduling.time:
+        try:
+            clock = time.fromisoformat(scheduling.time)
+        except ValueError:
+            clock = None
+    if day is None and clock is None:
+        lowered = text.lower()
+        ordinal = _ORDINAL.search(lowered)
+        if ordinal:
+            index = ORDINALS[ordinal.group(1)]
+            return [slots[index]] if index < len(slots) else []
+        numbered = _NUMBERED.search(lowered)
+        if numbered:
+            index = int(numbered.group(1) or numbered.group(2)) - 1
+            return [slots[index]] if index < len(slots) else []
+        day, clock = _mentioned(text, now)
+    if day is None and clock is None:
+        return []
+    return [
+        s for s in slots
+        if (day is None or local(s).date() == day)
+        and (clock is None or local(s).time().replace(tzinfo=None) == clock)
+    ]
+
+
+def _mentioned(text: str, now: datetime) -> tuple[date | None, time | None]:
+    """A day and a clock time the text names, each None when absent, by dateparser relative to
+    ``now`` in agency time. A time found with no day gives only the clock time."""
+    settings = {
+        "RELATIVE_BASE": local(now).replace(tzinfo=None),
+        "PREFER_DATES_FROM": "future",
+        "RETURN_TIME_AS_PERIOD": True,
+    }
+    parser = DateDataParser(languages=["en"], settings=settings)
+    found = search_dates(text, languages=["en"], settings=settings) or []
+    if not found:
+        found = [(text, None)]
+    day, clock = None, None
+    for substring, _ in found:
+        data = parser.get_date_data(substring)
+        if data.date_obj is None:
+            continue
+        if data.period == "time" and clock is None:
+            clock = data.date_obj.time().replace(second=0, microsecond=0)
+        elif data.period == "day" and day is None:
+            day = data.date_obj.date()
+    return day, clock
