@@ -1,37 +1,12 @@
 """The visitor's chat websocket at ``/ws/chat/``: a thin shell around ``agent.chat.turn``.
 
-Protocol (JSON text frames):
-    connect          ``/ws/chat/?after=N`` asks only for the messages after ``seq`` N (the last
-                     one the client holds); without it the whole conversation comes.
-                     ``token=...`` (from ``POST /chat/session``, see ``agent.chat.widget``) names the
-                     conversation; without it, the Django session cookie does. A bad or
-                     expired token gets an error frame ``bad_token`` and close code 4403.
-                     An address with ``CHAT_MAX_SOCKETS_PER_IP`` sockets open (in this
-                     process) gets an error frame ``too_many_connections`` and close code
-                     4429: wait before reconnecting (``agent.chat.abuse``).
-    client → server  {"type": "message", "text": "...", "id": "..."}  text 1 to 2,000
-                     characters after trimming; ``id`` optional, 1 to 64 characters, chosen by
-                     the client: a message whose id was already stored is acknowledged again
-                     and makes no second turn. A frame or message over 32 KiB
-                     (DAPHNE_WEBSOCKET_MAX_*) or with invalid UTF-8 makes daphne drop the
-                     connection at once (browsers see close code 1006).
-    server → client  {"type": "history", "conversation": "<uuid>", "messages": [...]}  on connect
-                     {"type": "message", "role": ..., "text": ..., "seq": n[, "route": ...]
-                      [, "id": ...][, "name": ...]}   ``route`` on assistant messages, ``name``
-                     (the staff member's first name) on staff messages
-                     {"type": "typing", "active": true|false}   around each turn
-                     {"type": "notice", "event": "joined"|"left", "name": "Anna",
-                      "text": "Anna has joined the chat"}   a staff member took over the chat or
-                     left it; show ``text`` as a line of its own. Notices are not stored and
-                     do not come in the history.
-                     {"type": "error", "code": ..., "message": ...}   the connection stays open
-                     {"type": "error", "code": "rate_limited", "message": ...,
-                      "retry_after": s[, "id": ...]}   the message (``id``: the client's id of
-                     it, when it had one) went over a rate limit (``agent.chat.abuse``): it is not
-                     stored and makes no turn. Send it again after ``retry_after`` whole
-                     seconds (at least 1); until then every message of this connection is
-                     refused the same way, so a burst keeps its order (a resend of a message
-                     already stored too: sent again later, it is acknowledged).
+The protocol (frames, error codes, close codes) is specified in README.md, section "Websocket
+protocol". Frames are JSON text, read by ``parse_frame``.
+Beyond the README: a message's ``id`` is optional, 1 to 64 characters; the limit of
+``CHAT_MAX_SOCKETS_PER_IP`` sockets per address counts the sockets of this process
+(``agent.chat.abuse``); a bad ``after`` gets an error frame ``bad_after`` and the whole history;
+while a connection is rate limited, a resend of a message already stored is refused too (sent
+again later, it is acknowledged), so a burst keeps its order.
 
 Every socket of a conversation joins its group (``agent.live``): the visitor's other tabs see
 the same frames. A turn runs as a task of its own, so frames for the conversation keep flowing
