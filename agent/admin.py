@@ -1,7 +1,7 @@
 """Staff views of the chat: read-only transcripts with every classifier call, and the handoff queue.
 
-Reviewing conversations (filters, search, trace, exports) lives in ``agent/staff/review.py``, the
-dashboard in ``agent/staff/dashboard.py``.
+Reviewing conversations (filters, search, trace) lives in ``agent/staff/review.py``, the exports
+in ``agent/staff/exports.py``, the dashboard in ``agent/staff/dashboard.py``.
 
 Everything shown comes from visitors or from a model, so all of it goes through ``format_html``.
 """
@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from agent.models import ClassifierCall, ClassifierConfig, Conversation, Endpoint, Handoff, Message
-from agent.staff import dashboard, handoffs, review
+from agent.staff import dashboard, exports, handoffs, review
 from agent.staff.review import route_label
 
 
@@ -148,26 +148,28 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export selected conversations as CSV")
     def export_csv(self, request, queryset):
-        content = review.conversations_csv(review.with_transcripts(queryset))
-        return review.attachment(content, "text/csv; charset=utf-8", "conversations.csv")
+        content = exports.conversations_csv(exports.with_transcripts(queryset))
+        return exports.attachment(content, "text/csv; charset=utf-8", "conversations.csv")
 
     @admin.action(description="Export selected conversations as JSONL")
     def export_jsonl(self, request, queryset):
-        content = review.conversations_jsonl(review.with_transcripts(queryset))
-        return review.attachment(content, "application/jsonl; charset=utf-8", "conversations.jsonl")
+        content = exports.conversations_jsonl(exports.with_transcripts(queryset))
+        return exports.attachment(
+            content, "application/jsonl; charset=utf-8", "conversations.jsonl"
+        )
 
     @admin.action(description="Add selected conversations to the evaluation set (download)")
     def add_to_eval_set(self, request, queryset):
         """Download the bot's turns in the eval format; staff check the labels and append the
         file to an eval set, or replay it as it is (``manage.py replay_eval FILE``)."""
-        content, turns = review.eval_jsonl(review.with_transcripts(queryset))
+        content, turns = exports.eval_jsonl(exports.with_transcripts(queryset))
         if not turns:
             self.message_user(
                 request, "None of the selected conversations has a turn the bot answered.",
                 notices.WARNING,
             )
             return None
-        return review.attachment(content, "application/jsonl; charset=utf-8", "eval.jsonl")
+        return exports.attachment(content, "application/jsonl; charset=utf-8", "eval.jsonl")
 
 
 @admin.register(Handoff)

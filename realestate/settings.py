@@ -388,8 +388,9 @@ CHAT_MAX_SOCKETS_PER_IP = int(env_float("CHAT_MAX_SOCKETS_PER_IP", 20, minimum=0
 # Largest websocket message and frame daphne reads, in bytes, for `manage.py runserver` (plain
 # `daphne` takes --websocket-max-message-size and --websocket-max-frame-size); a larger one gets
 # the connection closed (1009) before it is buffered. The largest valid chat frame is 2,000
-# characters of text and a 64-character id: an encoder that escapes non-ASCII (Python's json.dumps)
-# writes an emoji as a 12-byte surrogate pair, so about 24.8 KB (tests/chat/test_abuse.py checks it).
+# characters of text and a 64-character id: an encoder that escapes non-ASCII (Python's
+# json.dumps) writes an emoji as a 12-byte surrogate pair, so about 24.8 KB
+# (tests/chat/test_abuse.py checks it).
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 32 * 1024
 # Who may read /metrics besides logged-in staff: client addresses (the TCP peer daphne sees;
 # X-Forwarded-For only counts when daphne runs with --proxy-headers). Empty by default: behind a

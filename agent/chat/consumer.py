@@ -1,37 +1,13 @@
 """The visitor's chat websocket at ``/ws/chat/``: a thin shell around ``agent.chat.turn``.
 
-Protocol (JSON text frames):
-    connect          ``/ws/chat/?after=N`` asks only for the messages after ``seq`` N (the last
-                     one the client holds); without it the whole conversation comes.
-                     ``token=...`` (from ``POST /chat/session``, see ``agent.chat.widget``) names the
-                     conversation; without it, the Django session cookie does. A bad or
-                     expired token gets an error frame ``bad_token`` and close code 4403.
-                     An address with ``CHAT_MAX_SOCKETS_PER_IP`` sockets open (in this
-                     process) gets an error frame ``too_many_connections`` and close code
-                     4429: wait before reconnecting (``agent.chat.abuse``).
-    client → server  {"type": "message", "text": "...", "id": "..."}  text 1 to 2,000
-                     characters after trimming; ``id`` optional, 1 to 64 characters, chosen by
-                     the client: a message whose id was already stored is acknowledged again
-                     and makes no second turn. A frame or message over 32 KiB
-                     (DAPHNE_WEBSOCKET_MAX_*) or with invalid UTF-8 makes daphne drop the
-                     connection at once (browsers see close code 1006).
-    server → client  {"type": "history", "conversation": "<uuid>", "messages": [...]}  on connect
-                     {"type": "message", "role": ..., "text": ..., "seq": n[, "route": ...]
-                      [, "id": ...][, "name": ...]}   ``route`` on assistant messages, ``name``
-                     (the staff member's first name) on staff messages
-                     {"type": "typing", "active": true|false}   around each turn
-                     {"type": "notice", "event": "joined"|"left", "name": "Anna",
-                      "text": "Anna has joined the chat"}   a staff member took over the chat or
-                     left it; show ``text`` as a line of its own. Notices are not stored and
-                     do not come in the history.
-                     {"type": "error", "code": ..., "message": ...}   the connection stays open
-                     {"type": "error", "code": "rate_limited", "message": ...,
-                      "retry_after": s[, "id": ...]}   the message (``id``: the client's id of
-                     it, when it had one) went over a rate limit (``agent.chat.abuse``): it is not
-                     stored and makes no turn. Send it again after ``retry_after`` whole
-                     seconds (at least 1); until then every message of this connection is
-                     refused the same way, so a burst keeps its order (a resend of a message
-                     already stored too: sent again later, it is acknowledged).
+The protocol (frames, error codes, close codes) is specified in README.md, section "Websocket
+protocol". Frames are decoded and encoded by channels' ``AsyncJsonWebsocketConsumer``
+(``json.dumps`` with its default separators); ``parse_frame`` checks a decoded client frame.
+Beyond the README: a message's ``id`` is optional, 1 to 64 characters; the limit of
+``CHAT_MAX_SOCKETS_PER_IP`` sockets per address counts the sockets of this process
+(``agent.chat.abuse``); a bad ``after`` gets an error frame ``bad_after`` and the whole history;
+while a connection is rate limited, a resend of a message already stored is refused too (sent
+again later, it is acknowledged), so a burst keeps its order.
 
 Every socket of a conversation joins its group (``agent.live``): the visitor's other tabs see
 the same frames. A turn runs as a task of its own, so frames for the conversation keep flowing
@@ -48,7 +24,7 @@ import json
 import logging
 from urllib.parse import parse_qs
 
-from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
 from agent import metrics
@@ -76,20 +52,26 @@ class BadFrame(Exception):
         self.code = code
 
 
-def parse_frame(text_data: str | None, bytes_data: bytes | None) -> tuple[str, str | None]:
-    """Return ``(text, client_id)`` of a client frame: the trimmed visitor text and the
-    client's message id, or None when the frame has none.
+def decode_frame(text_data: str) -> object:
+    """The JSON value of a client's text frame (any JSON value; ``parse_frame`` checks it).
 
     Raises:
-        BadFrame: binary frame, not JSON, not an object, unknown type, missing, empty or
-            over-long text, or an id that is not a string of 1 to 64 characters.
+        BadFrame: ``bad_json``, not JSON (or nested past the parser's recursion limit).
     """
-    if text_data is None:
-        raise BadFrame("binary_frame", "Send JSON text frames, not binary ones.")
     try:
-        frame = json.loads(text_data)
+        return json.loads(text_data)
     except (ValueError, RecursionError):  # nesting deeper than ~1,000 raises RecursionError
         raise BadFrame("bad_json", "That frame is not valid JSON.") from None
+
+
+def parse_frame(frame: object) -> tuple[str, str | None]:
+    """Return ``(text, client_id)`` of a decoded client frame (``decode_frame``): the trimmed
+    visitor text and the client's message id, or None when the frame has none.
+
+    Raises:
+        BadFrame: not an object, unknown type, missing, empty or over-long text, or an id
+            that is not a string of 1 to 64 characters.
+    """
     if not isinstance(frame, dict) or frame.get("type") != "message":
         raise BadFrame("unknown_type", 'Frames need "type": "message".')
     text = frame.get("text")
@@ -138,7 +120,7 @@ def history_and_orphan(conversation_id, after: int) -> tuple[list, tuple]:
     )
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One visitor's connection, to the conversation its token names or else to the latest
     conversation of its Django session."""
 
@@ -197,7 +179,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error(exc.code, str(exc))
             after = 0
         messages, orphan = await db_trip(history_and_orphan, self.conversation.id, after)
-        await self.send_frame(
+        await self.send_json(
             {
                 "type": "history",
                 "conversation": str(self.conversation.id),
@@ -212,11 +194,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive(self, text_data=None, bytes_data=None):
+    @classmethod
+    async def decode_json(cls, text_data):
+        """``decode_frame``: raises ``BadFrame`` (``bad_json``) instead of ``ValueError``."""
+        return decode_frame(text_data)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Decode a client frame and hand it to ``receive_json``; a binary frame or one that is
+        not JSON gets an error frame instead (channels' own ``receive`` raises on both)."""
         if self.conversation is None:
             return  # refused at connect, closing
         try:
-            text, client_id = parse_frame(text_data, bytes_data)
+            if text_data is None:
+                raise BadFrame("binary_frame", "Send JSON text frames, not binary ones.")
+            frame = await self.decode_json(text_data)
+        except BadFrame as exc:
+            await self.send_error(exc.code, str(exc))
+            return
+        await self.receive_json(frame, **kwargs)
+
+    async def receive_json(self, content, **kwargs):
+        """A decoded client frame: store the visitor's message and start its turn."""
+        try:
+            text, client_id = parse_frame(content)
         except BadFrame as exc:
             await self.send_error(exc.code, str(exc))
             return
@@ -239,7 +239,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("not_stored", "Your message could not be saved. Please retry.")
             return
         if not created:
-            await self.send_frame(message.as_frame())  # a resend: acknowledge, no second turn
+            await self.send_json(message.as_frame())  # a resend: acknowledge, no second turn
             return
         await self.publish(message.as_frame())
         self.start_turn(message)
@@ -317,13 +317,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_frame(self, event):
         """A frame published to the conversation's group (``agent.live.publish``)."""
-        await self.send_frame(event["frame"])
-
-    async def send_frame(self, frame: dict) -> None:
-        """Send one JSON text frame."""
-        await self.send(text_data=json.dumps(frame))
+        await self.send_json(event["frame"])
 
     async def send_error(self, code: str, message: str, **fields) -> None:
         """Send an error frame to this socket only, with ``fields`` added to it; the
         connection stays open."""
-        await self.send_frame({"type": "error", "code": code, "message": message, **fields})
+        await self.send_json({"type": "error", "code": code, "message": message, **fields})

@@ -15,7 +15,7 @@ from agent.chat.reply import Reply
 from agent.llm.classifiers import AppointmentChange, ListingQuestion, Pricing, Scheduling, decides
 from agent.llm.fanout import Outcome
 from agent.models import Conversation, Message, Route
-from agent.staff import handoffs
+from agent.staff import handoffs, hours
 from listings import booking
 from listings.agencytime import format_slot
 from listings.models import Listing
@@ -79,7 +79,7 @@ def _decide(conversation, message, outcomes, now, contact: Contact, offer: dict)
             return Reply(
                 Route.HANDOFF,
                 "Good question! I've passed it to one of our realtors. "
-                + handoffs.when_staff_answer(conversation, now),
+                + hours.when_staff_answer(conversation, now),
             )
     picked = dialogue.pick(conversation, message.text, _scheduling_of(outcomes), offer, now)
     if picked is not None:
@@ -92,7 +92,7 @@ def _decide(conversation, message, outcomes, now, contact: Contact, offer: dict)
         return Reply(
             Route.FALLBACK,
             "Let me transfer you to a human representative. "
-            + handoffs.when_staff_answer(conversation, now),
+            + hours.when_staff_answer(conversation, now),
         )
     every = "every classifier failed" if len(failed) == len(outcomes) else "no classifier matched"
     reason = f"{every}: " + "; ".join(f"{o.classifier}: {o.error}" for o in failed)
@@ -100,7 +100,7 @@ def _decide(conversation, message, outcomes, now, contact: Contact, offer: dict)
     return Reply(
         Route.FALLBACK,
         "Sorry, I couldn't understand that one in time. I've passed your message to our team. "
-        + handoffs.when_staff_answer(conversation, now),
+        + hours.when_staff_answer(conversation, now),
     )
 
 

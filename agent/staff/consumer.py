@@ -21,16 +21,20 @@ Protocol (JSON text frames):
                          text_too_long, not_found, resolved, not_claimed, already_claimed
                          (the message names who has it), failed (a server error); the
                          connection stays open
+
+Frames are decoded and encoded by channels' ``AsyncJsonWebsocketConsumer`` (``json.dumps`` with
+its default separators), as on the visitor's socket. Database trips go through
+``agent.dbgate.db_trip``: while PostgreSQL is unreachable an action fails at once (``failed``).
 """
 
 import json
 import logging
 import uuid
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from agent.chat.consumer import MAX_TEXT
+from agent.dbgate import db_trip
 from agent.live import conversation_group
 from agent.models import Conversation, Message
 from agent.staff import handoffs
@@ -38,9 +42,10 @@ from agent.staff import handoffs
 logger = logging.getLogger(__name__)
 
 ACTIONS = {"claim": handoffs.claim, "release": handoffs.release, "resolve": handoffs.resolve}
+BAD_JSON = "Send JSON objects as text frames."
 
 
-class StaffConsumer(AsyncWebsocketConsumer):
+class StaffConsumer(AsyncJsonWebsocketConsumer):
     """One staff member's admin tab."""
 
     watching = None  # the group of the conversation on screen
@@ -56,7 +61,7 @@ class StaffConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(handoffs.STAFF_GROUP, self.channel_name)
         self.joined = True
         await self.accept()
-        await self.send_frame(await database_sync_to_async(handoffs.queue_frame)())
+        await self.send_json(await db_trip(handoffs.queue_frame))
 
     async def disconnect(self, code):
         if self.joined:
@@ -64,25 +69,45 @@ class StaffConsumer(AsyncWebsocketConsumer):
         if self.watching is not None:
             await self.channel_layer.group_discard(self.watching, self.channel_name)
 
-    async def receive(self, text_data=None, bytes_data=None):
+    @classmethod
+    async def decode_json(cls, text_data):
+        """The JSON object of a text frame.
+
+        Raises:
+            HandoffRefused: ``bad_json``, not JSON or not an object.
+        """
         try:
-            frame = json.loads(text_data) if text_data is not None else None
-        except ValueError:
+            frame = json.loads(text_data)
+        except (ValueError, RecursionError):  # nesting deeper than ~1,000 raises RecursionError
             frame = None
         if not isinstance(frame, dict):
-            await self.send_error("bad_json", "Send JSON objects as text frames.")
+            raise handoffs.HandoffRefused("bad_json", BAD_JSON)
+        return frame
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Decode a frame and hand it to ``receive_json``; a binary frame or one that is not a
+        JSON object gets a ``bad_json`` error frame (channels' own ``receive`` raises)."""
+        try:
+            if text_data is None:
+                raise handoffs.HandoffRefused("bad_json", BAD_JSON)
+            frame = await self.decode_json(text_data)
+        except handoffs.HandoffRefused as exc:
+            await self.send_error(exc.code, str(exc))
             return
+        await self.receive_json(frame, **kwargs)
+
+    async def receive_json(self, content, **kwargs):
+        """A decoded frame: watch a conversation, act on a handoff, or reply to a visitor."""
+        frame = content
         kind = frame.get("type")
         try:
             if kind == "watch":
                 await self.watch(frame)
             elif kind in ACTIONS:
-                await database_sync_to_async(ACTIONS[kind])(handoff_id(frame), self.user)
+                await db_trip(ACTIONS[kind], handoff_id(frame), self.user)
             elif kind == "message":
                 text = reply_text(frame)
-                await database_sync_to_async(handoffs.post_staff_message)(
-                    handoff_id(frame), self.user, text
-                )
+                await db_trip(handoffs.post_staff_message, handoff_id(frame), self.user, text)
             else:
                 await self.send_error(
                     "unknown_type", "Frames are watch, claim, release, resolve or message."
@@ -104,7 +129,7 @@ class StaffConsumer(AsyncWebsocketConsumer):
         after = frame.get("after", 0)
         if not isinstance(after, int) or after < 0:
             after = 0
-        if not await Conversation.objects.filter(pk=conversation_id).aexists():
+        if not await db_trip(Conversation.objects.filter(pk=conversation_id).exists):
             raise handoffs.HandoffRefused("bad_conversation", "Unknown conversation.")
         group = conversation_group(conversation_id)
         if self.watching is not None and self.watching != group:
@@ -112,8 +137,8 @@ class StaffConsumer(AsyncWebsocketConsumer):
         # Join before reading the history, as the visitor's socket does (agent.chat.consumer).
         await self.channel_layer.group_add(group, self.channel_name)
         self.watching = group
-        messages = await database_sync_to_async(Message.objects.after)(conversation_id, after)
-        await self.send_frame(
+        messages = await db_trip(Message.objects.after, conversation_id, after)
+        await self.send_json(
             {
                 "type": "history",
                 "conversation": str(conversation_id),
@@ -123,19 +148,15 @@ class StaffConsumer(AsyncWebsocketConsumer):
 
     async def chat_frame(self, event):
         """A frame of the watched conversation (``agent.live.publish``)."""
-        await self.send_frame(event["frame"])
+        await self.send_json(event["frame"])
 
     async def staff_frame(self, event):
         """A frame for every staff socket (``agent.staff.handoffs.broadcast_queue``)."""
-        await self.send_frame(event["frame"])
-
-    async def send_frame(self, frame: dict) -> None:
-        """Send one JSON text frame."""
-        await self.send(text_data=json.dumps(frame))
+        await self.send_json(event["frame"])
 
     async def send_error(self, code: str, message: str) -> None:
         """Send an error frame to this socket only; the connection stays open."""
-        await self.send_frame({"type": "error", "code": code, "message": message})
+        await self.send_json({"type": "error", "code": code, "message": message})
 
 
 def handoff_id(frame: dict) -> int:

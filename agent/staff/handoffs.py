@@ -1,4 +1,4 @@
-"""Handoffs to staff: queue, claim, release, resolve, staff replies, staff hours, overdue alerts.
+"""Handoffs to staff: queue, claim, release, resolve, staff replies.
 
 Lifecycle (issue 5): ``queued`` → ``claimed`` by one staff user → ``resolved``. Releasing a
 claimed handoff puts it back in the queue: the bot answers the visitor again, and any staff
@@ -17,16 +17,15 @@ Every change is published once its transaction commits:
         {"type": "message", "role": "staff", "text": ..., "seq": n, "name": "Anna"}
     to every staff socket (``STAFF_GROUP``): the queue frame of ``queue_frame()``.
 
-The functions touch the database: call them off the event loop (``database_sync_to_async``).
+Staff hours are in ``agent.staff.hours``, the overdue-handoff emails in ``agent.staff.alerts``.
+
+The functions touch the database: call them off the event loop (``agent.dbgate.db_trip``).
 """
 
 import logging
-from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.urls import reverse
@@ -36,7 +35,6 @@ from django.utils.text import Truncator
 from agent import metrics
 from agent.live import publish
 from agent.models import Conversation, Handoff, Message, Route
-from listings.agencytime import agency_zone, format_slot
 
 logger = logging.getLogger(__name__)
 
@@ -259,10 +257,15 @@ def queue_frame() -> dict:
         .select_related("claimed_by", "message", "conversation")
         .order_by("created_at", "pk")[:QUEUE_LIMIT]
     )
-    return {"type": "queue", "waiting": waiting, "handoffs": [_queue_item(h) for h in handoffs]}
+    return {"type": "queue", "waiting": waiting, "handoffs": [queue_item(h) for h in handoffs]}
 
 
-def _queue_item(handoff: Handoff) -> dict:
+def queue_item(handoff: Handoff) -> dict:
+    """One handoff as an item of ``queue_frame()``'s ``handoffs`` list (keys as listed there).
+
+    ``handoff`` comes with ``conversation``, ``message`` and ``claimed_by`` loaded, or each
+    costs a query.
+    """
     conversation = handoff.conversation
     visitor = " · ".join(
         part
@@ -305,107 +308,3 @@ def notice_frame(event: str, name: str) -> dict:
 def _notice_on_commit(conversation_id, event: str, name: str) -> None:
     frame = notice_frame(event, name)
     transaction.on_commit(lambda: async_to_sync(publish)(conversation_id, frame))
-
-
-# --- staff hours ---------------------------------------------------------------------------------
-
-
-def staff_on_duty(now: datetime) -> bool:
-    """Whether ``now`` (aware) lies within ``STAFF_HOURS`` on a ``STAFF_DAYS`` day, agency time."""
-    local = now.astimezone(agency_zone())
-    opens, closes = settings.STAFF_HOURS
-    return local.weekday() in settings.STAFF_DAYS and opens <= local.time() < closes
-
-
-def next_staff_opening(now: datetime) -> datetime:
-    """The next time staff come on duty after ``now`` (aware), in the agency's zone.
-
-    Looks up to 8 days ahead, which always finds one since ``STAFF_DAYS`` is never empty.
-    """
-    local = now.astimezone(agency_zone())
-    opens, _closes = settings.STAFF_HOURS
-    for days in range(8):
-        day = local.date() + timedelta(days=days)
-        opening = datetime.combine(day, opens, tzinfo=agency_zone())
-        if day.weekday() in settings.STAFF_DAYS and opening > now:
-            return opening
-    raise AssertionError("STAFF_DAYS is empty")  # settings refuse an empty list
-
-
-def when_staff_answer(conversation: Conversation, now: datetime) -> str:
-    """The sentence of a handoff reply telling the visitor when a person will answer.
-
-    During staff hours: "Someone from our team will reply here shortly." Outside them, the next
-    opening in words ("... on Monday, November 30 at 09:00 EST."), and, when the conversation
-    has neither an email address nor a phone number, a request for one.
-    """
-    if staff_on_duty(now):
-        return "Someone from our team will reply here shortly."
-    text = (
-        "Our team is away right now; someone will reply here on "
-        f"{format_slot(next_staff_opening(now))}."
-    )
-    if not (conversation.visitor_email or conversation.visitor_phone):
-        text += " Could you leave a phone number or email address, so we can reach you then?"
-    return text
-
-
-# --- overdue alerts ------------------------------------------------------------------------------
-
-
-def send_overdue_alerts(now: datetime) -> int:
-    """Email ``HANDOFF_ALERT_EMAIL`` once about each handoff queued longer than
-    ``HANDOFF_ALERT_MINUTES``; ``alerted_at`` remembers it was sent.
-
-    Runs only during staff hours (an overnight handoff is reported when they start) and only
-    when ``HANDOFF_ALERT_EMAIL`` is set. Each handoff is locked (``SKIP LOCKED``) while its email
-    is sent, so concurrent runs never send one twice; if sending fails the handoff stays
-    unmarked, the error propagates and the next run tries again.
-
-    Args:
-        now: the current time, aware.
-    Returns:
-        The number of emails sent.
-    Raises:
-        OSError, smtplib.SMTPException: the mail server failed.
-    """
-    if not settings.HANDOFF_ALERT_EMAIL or not staff_on_duty(now):
-        return 0
-    cutoff = now - timedelta(minutes=settings.HANDOFF_ALERT_MINUTES)
-    sent = 0
-    while True:
-        with transaction.atomic():
-            handoff = (
-                Handoff.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("conversation", "message")
-                .filter(status=Handoff.Status.QUEUED, alerted_at=None, created_at__lte=cutoff)
-                .order_by("created_at", "pk")
-                .first()
-            )
-            if handoff is None:
-                return sent
-            _send_alert(handoff, now)
-            handoff.alerted_at = now
-            handoff.save(update_fields=["alerted_at"])
-        sent += 1
-
-
-def _send_alert(handoff: Handoff, now: datetime) -> None:
-    minutes = int((now - handoff.created_at).total_seconds() // 60)
-    item = _queue_item(handoff)
-    lines = [
-        f"A visitor has waited {minutes} minutes for a person.",
-        "",
-        f"Reason: {item['reason']}",
-        f"Visitor's message: {item['text'] or '-'}",
-        f"Contact: {item['visitor'] or 'none given'}",
-        "",
-        f"Take it: {settings.SITE_URL}{item['url']}",
-    ]
-    send_mail(
-        f"Chat: a visitor has waited {minutes} minutes",
-        "\n".join(lines),
-        None,  # DEFAULT_FROM_EMAIL
-        settings.HANDOFF_ALERT_EMAIL,
-    )
-    logger.info("emailed an alert about handoff %s, queued %s minutes", handoff.pk, minutes)

@@ -393,7 +393,7 @@ def test_the_largest_valid_frame_fits_in_daphnes_message_size():
     text = "\U0001f600" * consumer.MAX_TEXT
     client_id = "\U0001f600" * consumer.MAX_ID
     frame = json.dumps({"type": "message", "text": text, "id": client_id})
-    assert consumer.parse_frame(frame, None) == (text, client_id)
+    assert consumer.parse_frame(consumer.decode_frame(frame)) == (text, client_id)
     assert len(frame.encode()) <= django_settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
     assert django_settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE == (
         django_settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE

@@ -11,7 +11,7 @@ from agent.chat.router import route_turn
 from agent.llm.classifiers import ListingQuestion, Pricing, Scheduling
 from agent.llm.fanout import Outcome
 from agent.models import Handoff, Message
-from agent.staff import handoffs
+from agent.staff import alerts
 
 pytestmark = pytest.mark.django_db
 
@@ -90,7 +90,7 @@ def queued(conversation, minutes_ago, now, **fields):
 
 def test_a_handoff_waiting_too_long_is_emailed_about_once(conversation, message):
     overdue = queued(conversation, 11, MONDAY_NOON, message=message)
-    assert handoffs.send_overdue_alerts(MONDAY_NOON) == 1
+    assert alerts.send_overdue_alerts(MONDAY_NOON) == 1
     (email,) = mail.outbox
     assert email.to == ["desk@agency.example"]
     assert email.subject == "Chat: a visitor has waited 11 minutes"
@@ -98,7 +98,7 @@ def test_a_handoff_waiting_too_long_is_emailed_about_once(conversation, message)
     assert f"https://chat.agency.example/admin/handoffs/{overdue.pk}/" in email.body
 
     later = MONDAY_NOON + timedelta(minutes=30)
-    assert handoffs.send_overdue_alerts(later) == 0
+    assert alerts.send_overdue_alerts(later) == 0
     assert len(mail.outbox) == 1
     overdue.refresh_from_db()
     assert overdue.alerted_at == MONDAY_NOON
@@ -109,21 +109,21 @@ def test_only_queued_handoffs_past_the_limit_are_emailed_about(conversation, ann
     queued(conversation, 9, MONDAY_NOON)
     queued(conversation, 30, MONDAY_NOON, status="claimed", claimed_by=anna)
     queued(conversation, 30, MONDAY_NOON, status="resolved")
-    assert handoffs.send_overdue_alerts(MONDAY_NOON) == 0
+    assert alerts.send_overdue_alerts(MONDAY_NOON) == 0
     assert mail.outbox == []
 
 
 def test_no_email_outside_staff_hours_until_they_start(conversation):
     saturday = datetime(2026, 11, 28, 3, 0, tzinfo=NY)
     queued(conversation, 60, saturday)
-    assert handoffs.send_overdue_alerts(saturday) == 0
-    assert handoffs.send_overdue_alerts(datetime(2026, 11, 30, 9, 0, tzinfo=NY)) == 1
+    assert alerts.send_overdue_alerts(saturday) == 0
+    assert alerts.send_overdue_alerts(datetime(2026, 11, 30, 9, 0, tzinfo=NY)) == 1
 
 
 def test_no_email_without_an_address(conversation, settings):
     settings.HANDOFF_ALERT_EMAIL = []
     queued(conversation, 60, MONDAY_NOON)
-    assert handoffs.send_overdue_alerts(MONDAY_NOON) == 0
+    assert alerts.send_overdue_alerts(MONDAY_NOON) == 0
     assert mail.outbox == []
 
 
@@ -133,13 +133,13 @@ def test_a_failed_email_leaves_the_handoff_to_be_tried_again(conversation, monke
     def refuse(*args, **kwargs):
         raise ConnectionRefusedError("mail server down")
 
-    monkeypatch.setattr("agent.staff.handoffs.send_mail", refuse)
+    monkeypatch.setattr("agent.staff.alerts.send_mail", refuse)
     with pytest.raises(ConnectionRefusedError):
-        handoffs.send_overdue_alerts(MONDAY_NOON)
+        alerts.send_overdue_alerts(MONDAY_NOON)
     handoff.refresh_from_db()
     assert handoff.alerted_at is None
     monkeypatch.undo()
-    assert handoffs.send_overdue_alerts(MONDAY_NOON) == 1
+    assert alerts.send_overdue_alerts(MONDAY_NOON) == 1
 
 
 def test_the_command_emails_each_overdue_handoff_once(conversation, settings):

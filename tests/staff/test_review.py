@@ -25,7 +25,8 @@ from agent.models import (
     message_search_vector,
 )
 from agent.ops.evalset import conversation_to_eval, load, relative_dates
-from agent.staff.review import search_conversations, with_transcripts
+from agent.staff.exports import with_transcripts
+from agent.staff.review import search_conversations
 from listings.models import Appointment
 from tests import EVAL_FILE
 

@@ -17,6 +17,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test import Client
 
+from agent import dbgate, metrics
 from agent.models import ClassifierCall, Handoff, Message
 from agent.staff import handoffs
 from realestate.asgi import application
@@ -368,6 +369,40 @@ async def test_a_bad_staff_frame_gets_an_error_and_the_socket_stays_open(
     assert error["type"] == "error" and error["code"] == code and error["message"]
     await anna.send_to(text_data='{"type": "dance"}')
     assert (await anna.receive_json_from(timeout=5))["code"] == "unknown_type"
+    await anna.disconnect()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"\x00binary", '["claim", 1]', "[" * 5000 + "]" * 5000],
+    ids=["binary", "array", "nested too deep"],
+)
+async def test_a_staff_frame_that_is_not_a_json_object_gets_bad_json(staff_socket, sessions, frame):
+    anna, _ = await staff_socket(sessions["anna"])
+    if isinstance(frame, bytes):
+        await anna.send_to(bytes_data=frame)
+    else:
+        await anna.send_to(text_data=frame)
+    error = await anna.receive_json_from(timeout=5)
+    assert error == {
+        "type": "error", "code": "bad_json", "message": "Send JSON objects as text frames."
+    }
+    await anna.send_to(text_data='{"type": "dance"}')
+    assert (await anna.receive_json_from(timeout=5))["code"] == "unknown_type"
+    await anna.disconnect()
+
+
+async def test_while_the_database_is_unreachable_a_staff_action_fails_at_once(
+    staff_socket, sessions, monkeypatch
+):
+    anna, _ = await staff_socket(sessions["anna"])
+    # As after a trip that found PostgreSQL gone, with no probe due yet (agent.dbgate).
+    monkeypatch.setattr(dbgate, "_unreachable", True)
+    monkeypatch.setattr(dbgate, "_last_failure", dbgate.time.monotonic() + 3600)
+    refused = metrics.REGISTRY.get_sample_value("chat_db_trips_refused_total") or 0
+    await anna.send_to(text_data='{"type": "claim", "handoff": 1}')
+    assert (await anna.receive_json_from(timeout=5))["code"] == "failed"
+    assert metrics.REGISTRY.get_sample_value("chat_db_trips_refused_total") == refused + 1
     await anna.disconnect()
 
 

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from django.utils import timezone
 
-from agent.staff.handoffs import send_overdue_alerts
+from agent.staff.alerts import send_overdue_alerts
 
 logger = logging.getLogger(__name__)
 
