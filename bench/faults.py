@@ -7,8 +7,8 @@ A script, not a test: it prints a table of figures. Everything runs on loopback:
 
 * the app is ``daphne realestate.asgi:application``, a real subprocess with the default
   settings (``TURN_BUDGET`` 2.5 s, the psycopg pool with ``DB_POOL_TIMEOUT`` 10 s);
-* the LLM is ``agent.llm.standin.server.StandinServer`` at ``--latency-ms`` (300) per call, in a child
-  process that the script tells when to fail (``StandinServer.outage``);
+* the LLM is ``agent.llm.standin.server.StandinServer`` at ``--latency-ms`` (300) per call, in a
+  child process that the script tells when to fail (``StandinServer.outage``);
 * the database is a fresh ``realestate_bench`` on the embedded PostgreSQL of ``.pgdata/``
   (``bench/turns.py``'s), except for the ``postgres`` mode, which stops and starts a PostgreSQL
   server of its own (``realestate.dev.devdb.SparePostgres``) and a daphne of its own on it.

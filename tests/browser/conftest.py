@@ -6,8 +6,8 @@ Playwright never downloads a browser here: it launches ``CHROMIUM_PATH`` (defaul
 install command; with ``REQUIRE_BROWSER=1`` (CI) they fail instead.
 
 The app runs as ``manage.py runserver`` (daphne) in a subprocess on a loopback port, against
-the test database, with the LLM stand-in of ``agent.llm.standin.server`` in this process. The agency's
-own site, on another origin, is a small static server here too.
+the test database, with the LLM stand-in of ``agent.llm.standin.server`` in this process. The
+agency's own site, on another origin, is a small static server here too.
 """
 
 import functools
