@@ -52,6 +52,25 @@ def env_float(name: str, default: float, *, minimum: float) -> float:
     return value
 
 
+def env_int(name: str, default: int, *, minimum: int) -> int:
+    """Parse a whole number that must be at least ``minimum``.
+
+    Raises:
+        ImproperlyConfigured: not a whole number (``7.9`` is refused, not rounded down), or
+            below ``minimum``.
+    """
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
+    return value
+
+
 def env_url(name: str, default: str) -> str:
     """Parse an http(s) URL without a trailing slash."""
     raw = env_str(name, default)

@@ -18,6 +18,7 @@ from realestate.env import (
     env_emails,
     env_float,
     env_hours,
+    env_int,
     env_networks,
     env_origins,
     env_rate_limits,
@@ -70,7 +71,7 @@ REDIS_URL = env_str("REDIS_URL")
 # full channel, silently at its default of 100 (django/channels#1244); agent.live counts and
 # logs each drop (chat_channel_layer_dropped_messages_total). A visitor's socket gets about 4
 # frames a turn and reads them within milliseconds, so 1,000 only fills behind a stuck worker.
-CHANNEL_CAPACITY = int(env_float("CHANNEL_CAPACITY", 1000, minimum=10))
+CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 1000, minimum=10)
 if REDIS_URL:
     if urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
         raise ImproperlyConfigured(
@@ -112,9 +113,9 @@ DATABASE_URL = env_str(
 # a new thread, and each thread kept its own connection open until PostgreSQL ran out
 # (bench/README.md; Django's docs, Databases > Persistent connections). DB_POOL_MAX_SIZE=0 turns
 # the pool off (e.g. behind PgBouncer): a connection per request, or CONN_MAX_AGE seconds' reuse.
-DB_POOL_MAX_SIZE = int(env_float("DB_POOL_MAX_SIZE", 10, minimum=0))
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10, minimum=0)
 DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 10, minimum=0.1)
-CONN_MAX_AGE = int(env_float("CONN_MAX_AGE", 0, minimum=0))
+CONN_MAX_AGE = env_int("CONN_MAX_AGE", 0, minimum=0)
 if DB_POOL_MAX_SIZE and CONN_MAX_AGE:
     raise ImproperlyConfigured(
         "CONN_MAX_AGE must be 0 while the connection pool is on (DB_POOL_MAX_SIZE > 0)"
@@ -164,10 +165,10 @@ USE_I18N = True
 # Hours when realtors take calls, in the agency's time zone.
 BUSINESS_HOURS = env_hours("BUSINESS_HOURS", "09:00-17:00")
 BUSINESS_DAYS = env_weekdays("BUSINESS_DAYS", "mon,tue,wed,thu,fri")
-CALL_MINUTES = int(env_float("CALL_MINUTES", 30, minimum=5))  # a new realtor's call length
+CALL_MINUTES = env_int("CALL_MINUTES", 30, minimum=5)  # a new realtor's call length
 # A call must start at least this many minutes from now, and at most this many days ahead.
-BOOKING_LEAD_MINUTES = int(env_float("BOOKING_LEAD_MINUTES", 60, minimum=0))
-BOOKING_HORIZON_DAYS = int(env_float("BOOKING_HORIZON_DAYS", 60, minimum=1))
+BOOKING_LEAD_MINUTES = env_int("BOOKING_LEAD_MINUTES", 60, minimum=0)
+BOOKING_HORIZON_DAYS = env_int("BOOKING_HORIZON_DAYS", 60, minimum=1)
 # Region for phone numbers written without a country code (ISO 3166 code, e.g. US, GB).
 PHONE_REGION = env_str("PHONE_REGION", "US").upper()
 if PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
@@ -193,7 +194,7 @@ EMAIL_BACKEND = (
     if EMAIL_HOST
     else "django.core.mail.backends.console.EmailBackend"
 )
-EMAIL_PORT = int(env_float("EMAIL_PORT", 587, minimum=1))
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
@@ -209,9 +210,9 @@ TURN_BUDGET = env_float("TURN_BUDGET", 2.5, minimum=0.1)
 # Calls in flight at once per LLM server and app process (an endpoint may set its own). 64 lets
 # four app processes fill vLLM's default batch of 256 sequences (--max-num-seqs) and no more;
 # at 300 ms a call, 16 capped one process at ~13 turns/s, below its CPU ceiling (bench/).
-LLM_MAX_IN_FLIGHT = int(env_float("LLM_MAX_IN_FLIGHT", 64, minimum=1))
+LLM_MAX_IN_FLIGHT = env_int("LLM_MAX_IN_FLIGHT", 64, minimum=1)
 # Retries of one classifier call after a connection error, 429 or 5xx (within TURN_BUDGET).
-LLM_MAX_RETRIES = int(env_float("LLM_MAX_RETRIES", 3, minimum=0))
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3, minimum=0)
 # shared_prefix: agency context and conversation first, shared by the calls (vLLM's prefix
 # cache); system_first: each classifier's system prompt first, as in the tutorial.
 LLM_PROMPT_LAYOUT = env_str("LLM_PROMPT_LAYOUT", "shared_prefix")
@@ -227,12 +228,12 @@ CLASSIFIER_MODELS = {
 
 # Privacy: `manage.py purge_conversations` anonymises conversations whose last message is older
 # than this many days (agent/ops/retention.py says what it removes and keeps).
-RETENTION_DAYS = int(env_float("RETENTION_DAYS", 365, minimum=1))
+RETENTION_DAYS = env_int("RETENTION_DAYS", 365, minimum=1)
 # The chat widget on other sites: the origins (scheme://host[:port]) whose pages may embed it,
 # besides the app's own ALLOWED_HOSTS; checked on /chat/session and on the websocket upgrade.
 CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
 # Seconds a conversation token works after it was issued (default 14 days, Django's session age).
-CHAT_TOKEN_MAX_AGE = int(env_float("CHAT_TOKEN_MAX_AGE", 14 * 24 * 3600, minimum=60))
+CHAT_TOKEN_MAX_AGE = env_int("CHAT_TOKEN_MAX_AGE", 14 * 24 * 3600, minimum=60)
 # Abuse limits of the visitor's chat socket (agent/chat/abuse.py). A turn costs one LLM call per
 # enabled classifier (four by default), so the rate limits count LLM calls, over a sliding window.
 # Per connection, 60/minute is 15 turns a minute with four classifiers: a fast typist sends about 6
@@ -245,7 +246,7 @@ CHAT_RATE_LIMIT_CONNECTION = env_rate_limits("CHAT_RATE_LIMIT_CONNECTION", "60/m
 CHAT_RATE_LIMIT_IP = env_rate_limits("CHAT_RATE_LIMIT_IP", "600/minute")
 # Open chat sockets per client address and app process (0: no cap): a visitor has one per tab,
 # an office a few dozen at most. Across processes, nginx's limit_conn caps them (README).
-CHAT_MAX_SOCKETS_PER_IP = int(env_float("CHAT_MAX_SOCKETS_PER_IP", 20, minimum=0))
+CHAT_MAX_SOCKETS_PER_IP = env_int("CHAT_MAX_SOCKETS_PER_IP", 20, minimum=0)
 # Largest websocket message and frame daphne reads, in bytes, for `manage.py runserver` (plain
 # `daphne` takes --websocket-max-message-size and --websocket-max-frame-size); a larger one gets
 # the connection closed (1009) before it is buffered. The largest valid chat frame is 2,000
