@@ -173,10 +173,10 @@ class Message(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     author_name = models.CharField(max_length=150, blank=True)
-    # A visitor message's turn (agent.chat.turn.finish_turn, agent.chat.orphans): when the bot answered
-    # it, set in the transaction that stores the reply, so a reply and this mark come together
-    # or not at all (a message for staff has route "staff" instead); and when a socket ran the
-    # turn again because nothing answered it in time (its worker died). Null: not yet.
+    # A visitor message's turn (agent.chat.turn.finish_turn, agent.chat.orphans): when the bot
+    # answered it, set in the transaction that stores the reply, so a reply and this mark come
+    # together or not at all (a message for staff has route "staff" instead); and when a socket
+    # ran the turn again because nothing answered it in time (its worker died). Null: not yet.
     answered_at = models.DateTimeField(null=True, blank=True, editable=False)
     resumed_at = models.DateTimeField(null=True, blank=True, editable=False)
 

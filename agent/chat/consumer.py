@@ -3,9 +3,9 @@
 Protocol (JSON text frames):
     connect          ``/ws/chat/?after=N`` asks only for the messages after ``seq`` N (the last
                      one the client holds); without it the whole conversation comes.
-                     ``token=...`` (from ``POST /chat/session``, see ``agent.chat.widget``) names the
-                     conversation; without it, the Django session cookie does. A bad or
-                     expired token gets an error frame ``bad_token`` and close code 4403.
+                     ``token=...`` (from ``POST /chat/session``, see ``agent.chat.widget``)
+                     names the conversation; without it, the Django session cookie does. A bad
+                     or expired token gets an error frame ``bad_token`` and close code 4403.
                      An address with ``CHAT_MAX_SOCKETS_PER_IP`` sockets open (in this
                      process) gets an error frame ``too_many_connections`` and close code
                      4429: wait before reconnecting (``agent.chat.abuse``).
