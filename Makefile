@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# PORT: the app's port (8000); STANDIN_PORT: the LLM stand-in's (PORT + 1), e.g. make run PORT=8080
 run: $(STAMP)
-	$(PY) -m realestate.dev.devserver
+	PORT='$(PORT)' STANDIN_PORT='$(STANDIN_PORT)' $(PY) -m realestate.dev.devserver
 
 # N daphne workers behind nginx on one port, sharing Redis (apt-get install nginx first).
 WORKERS ?= 2

@@ -5,167 +5,29 @@ raises ``ImproperlyConfigured`` at start-up, naming the variable. Defaults are s
 run; ``manage.py check --deploy`` refuses the local SECRET_KEY and DEBUG in production.
 """
 
-import ipaddress
-import os
-from datetime import time
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
-import limits
 import phonenumbers
-from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.core.validators import validate_email
+from django.core.exceptions import ImproperlyConfigured
+
+from realestate.env import (
+    env_bool,
+    env_emails,
+    env_float,
+    env_hours,
+    env_int,
+    env_networks,
+    env_origins,
+    env_rate_limits,
+    env_str,
+    env_url,
+    env_weekdays,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env_str(name: str, default: str = "") -> str:
-    """Return the variable ``name`` without surrounding white space; unset or empty gives
-    ``default``."""
-    return os.environ.get(name, "").strip() or default
-
-
-def env_bool(name: str, default: bool) -> bool:
-    """Parse a yes/no variable: true/false, yes/no, on/off or 1/0, any case."""
-    raw = env_str(name)
-    if not raw:
-        return default
-    value = raw.lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
-
-
-def env_float(name: str, default: float, *, minimum: float) -> float:
-    """Parse a number that must be at least ``minimum``."""
-    raw = env_str(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
-    return value
-
-
-def env_url(name: str, default: str) -> str:
-    """Parse an http(s) URL without a trailing slash."""
-    raw = env_str(name, default)
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, not {raw!r}")
-    return raw.rstrip("/")
-
-
-def env_hours(name: str, default: str) -> tuple[time, time]:
-    """Parse ``HH:MM-HH:MM`` into an (opening, closing) pair of local times."""
-    raw = env_str(name, default)
-    try:
-        start, end = (time.fromisoformat(part.strip()) for part in raw.split("-"))
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must look like 09:00-17:00, not {raw!r}") from None
-    if start >= end:
-        raise ImproperlyConfigured(f"{name} must open before it closes, not {raw!r}")
-    return start, end
-
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def env_weekdays(name: str, default: str) -> frozenset[int]:
-    """Parse a comma-separated list of weekday names (mon..sun) into ``date.weekday()`` numbers."""
-    raw = env_str(name, default)
-    days = [day.strip().lower()[:3] for day in raw.split(",") if day.strip()]
-    unknown = [day for day in days if day not in WEEKDAYS]
-    if not days or unknown:
-        raise ImproperlyConfigured(f"{name} must list weekdays like mon,tue,wed, not {raw!r}")
-    return frozenset(WEEKDAYS.index(day) for day in days)
-
-
-def env_emails(name: str, default: str = "") -> list[str]:
-    """Parse a comma-separated list of email addresses; unset gives an empty list."""
-    raw = env_str(name, default)
-    addresses = [part.strip() for part in raw.split(",") if part.strip()]
-    for address in addresses:
-        try:
-            validate_email(address)
-        except ValidationError:
-            raise ImproperlyConfigured(
-                f"{name} must be email addresses separated by commas, not {raw!r}"
-            ) from None
-    return addresses
-
-
-def env_origins(name: str) -> list[str]:
-    """Parse a comma-separated list of web origins (``https://host[:port]``, no path) into
-    their lower-case ``scheme://host[:port]`` form, as browsers send them in the ``Origin``
-    header (no default port); unset gives an empty list."""
-    origins = []
-    for raw in filter(None, (item.strip() for item in env_str(name).split(","))):
-        parts = urlsplit(raw.lower())
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            parts = None
-        if (
-            parts is None
-            or parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.path not in ("", "/")
-            or parts.query
-            or parts.fragment
-            or "@" in parts.netloc
-        ):
-            raise ImproperlyConfigured(
-                f"{name} must list origins like https://www.agency.example, not {raw!r}"
-            )
-        default_port = {"http": ":80", "https": ":443"}[parts.scheme]
-        origins.append(f"{parts.scheme}://{parts.netloc.removesuffix(default_port)}")
-    return origins
-
-
-def env_networks(name: str, default: str) -> tuple:
-    """Parse a comma-separated list of IP addresses or networks (``10.0.0.0/8``, ``::1``)
-    into a tuple of ``ipaddress`` networks; unset or empty gives ``default`` parsed."""
-    raw = env_str(name, default)
-    try:
-        return tuple(
-            ipaddress.ip_network(item.strip()) for item in raw.split(",") if item.strip()
-        )
-    except ValueError as exc:
-        raise ImproperlyConfigured(
-            f"{name} must list IP addresses or networks like 10.0.0.0/8, not {raw!r}: {exc}"
-        ) from None
-
-
-def env_rate_limits(name: str, default: str) -> str:
-    """Parse rate limits in the notation of the ``limits`` library: ``60/minute``, ``600 per
-    minute``, ``8/10 seconds``, several separated by ``;`` (each must hold); ``off`` for none.
-
-    Returns the value as given (``""`` for off), for ``limits.parse_many``.
-    Raises:
-        ImproperlyConfigured: it does not parse, or a limit allows nothing (``0/minute``).
-    """
-    raw = env_str(name, default)
-    if raw.lower() == "off":
-        return ""
-    try:
-        items = limits.parse_many(raw)
-    except ValueError:
-        items = []
-    if not items or any(item.amount < 1 for item in items):
-        raise ImproperlyConfigured(
-            f"{name} must be rate limits like 60/minute (several separated by ;) or off, "
-            f"not {raw!r}"
-        )
-    return raw
-
 
 LOCAL_SECRET_KEY = "django-insecure-local-only-never-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY", LOCAL_SECRET_KEY)
@@ -202,14 +64,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "realestate.urls"
 ASGI_APPLICATION = "realestate.asgi.application"
-# Unset: one process, with the channel layer in its memory (`make run`). Set (redis://host:6379/0,
-# rediss:// for TLS): several app processes share the channel layer through Redis.
+# Unset: one process with an in-memory channel layer; set: app processes share it through Redis.
 REDIS_URL = env_str("REDIS_URL")
-# Messages one socket's channel may hold in Redis. channels_redis drops group messages to a
-# full channel, silently at its default of 100 (django/channels#1244); agent.live counts and
-# logs each drop (chat_channel_layer_dropped_messages_total). A visitor's socket gets about 4
-# frames a turn and reads them within milliseconds, so 1,000 only fills behind a stuck worker.
-CHANNEL_CAPACITY = int(env_float("CHANNEL_CAPACITY", 1000, minimum=10))
+# Frames one socket's channel may hold in Redis; 1,000 only fills behind a stuck worker (bench/).
+CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 1000, minimum=10)
 if REDIS_URL:
     if urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
         raise ImproperlyConfigured(
@@ -240,20 +98,16 @@ TEMPLATES = [
     },
 ]
 
-# Unset: the embedded PostgreSQL that `make run` starts, over its socket in .pgdata/
-# (``python -m realestate.dev.devdb CMD`` starts it for any other command).
+# Unset: the embedded PostgreSQL of .pgdata/ that `make run` (realestate.dev.devdb) starts.
 DATABASE_URL = env_str(
     "DATABASE_URL", f"postgresql://postgres@/realestate?host={BASE_DIR / '.pgdata'}"
 )
-# Connections per process come from psycopg's pool, at most DB_POOL_MAX_SIZE; a request waits
-# up to DB_POOL_TIMEOUT seconds for a free one, then fails (psycopg_pool.PoolTimeout). Persistent
-# connections (CONN_MAX_AGE) are off with the pool: under ASGI each request runs its sync code in
-# a new thread, and each thread kept its own connection open until PostgreSQL ran out
-# (bench/README.md; Django's docs, Databases > Persistent connections). DB_POOL_MAX_SIZE=0 turns
-# the pool off (e.g. behind PgBouncer): a connection per request, or CONN_MAX_AGE seconds' reuse.
-DB_POOL_MAX_SIZE = int(env_float("DB_POOL_MAX_SIZE", 10, minimum=0))
+# Connections per process from psycopg's pool; 0 turns the pool off (e.g. behind PgBouncer).
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10, minimum=0)
+# Seconds a request waits for a free pooled connection before it fails (PoolTimeout).
 DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 10, minimum=0.1)
-CONN_MAX_AGE = int(env_float("CONN_MAX_AGE", 0, minimum=0))
+# Seconds a thread keeps its connection without the pool; 0 with it, as ASGI needs (bench/).
+CONN_MAX_AGE = env_int("CONN_MAX_AGE", 0, minimum=0)
 if DB_POOL_MAX_SIZE and CONN_MAX_AGE:
     raise ImproperlyConfigured(
         "CONN_MAX_AGE must be 0 while the connection pool is on (DB_POOL_MAX_SIZE > 0)"
@@ -269,16 +123,8 @@ except ValueError as exc:
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must be a postgresql:// URL")
 if DB_POOL_MAX_SIZE:
-    # min_size: connections kept open when idle (psycopg_pool's default is 4, more than a
-    # small max_size allows). With CONN_HEALTH_CHECKS (on above), Django gives the pool
-    # check=ConnectionPool.check_connection: a connection is checked as it leaves the pool, and
-    # one that died with a PostgreSQL restart is replaced instead of failing the request
-    # (without the pool, the same setting checks a kept connection before each request).
-    # reconnect_timeout: while PostgreSQL is down the pool retries in the background after 1,
-    # 2, 4, 8, 16, 32 s ... for up to this long, and a request in the meantime waits for the next
-    # try; psycopg_pool's default of 300 s kept the app away for 24 s after a 35 s outage had
-    # ended. With 10 s the tries come at most 4 s apart, and once it gives up the next request
-    # starts again at once: back 0.3 s after the same outage (bench/README.md, Faults).
+    # Connections checked as they are lent (conn_health_checks); reconnect_timeout 10 s, not
+    # psycopg_pool's 300, brings the app back at once after an outage (bench/README.md).
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": min(2, DB_POOL_MAX_SIZE),
         "max_size": DB_POOL_MAX_SIZE,
@@ -300,39 +146,36 @@ USE_TZ = True
 LANGUAGE_CODE = "en-us"
 USE_I18N = True
 
-# Hours when realtors take calls, in the agency's time zone.
+# Hours and days when realtors take calls, in the agency's time zone.
 BUSINESS_HOURS = env_hours("BUSINESS_HOURS", "09:00-17:00")
 BUSINESS_DAYS = env_weekdays("BUSINESS_DAYS", "mon,tue,wed,thu,fri")
-CALL_MINUTES = int(env_float("CALL_MINUTES", 30, minimum=5))  # a new realtor's call length
-# A call must start at least this many minutes from now, and at most this many days ahead.
-BOOKING_LEAD_MINUTES = int(env_float("BOOKING_LEAD_MINUTES", 60, minimum=0))
-BOOKING_HORIZON_DAYS = int(env_float("BOOKING_HORIZON_DAYS", 60, minimum=1))
+CALL_MINUTES = env_int("CALL_MINUTES", 30, minimum=5)  # a new realtor's call length
+# A call starts at least this many minutes from now, and at most this many days ahead.
+BOOKING_LEAD_MINUTES = env_int("BOOKING_LEAD_MINUTES", 60, minimum=0)
+BOOKING_HORIZON_DAYS = env_int("BOOKING_HORIZON_DAYS", 60, minimum=1)
 # Region for phone numbers written without a country code (ISO 3166 code, e.g. US, GB).
 PHONE_REGION = env_str("PHONE_REGION", "US").upper()
 if PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
     raise ImproperlyConfigured(f"PHONE_REGION must be a region code like US, not {PHONE_REGION!r}")
 
-# Hours when staff answer handoffs (default: the business hours). A handoff queued outside them
-# tells the visitor when someone will answer.
+# Hours and days when staff answer handoffs (default: the business hours), told to visitors.
 STAFF_HOURS = env_hours("STAFF_HOURS", env_str("BUSINESS_HOURS", "09:00-17:00"))
 STAFF_DAYS = env_weekdays("STAFF_DAYS", env_str("BUSINESS_DAYS", "mon,tue,wed,thu,fri"))
 
-# Email to these addresses about a handoff queued longer than HANDOFF_ALERT_MINUTES, once per
-# handoff, sent by ``manage.py notify_overdue_handoffs`` (cron or a systemd timer). Empty: off.
+# Who gets `manage.py notify_overdue_handoffs`'s email about a handoff queued too long; "": off.
 HANDOFF_ALERT_EMAIL = env_emails("HANDOFF_ALERT_EMAIL")
 HANDOFF_ALERT_MINUTES = env_float("HANDOFF_ALERT_MINUTES", 10, minimum=1)
 # The site's address, for links in emails.
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
 
-# Outgoing email (bookings, handoff alerts): printed on the console unless EMAIL_HOST names
-# an SMTP server.
+# Outgoing email (bookings, handoff alerts): on the console unless EMAIL_HOST names SMTP.
 EMAIL_HOST = env_str("EMAIL_HOST")
 EMAIL_BACKEND = (
     "django.core.mail.backends.smtp.EmailBackend"
     if EMAIL_HOST
     else "django.core.mail.backends.console.EmailBackend"
 )
-EMAIL_PORT = int(env_float("EMAIL_PORT", 587, minimum=1))
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
@@ -345,14 +188,11 @@ LLM_API_KEY = env_str("LLM_API_KEY")
 LLM_MODEL = env_str("LLM_MODEL", "Qwen/Qwen2.5-7B-Instruct")
 # Seconds from the visitor's message to the reply: every call, retry and wait comes out of it.
 TURN_BUDGET = env_float("TURN_BUDGET", 2.5, minimum=0.1)
-# Calls in flight at once per LLM server and app process (an endpoint may set its own). 64 lets
-# four app processes fill vLLM's default batch of 256 sequences (--max-num-seqs) and no more;
-# at 300 ms a call, 16 capped one process at ~13 turns/s, below its CPU ceiling (bench/).
-LLM_MAX_IN_FLIGHT = int(env_float("LLM_MAX_IN_FLIGHT", 64, minimum=1))
+# Calls in flight per LLM server and process: four processes fill vLLM's 256 (bench/).
+LLM_MAX_IN_FLIGHT = env_int("LLM_MAX_IN_FLIGHT", 64, minimum=1)
 # Retries of one classifier call after a connection error, 429 or 5xx (within TURN_BUDGET).
-LLM_MAX_RETRIES = int(env_float("LLM_MAX_RETRIES", 3, minimum=0))
-# shared_prefix: agency context and conversation first, shared by the calls (vLLM's prefix
-# cache); system_first: each classifier's system prompt first, as in the tutorial.
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3, minimum=0)
+# shared_prefix: context first, for vLLM's prefix cache; system_first: as in the tutorial.
 LLM_PROMPT_LAYOUT = env_str("LLM_PROMPT_LAYOUT", "shared_prefix")
 if LLM_PROMPT_LAYOUT not in ("shared_prefix", "system_first"):
     raise ImproperlyConfigured(
@@ -364,38 +204,20 @@ CLASSIFIER_MODELS = {
     "listing_question": env_str("LLM_MODEL_LISTING_QUESTION", LLM_MODEL),
 }
 
-# Privacy: `manage.py purge_conversations` anonymises conversations whose last message is older
-# than this many days (agent/ops/retention.py says what it removes and keeps).
-RETENTION_DAYS = int(env_float("RETENTION_DAYS", 365, minimum=1))
-# The chat widget on other sites: the origins (scheme://host[:port]) whose pages may embed it,
-# besides the app's own ALLOWED_HOSTS; checked on /chat/session and on the websocket upgrade.
+# Days after its last message `manage.py purge_conversations` anonymises a conversation.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 365, minimum=1)
+# Other sites' origins whose pages may embed the chat widget, besides ALLOWED_HOSTS.
 CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
-# Seconds a conversation token works after it was issued (default 14 days, Django's session age).
-CHAT_TOKEN_MAX_AGE = int(env_float("CHAT_TOKEN_MAX_AGE", 14 * 24 * 3600, minimum=60))
-# Abuse limits of the visitor's chat socket (agent/chat/abuse.py). A turn costs one LLM call per
-# enabled classifier (four by default), so the rate limits count LLM calls, over a sliding window.
-# Per connection, 60/minute is 15 turns a minute with four classifiers: a fast typist sends about 6
-# messages a minute, and the widget's queue of messages typed offline (sent at once on reconnect)
-# fits too. Per client address (across processes when REDIS_URL is set), 600/minute is 150 turns a
-# minute: about 25 people typing as fast as they can behind one NAT (an office, a school, a mobile
-# carrier's shared address). One address can then cost at most 10 LLM calls a second. "off" turns
-# a limit off (e.g. for a load test whose clients all come from one address).
+# Seconds a conversation token works after it was issued (14 days, Django's session age).
+CHAT_TOKEN_MAX_AGE = env_int("CHAT_TOKEN_MAX_AGE", 14 * 24 * 3600, minimum=60)
+# LLM calls a socket's, and a client address's, turns may make (README.md, Abuse limits).
 CHAT_RATE_LIMIT_CONNECTION = env_rate_limits("CHAT_RATE_LIMIT_CONNECTION", "60/minute")
 CHAT_RATE_LIMIT_IP = env_rate_limits("CHAT_RATE_LIMIT_IP", "600/minute")
-# Open chat sockets per client address and app process (0: no cap): a visitor has one per tab,
-# an office a few dozen at most. Across processes, nginx's limit_conn caps them (README).
-CHAT_MAX_SOCKETS_PER_IP = int(env_float("CHAT_MAX_SOCKETS_PER_IP", 20, minimum=0))
-# Largest websocket message and frame daphne reads, in bytes, for `manage.py runserver` (plain
-# `daphne` takes --websocket-max-message-size and --websocket-max-frame-size); a larger one gets
-# the connection closed (1009) before it is buffered. The largest valid chat frame is 2,000
-# characters of text and a 64-character id: an encoder that escapes non-ASCII (Python's
-# json.dumps) writes an emoji as a 12-byte surrogate pair, so about 24.8 KB
-# (tests/chat/test_abuse.py checks it).
+# Open chat sockets per client address and app process (0: no cap); a visitor has one a tab.
+CHAT_MAX_SOCKETS_PER_IP = env_int("CHAT_MAX_SOCKETS_PER_IP", 20, minimum=0)
+# Bytes of a websocket message or frame runserver's daphne reads; a valid chat frame is < 25 KB.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 32 * 1024
-# Who may read /metrics besides logged-in staff: client addresses (the TCP peer daphne sees;
-# X-Forwarded-For only counts when daphne runs with --proxy-headers). Empty by default: behind a
-# reverse proxy on the same host every visitor's peer address is 127.0.0.1, so allowing loopback
-# would make the metrics public. `make run` and the benchmark allow loopback.
+# Addresses that may read /metrics besides staff; not loopback, which a local proxy makes public.
 METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", "")
 
 STATIC_URL = "static/"

@@ -20,14 +20,8 @@ from agent.llm.classifiers import (
     PRICING,
     SCHEDULING,
 )
-from agent.llm.standin.server import (
-    NOTHING,
-    StandinServer,
-    classify,
-    parse_date,
-    parse_time,
-    today_from,
-)
+from agent.llm.standin.rules import NOTHING, classify, parse_date, parse_time, today_from
+from agent.llm.standin.server import StandinServer
 from tests import EVAL_FILE, ROOT
 
 TODAY = date(2026, 11, 19)  # a Thursday, so {weekday+3} crosses a weekend

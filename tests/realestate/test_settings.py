@@ -110,3 +110,25 @@ def test_check_deploy_passes_with_production_settings():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+INTEGER_SETTINGS = [
+    "CHANNEL_CAPACITY", "DB_POOL_MAX_SIZE", "CONN_MAX_AGE", "CALL_MINUTES",
+    "BOOKING_LEAD_MINUTES", "BOOKING_HORIZON_DAYS", "EMAIL_PORT", "LLM_MAX_IN_FLIGHT",
+    "LLM_MAX_RETRIES", "RETENTION_DAYS", "CHAT_TOKEN_MAX_AGE", "CHAT_MAX_SOCKETS_PER_IP",
+]
+
+
+@pytest.mark.parametrize("name", INTEGER_SETTINGS)
+def test_a_fraction_for_a_whole_number_is_refused_naming_the_variable(name):
+    # int(env_float(...)) made 7.9 minutes 7 without a word; 1000.5 is above every minimum.
+    result = load_settings(**{name: "1000.5"})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"{name} must be a whole number, not '1000.5'" in result.stderr
+
+
+def test_call_minutes_7_9_is_refused():
+    result = load_settings(CALL_MINUTES="7.9")
+    assert result.returncode != 0
+    assert "CALL_MINUTES must be a whole number, not '7.9'" in result.stderr
