@@ -14,10 +14,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from agent.admin import contact, conversation_link
-
-from . import booking
-from .agencytime import local, local_midnight
-from .models import Appointment, DayOff, Listing, Realtor, WorkingHours
+from listings import booking
+from listings.agencytime import local, local_midnight
+from listings.models import Appointment, DayOff, Listing, Realtor, WorkingHours
+from listings.schedule import load_schedule
 
 
 @admin.register(Listing)
@@ -92,7 +92,7 @@ class RealtorAdmin(admin.ModelAdmin):
             .select_related("listing")
             .order_by("starts_at")
         )
-        schedule = booking.load_schedule(start, start)
+        schedule = load_schedule(start, start)
         mine = next((r for r in schedule.realtors if r.pk == realtor.pk), None)
         shifts = schedule.shifts(mine, day) if mine is not None else []
         context = {

@@ -12,6 +12,7 @@ from listings import booking
 from listings.agencytime import format_slot, local
 from listings.booking import SlotUnavailable, book_call, nearest_free_slots, parse_slot
 from listings.models import Appointment, DayOff, Listing, Realtor, WorkingHours
+from listings.schedule import Schedule
 
 NY = ZoneInfo("America/New_York")
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=NY)  # a Monday, noon
@@ -170,7 +171,7 @@ def test_when_the_application_check_misses_a_booking_the_constraint_refuses_it(
     book_call(at("2026-11-24", "10:00"), now=NOW)
     # As if a concurrent booking committed between our check and our insert.
     monkeypatch.setattr(
-        booking.Schedule, "free_realtors", lambda self, starts_at, preferred=None: self.realtors
+        Schedule, "free_realtors", lambda self, starts_at, preferred=None: self.realtors
     )
     with pytest.raises(SlotUnavailable, match="booked by someone else a moment ago"):
         book_call(at("2026-11-24", "10:00"), now=NOW)
@@ -181,7 +182,7 @@ def test_a_taken_realtor_passes_the_call_to_the_next_free_one(anna, monkeypatch)
     ben = make_realtor("ben")
     book_call(at("2026-11-24", "10:00"), now=NOW)  # anna
     monkeypatch.setattr(
-        booking.Schedule, "free_realtors", lambda self, starts_at, preferred=None: self.realtors
+        Schedule, "free_realtors", lambda self, starts_at, preferred=None: self.realtors
     )
     assert book_call(at("2026-11-24", "10:00"), now=NOW).realtor == ben
 
