@@ -23,9 +23,11 @@ WORKERS ?= 2
 run-scaled: $(STAMP)
 	$(PY) -m realestate.dev.scaled --workers $(WORKERS)
 
-# ARGS passes options to pytest, e.g. make test ARGS="tests/chat/test_router.py -k price"
+# ARGS passes options to pytest, e.g. make test ARGS="tests/chat/test_router.py -k price".
+# The quick tier (ARGS="-m 'not system'") runs on two pytest-xdist workers; everything else,
+# the slow tier's timing-sensitive process tests included, runs in one process.
 test: $(STAMP)
-	$(PY) -m realestate.dev.devdb $(PY) -m pytest $(ARGS)
+	$(PY) -m realestate.dev.devdb $(PY) -m pytest $(if $(findstring not system,$(ARGS)),-n 2) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,24 +1,27 @@
 """Settings: bad environment values fail at start-up with a message naming the variable."""
 
 import os
+import runpy
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from tests import ROOT
 
 
 def load_settings(**env: str) -> subprocess.CompletedProcess:
-    """Import the settings module in a fresh interpreter with ``env`` on top of ours."""
-    return subprocess.run(
-        [sys.executable, "-c", "import realestate.settings"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """Run the settings module afresh, in this process, with ``env`` on top of our environment;
+    the result reads as the start-up of a fresh interpreter would (exit code, traceback's last
+    line on stderr). In-process, since a new interpreter per case cost about 0.4 s."""
+    with mock.patch.dict(os.environ, env):
+        try:
+            runpy.run_path(str(ROOT / "realestate" / "settings.py"))
+        except ImproperlyConfigured as exc:
+            return subprocess.CompletedProcess([], 1, "", f"ImproperlyConfigured: {exc}\n")
+    return subprocess.CompletedProcess([], 0, "", "")
 
 
 @pytest.mark.parametrize(
