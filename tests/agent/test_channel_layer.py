@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import redis.asyncio as redis
 from channels_redis.core import RedisChannelLayer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -82,7 +83,12 @@ async def test_a_redis_restart_fails_every_waiting_receive_and_new_channels_work
     for channel in channels:
         await layer.group_add("chat.g", channel)
     waiting = [asyncio.create_task(layer.receive(channel)) for channel in channels]
-    await asyncio.sleep(0.3)
+    watcher = redis.Redis.from_url(redis_process.url)
+    for _ in range(500):  # until one receive blocks in Redis (the others wait on its lock)
+        if (await watcher.info("clients"))["blocked_clients"]:
+            break
+        await asyncio.sleep(0.01)
+    await watcher.aclose()
     before = metrics.REGISTRY.get_sample_value("chat_channel_layer_outages_total") or 0
     redis_process.stop()
     redis_process.start()

@@ -79,14 +79,15 @@ async def test_while_a_probe_waits_for_the_database_other_trips_fail_at_once(mon
     import threading
 
     monkeypatch.setattr(dbgate, "_unreachable", True)
-    release = threading.Event()
+    release, started = threading.Event(), threading.Event()
 
     def slow_probe():
+        started.set()
         release.wait(5)  # as a trip waiting DB_POOL_TIMEOUT for a connection
         return "back"
 
     probe = asyncio.create_task(dbgate.db_trip(slow_probe))
-    await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(started.wait, 5)  # the probe holds the gate now
     with pytest.raises(dbgate.DatabaseUnavailable):
         await dbgate.db_trip(fine)
     release.set()
