@@ -11,7 +11,8 @@ classifiers they name (README "Evaluation" defines them for readers):
 - A turn **scores** a classifier when it has a label for it and the call was not cancelled by
   the fan-out's early exit (the route was known without it). A call that failed, timed out or
   was never logged has **no answer**: its decision counts as no, its fields as wrong.
-- The **extracted fields** are the label's other fields. Their exact-match rate is over the
+- The **extracted fields** are the label's other fields, and the decision field itself when it
+  is not a boolean (``action``: which yes it is matters). Their exact-match rate is over the
   scored turns whose label says yes (a no's fields carry nothing): the share whose output equals
   the label in every one of them (JSON equality: ``1`` is not ``true``, lists compare in order).
 - Latency percentiles are nearest-rank: p of n sorted values is the ceil(p/100 * n)-th.
@@ -107,8 +108,11 @@ def classifier_report(name: str, turns: list[Turn]) -> dict:
     ``call_latency_ms`` over every logged call of it that was not cancelled, labelled or not."""
     labelled = [t for t in turns if name in t.labels]
     key = decision_key([t.labels[name] for t in labelled])
+    # An enumerated decision ("cancel" or "move") is also a field: which yes it is matters.
+    boolean = all(isinstance(t.labels[name].get(key), bool) for t in labelled)
+    scored_key = key if boolean else None
     counts = dict(labelled=len(labelled), scored=0, skipped=0, no_answer=0, tp=0, fp=0, fn=0, tn=0)
-    field_names = [k for t in labelled for k in t.labels[name] if k != key]
+    field_names = [k for t in labelled for k in t.labels[name] if k != scored_key]
     field_names = list(dict.fromkeys(field_names))
     checked, matched, per_field = 0, 0, {f: 0 for f in field_names}
     for turn in labelled:
@@ -123,7 +127,7 @@ def classifier_report(name: str, turns: list[Turn]) -> dict:
         want = key is not None and is_yes(label.get(key))
         got = key is not None and answered and is_yes(output.get(key))
         counts[OUTCOME[want, got]] += 1
-        others = [k for k in label if k != key]
+        others = [k for k in label if k != scored_key]
         if want and others:
             checked += 1
             right = [k for k in others if k in output and same(output[k], label[k])]

@@ -11,8 +11,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 from django.utils import timezone
 
+from agent.chat.abuse import close_limiters
 from agent.llm.client import close_clients
 from agent.ops import evalreport, evalset
 
@@ -181,6 +183,9 @@ class Command(BaseCommand):
                 )
             finally:
                 await close_clients()
+                await close_limiters()
+                # The ORM ran in asgiref's thread for sync code: close its connection there.
+                await database_sync_to_async(connections.close_all)()
 
         passed, turns, labels_right, labels = asyncio.run(main())
         payload = report_payload(file, results)
