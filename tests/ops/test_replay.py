@@ -100,3 +100,29 @@ def test_the_command_prints_and_writes_the_report_on_the_sample_conversations(
     assert any(line.split()[:3] == ["pricing", "asks_price", str(turns)] for line in lines)
     assert f"routes (rows: expected, columns: got; {turns}/{turns} right)" in lines
     assert any(line.startswith("turn  ") and line.split()[1] == str(turns) for line in lines)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_turn_still_exits_1_after_the_report_counts_it(
+    standin, listings, realtors, tmp_path
+):
+    import io
+    import json
+
+    wrong = {"id": "wrong", "turns": [{
+        "user": "How much is listing 654321?", "route": "handoff",
+        "labels": {"pricing": {"asks_price": False, "listing_id": None}},
+    }]}
+    file, report_path = tmp_path / "wrong.jsonl", tmp_path / "report.json"
+    file.write_text(json.dumps(wrong) + "\n")
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_:
+        call_command("replay_eval", str(file), "--json", str(report_path), stdout=out)
+    assert exit_.value.code == 1
+    assert out.getvalue().splitlines()[0] == "FAIL wrong turn 1: price"
+    report = json.loads(report_path.read_text())
+    assert report["routes"]["counts"] == {"handoff": {"price": 1}}
+    assert report["routes"]["right"] == 0
+    pricing = report["classifiers"]["pricing"]
+    assert (pricing["tp"], pricing["fp"], pricing["fn"], pricing["tn"]) == (0, 1, 0, 0)
+    assert pricing["precision"] == 0.0 and pricing["recall"] is None
