@@ -8,6 +8,7 @@ as ``Thursday, December 3``, ``{sunday+N}`` the N-th Sunday after today. Times a
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from agent.models import ClassifierCall, Conversation, Handoff, Message
+from agent.ops import evalreport
 from listings.agencytime import agency_zone
 from listings.booking import ACTIVE
 from listings.models import Appointment
@@ -92,7 +94,9 @@ Connect = Callable[[], AbstractAsyncContextManager[Chat]]
 class TurnResult:
     """How one turn went: ``problems`` empty means its route, reply and effects were right;
     ``label_misses`` lists classifiers whose output differed from the label; a call the
-    fan-out cancelled (the route was known without it) is not checked."""
+    fan-out cancelled (the route was known without it) is not checked. ``observed`` is what
+    the report (``agent.ops.evalreport``) scores: expected and got route, the turn's latency,
+    the labels and the calls logged."""
 
     conversation: str
     turn: int
@@ -100,6 +104,7 @@ class TurnResult:
     problems: list[str] = field(default_factory=list)
     label_misses: list[str] = field(default_factory=list)
     labels_checked: int = 0
+    observed: evalreport.Turn | None = None
 
     @property
     def passed(self) -> bool:
@@ -107,19 +112,27 @@ class TurnResult:
 
 
 async def replay(
-    conversations: list[dict], connect: Connect, *, keep_appointments: bool = False
+    conversations: list[dict],
+    connect: Connect,
+    *,
+    keep_appointments: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> AsyncIterator[TurnResult]:
     """Play each conversation as a new visitor and yield one ``TurnResult`` per turn.
 
     The appointments a conversation booked are cancelled once it is checked, so that the
     replay can run again and finds the realtors free; ``keep_appointments`` leaves them.
+    ``clock`` gives seconds (monotonic); a turn's latency is from sending the visitor's
+    message to receiving the assistant's reply (or the error frame).
     """
     for conversation in conversations:
         async with connect() as chat:
             history = await chat.receive()
             conversation_id = history["conversation"]
             for number, expected in enumerate(conversation["turns"], start=1):
-                yield await _play_turn(chat, conversation["id"], conversation_id, number, expected)
+                yield await _play_turn(
+                    chat, conversation["id"], conversation_id, number, expected, clock
+                )
         if not keep_appointments:
             await Appointment.objects.filter(conversation_id=conversation_id).aupdate(
                 status=Appointment.Status.CANCELLED
@@ -127,18 +140,28 @@ async def replay(
 
 
 async def _play_turn(
-    chat: Chat, name: str, conversation_id: str, number: int, expected: dict
+    chat: Chat,
+    name: str,
+    conversation_id: str,
+    number: int,
+    expected: dict,
+    clock: Callable[[], float],
 ) -> TurnResult:
+    started = clock()
     await chat.send({"type": "message", "text": expected["user"]})
     seq, reply = None, None
     while reply is None:
         frame = await chat.receive()
         if frame["type"] == "error":
-            return TurnResult(name, number, "", [f"error frame: {frame['message']}"])
+            result = TurnResult(name, number, "", [f"error frame: {frame['message']}"])
+            calls = await database_sync_to_async(_calls)(conversation_id, seq)
+            result.observed = _observed(expected, result.route, clock() - started, calls)
+            return result
         if frame["type"] == "message" and frame["role"] == "user":
             seq = frame["seq"]
         elif frame["type"] == "message":
             reply = frame
+    elapsed = clock() - started
     result = TurnResult(name, number, reply.get("route", ""))
     if "route" in expected and result.route != expected["route"]:
         result.problems.append(f"route {result.route!r}, expected {expected['route']!r}")
@@ -148,7 +171,12 @@ async def _play_turn(
     result.problems += await database_sync_to_async(_check_effects)(
         conversation_id, expected.get("effects", {})
     )
-    outputs = await database_sync_to_async(_classifier_outputs)(conversation_id, seq)
+    calls = await database_sync_to_async(_calls)(conversation_id, seq)
+    result.observed = _observed(expected, result.route, elapsed, calls)
+    outputs = {
+        name: CANCELLED if call.status == ClassifierCall.Status.CANCELLED else call.output
+        for name, call in calls.items()
+    }
     # A call cancelled because the route was already known has no answer to score.
     labels = {name: label for name, label in expected.get("labels", {}).items()
               if outputs.get(name, {}) is not CANCELLED}
@@ -164,15 +192,29 @@ async def _play_turn(
 CANCELLED = object()  # the output of a call cancelled by the fan-out's early exit
 
 
-def _classifier_outputs(conversation_id: str, seq: int | None) -> dict:
+def _calls(conversation_id: str, seq: int | None) -> dict[str, evalreport.Call]:
+    """The classifier calls logged for the visitor message ``seq`` (none if it is None)."""
+    if seq is None:
+        return {}
     calls = ClassifierCall.objects.filter(
         message__conversation_id=conversation_id, message__seq=seq
     )
     return {
-        call.classifier: CANCELLED if call.status == ClassifierCall.Status.CANCELLED
-        else call.output
+        call.classifier: evalreport.Call(call.status, call.output, call.latency_ms)
         for call in calls
     }
+
+
+def _observed(
+    expected: dict, route: str, seconds: float, calls: dict[str, evalreport.Call]
+) -> evalreport.Turn:
+    return evalreport.Turn(
+        expected_route=expected.get("route"),
+        route=route,
+        latency_ms=seconds * 1000,
+        labels=expected.get("labels", {}),
+        calls=calls,
+    )
 
 
 def _check_effects(conversation_id: str, effects: dict) -> list[str]:

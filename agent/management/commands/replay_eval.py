@@ -1,4 +1,5 @@
-"""``manage.py replay_eval FILE [--url URL]``: replay eval conversations, pass/fail per turn."""
+"""``manage.py replay_eval FILE [--url URL] [--json PATH]``: replay eval conversations, print
+pass/fail per turn and the report (``agent.ops.evalreport``)."""
 
 import asyncio
 import json
@@ -10,10 +11,12 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 from django.utils import timezone
 
+from agent.chat.abuse import close_limiters
 from agent.llm.client import close_clients
-from agent.ops import evalset
+from agent.ops import evalreport, evalset
 
 
 class CommunicatorChat:
@@ -85,11 +88,18 @@ def server_chat(base_url: str):
 
 
 async def run_replay(
-    conversations: list[dict], connect, write, keep_appointments: bool = False
+    conversations: list[dict],
+    connect,
+    write,
+    keep_appointments: bool = False,
+    results: list[evalset.TurnResult] | None = None,
 ) -> tuple[int, int, int, int]:
-    """Replay and write one line per turn; return (turns passed, turns, labels right, labels)."""
+    """Replay and write one line per turn; return (turns passed, turns, labels right, labels).
+    Each turn's ``TurnResult`` is appended to ``results`` when given."""
     passed = turns = labels_right = labels = 0
     async for result in evalset.replay(conversations, connect, keep_appointments=keep_appointments):
+        if results is not None:
+            results.append(result)
         turns += 1
         passed += result.passed
         labels += result.labels_checked
@@ -103,11 +113,36 @@ async def run_replay(
     return passed, turns, labels_right, labels
 
 
+def report_payload(file: Path, results: list[evalset.TurnResult]) -> dict:
+    """The ``--json`` document: ``file``, ``turns`` ``{"passed", "total"}``, the report
+    (``evalreport.build``: ``classifiers``, ``routes``, ``turn_latency_ms``) and ``results``, a
+    row per turn (conversation, turn, expected and got route, passed, latency in ms)."""
+    observed = [r.observed for r in results if r.observed is not None]
+    return {
+        "file": str(file),
+        "turns": {"passed": sum(r.passed for r in results), "total": len(results)},
+        **evalreport.build(observed),
+        "results": [
+            {
+                "conversation": r.conversation,
+                "turn": r.turn,
+                "expected_route": r.observed.expected_route if r.observed else None,
+                "route": r.route,
+                "passed": r.passed,
+                "latency_ms": round(r.observed.latency_ms, 1) if r.observed else None,
+            }
+            for r in results
+        ],
+    }
+
+
 class Command(BaseCommand):
     help = (
         "Replay eval conversations (the ../shared/eval format) through the chat websocket and "
-        "print pass/fail per turn. Without --url the app runs in this process; the LLM server "
-        "is LLM_BASE_URL either way. Exits 1 if a turn fails."
+        "print pass/fail per turn, then a report: per classifier precision, recall and F1 of its "
+        "yes/no decision and the exact-match rate of its extracted fields, the route confusion "
+        "matrix and turn latency p50/p90/p99 (README, Evaluation). Without --url the app runs "
+        "in this process; the LLM server is LLM_BASE_URL either way. Exits 1 if a turn fails."
     )
 
     def add_arguments(self, parser):
@@ -118,8 +153,20 @@ class Command(BaseCommand):
             action="store_true",
             help="keep the appointments the replay booked (default: cancel them afterwards)",
         )
+        parser.add_argument(
+            "--json", type=Path, dest="json_path", metavar="PATH",
+            help="also write the report as JSON to PATH",
+        )
 
-    def handle(self, *args, file: Path, url: str | None, keep_appointments: bool, **options):
+    def handle(
+        self,
+        *args,
+        file: Path,
+        url: str | None,
+        keep_appointments: bool,
+        json_path: Path | None = None,
+        **options,
+    ):
         if not file.exists():
             raise CommandError(f"{file} does not exist")
         try:
@@ -127,16 +174,27 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         connect = server_chat(url) if url else in_process_chat
+        results: list[evalset.TurnResult] = []
 
         async def main():
             try:
                 return await run_replay(
-                    conversations, connect, self.stdout.write, keep_appointments
+                    conversations, connect, self.stdout.write, keep_appointments, results
                 )
             finally:
                 await close_clients()
+                await close_limiters()
+                # The ORM ran in asgiref's thread for sync code: close its connection there.
+                await database_sync_to_async(connections.close_all)()
 
         passed, turns, labels_right, labels = asyncio.run(main())
+        payload = report_payload(file, results)
+        self.stdout.write("")
+        for line in evalreport.render(payload):
+            self.stdout.write(line)
+        self.stdout.write("")
+        if json_path is not None:
+            json_path.write_text(json.dumps(payload, indent=2) + "\n")
         self.stdout.write(
             f"turns: {passed}/{turns} passed; classifier labels: {labels_right}/{labels} right"
         )
