@@ -10,6 +10,7 @@ import json
 
 from django.contrib import admin
 from django.contrib import messages as notices
+from django.db import models
 from django.db.models import Count, Max, OuterRef, Prefetch, Subquery
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -288,12 +289,33 @@ class ClassifierCallAdmin(admin.ModelAdmin):
         return obj.message.text
 
 
+class LLMSettingsAdmin(admin.ModelAdmin):
+    """Endpoints and classifier configs decide where turns go, with which key, and what the bot
+    does, so adding, changing and deleting them also needs ``agent.manage_llm`` (superusers
+    have it; the "Chat staff" group does not). Viewing needs the model's view permission."""
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("agent.manage_llm") and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("agent.manage_llm") and super().has_change_permission(
+            request, obj
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm("agent.manage_llm") and super().has_delete_permission(
+            request, obj
+        )
+
+
 @admin.register(Endpoint)
-class EndpointAdmin(admin.ModelAdmin):
+class EndpointAdmin(LLMSettingsAdmin):
     """LLM servers: URL, API style, the name of the variable holding the key, call slots."""
 
     list_display = ["name", "base_url_or_default", "api_style", "api_key_env", "max_in_flight"]
     fields = ["name", "base_url", "api_style", "api_key_env", "max_in_flight"]
+    # Django 6's default, asked for now: a scheme-less URL typed in the form means https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(description="base URL")
     def base_url_or_default(self, obj):
@@ -301,7 +323,7 @@ class EndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(ClassifierConfig)
-class ClassifierConfigAdmin(admin.ModelAdmin):
+class ClassifierConfigAdmin(LLMSettingsAdmin):
     """The classifiers asked on every turn. Each save raises the version, which every call
     records, so old logs stay explainable after a prompt changes."""
 
