@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from agent.models import ClassifierCall, ClassifierConfig, Conversation, Endpoint, Handoff, Message
-from agent.staff import dashboard, exports, handoffs, review
+from agent.staff import access, dashboard, exports, handoffs, review
 from agent.staff.review import route_label
 
 
@@ -147,19 +147,24 @@ class ConversationAdmin(admin.ModelAdmin):
         calls = Prefetch("classifier_calls", queryset=ClassifierCall.objects.order_by("classifier"))
         return review.turn_trace(obj.messages.order_by("seq").prefetch_related(calls))
 
-    @admin.action(description="Export selected conversations as CSV")
+    # Actions read only; each still names its permission (Django runs an action without
+    # allowed_permissions for anyone who sees the list).
+    @admin.action(description="Export selected conversations as CSV", permissions=["view"])
     def export_csv(self, request, queryset):
         content = exports.conversations_csv(exports.with_transcripts(queryset))
         return exports.attachment(content, "text/csv; charset=utf-8", "conversations.csv")
 
-    @admin.action(description="Export selected conversations as JSONL")
+    @admin.action(description="Export selected conversations as JSONL", permissions=["view"])
     def export_jsonl(self, request, queryset):
         content = exports.conversations_jsonl(exports.with_transcripts(queryset))
         return exports.attachment(
             content, "application/jsonl; charset=utf-8", "conversations.jsonl"
         )
 
-    @admin.action(description="Add selected conversations to the evaluation set (download)")
+    @admin.action(
+        description="Add selected conversations to the evaluation set (download)",
+        permissions=["view"],
+    )
     def add_to_eval_set(self, request, queryset):
         """Download the bot's turns in the eval format; staff check the labels and append the
         file to an eval set, or replay it as it is (``manage.py replay_eval FILE``)."""
@@ -195,11 +200,15 @@ class HandoffAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Claim the selected handoffs")
+    def has_handle_permission(self, request):
+        """May claim, release, resolve and answer handoffs (``agent.staff.access.HANDLE``)."""
+        return request.user.has_perm(access.HANDLE)
+
+    @admin.action(description="Claim the selected handoffs", permissions=["handle"])
     def claim(self, request, queryset):
         self._apply(request, queryset, handoffs.claim, "claimed")
 
-    @admin.action(description="Resolve the selected handoffs")
+    @admin.action(description="Resolve the selected handoffs", permissions=["handle"])
     def resolve(self, request, queryset):
         self._apply(request, queryset, handoffs.resolve, "resolved")
 
