@@ -50,7 +50,8 @@ from agent.staff import access, handoffs
 logger = logging.getLogger(__name__)
 
 ACTIONS = {"claim": handoffs.claim, "release": handoffs.release, "resolve": handoffs.resolve}
-# The permission each frame type needs, besides the queue's (access.VIEW_QUEUE).
+# The permission each frame type needs besides the queue's (access.VIEW_QUEUE), which any
+# frame, even an unknown one, needs.
 NEEDS = {"watch": access.VIEW_TRANSCRIPTS, "message": access.HANDLE} | dict.fromkeys(
     ACTIONS, access.HANDLE
 )
@@ -122,7 +123,7 @@ class StaffConsumer(AsyncJsonWebsocketConsumer):
         frame = content
         kind = frame.get("type")
         try:
-            if kind in NEEDS and not await self.allowed(NEEDS[kind]):
+            if not await self.allowed(NEEDS.get(kind, access.VIEW_QUEUE)):
                 return
             if kind == "watch":
                 await self.watch(frame)

@@ -129,7 +129,8 @@ async def test_an_embedding_origin_is_refused_on_the_staff_socket(settings, staf
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_after_deactivation_the_next_frame_is_refused(staff_socket):
+@pytest.mark.parametrize("kind", ["claim", "dance"])
+async def test_after_deactivation_the_next_frame_is_refused(staff_socket, kind):
     def setup():
         user = make_user("carla", group=True)
         return user, make_handoff(), logged_in(user)
@@ -138,7 +139,7 @@ async def test_after_deactivation_the_next_frame_is_refused(staff_socket):
     socket, _ = await staff_socket(anna)
     # Past the signals (a bulk update), as another process or a SQL console would.
     await User.objects.filter(pk=user.pk).aupdate(is_active=False)
-    await socket.send_json_to({"type": "claim", "handoff": handoff.pk})
+    await socket.send_json_to({"type": kind, "handoff": handoff.pk})
     assert (await socket.receive_json_from(timeout=5))["code"] == "forbidden"
     assert await closed_with(socket) == 4403
     assert await sync_to_async(Handoff.objects.filter(status="queued", pk=handoff.pk).exists)()
