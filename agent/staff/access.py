@@ -10,8 +10,10 @@ Permissions (issue 13; the "Chat staff" group of migration ``agent.0011`` holds 
 Superusers hold every permission. The staff socket (``agent.staff.consumer``) reloads its user
 from the database before each action (``staff_user``), so a user deactivated, demoted or
 stripped of a permission is refused at their next frame; and each socket joins its user's group
-(``user_group``), to which a logout, or a save that leaves the user inactive or without staff
-status, sends ``{"type": "staff.close"}`` (``close_sockets_of``), so the socket ends then.
+(``user_group``), to which a logout, a save that leaves the user inactive or without staff
+status, or a permission or group taken away sends ``{"type": "staff.close"}``
+(``close_sockets_of``), so the socket ends then; the page's script reconnects, and the
+connect checks the user afresh.
 """
 
 import logging
@@ -19,8 +21,9 @@ import logging
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model, user_logged_out
+from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import m2m_changed, post_save
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +91,25 @@ def _on_user_saved(sender, instance, created, **kwargs) -> None:
         close_sockets_of(instance.pk)
 
 
+def _on_access_removed(sender, instance, action, reverse, pk_set, **kwargs) -> None:
+    """A user's permissions or groups, or a group's permissions, lost some (``remove`` or
+    ``clear``, as the admin's forms do): close the staff sockets of the users concerned."""
+    if action not in ("post_remove", "post_clear"):
+        return
+    ids = [instance.pk] if not reverse else list(pk_set or ())
+    if sender is Group.permissions.through:  # ids are groups
+        ids = get_user_model().objects.filter(groups__in=ids).values_list("pk", flat=True)
+    for user_id in set(ids):
+        close_sockets_of(user_id)
+
+
 def connect_signals() -> None:
-    """Close a user's staff sockets on logout and when a save leaves them inactive or not
-    staff (``AgentConfig.ready``)."""
+    """Close a user's staff sockets on logout, when a save leaves them inactive or not staff,
+    and when they or their group lose a permission (``AgentConfig.ready``)."""
+    User = get_user_model()
     user_logged_out.connect(_on_logout, dispatch_uid="agent.staff.access.logout")
-    post_save.connect(
-        _on_user_saved, sender=get_user_model(), dispatch_uid="agent.staff.access.user_saved"
-    )
+    post_save.connect(_on_user_saved, sender=User, dispatch_uid="agent.staff.access.user_saved")
+    for through in (User.user_permissions.through, User.groups.through, Group.permissions.through):
+        m2m_changed.connect(
+            _on_access_removed, sender=through, dispatch_uid=f"agent.staff.access.{through}"
+        )

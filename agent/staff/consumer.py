@@ -6,9 +6,10 @@ Only a page of the app's own origins (``ALLOWED_HOSTS``, never the widget's
 Every frame's user is reloaded from the database (``agent.staff.access``): ``watch`` needs
 ``agent.view_conversation``, the actions and replies ``agent.handle_handoff``; a user who is no
 longer active staff gets ``forbidden`` and the socket is closed with 4403, one who lacks the
-permission gets ``forbidden`` only. A logout closes the user's sockets (4403) too. Every admin
-page of a user with the queue permission opens one, for the waiting-handoffs badge; the handoff
-screens use it for the queue, the transcript and the staff actions.
+permission gets ``forbidden`` only. A logout, deactivation or lost permission closes the
+user's sockets (4403) too. Every admin page of a user with the queue permission opens one, for
+the waiting-handoffs badge; the handoff screens use it for the queue, the transcript and the
+staff actions.
 
 Protocol (JSON text frames):
     client → server  {"type": "watch", "conversation": "<uuid>", "after": n}

@@ -153,8 +153,10 @@ async def test_a_removed_permission_is_refused_at_the_next_frame(staff_socket):
 
     user, handoff, anna = await sync_to_async(setup)()
     socket, _ = await staff_socket(anna)
-    handle = await Permission.objects.aget(codename="handle_handoff")
-    await sync_to_async(user.user_permissions.remove)(handle)
+    # Past the signals (a bulk delete), as another process or a SQL console would.
+    await User.user_permissions.through.objects.filter(
+        user=user, permission__codename="handle_handoff"
+    ).adelete()
     await socket.send_json_to({"type": "claim", "handoff": handoff.pk})
     assert (await socket.receive_json_from(timeout=5))["code"] == "forbidden"
     await socket.send_json_to({"type": "watch", "conversation": str(handoff.conversation_id)})
@@ -169,6 +171,29 @@ async def test_saving_a_user_inactive_closes_their_sockets_at_once(staff_socket)
     socket, _ = await staff_socket(anna)
     user.is_active = False
     await sync_to_async(user.save)()
+    assert await closed_with(socket) == 4403
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["permission", "group", "group permission"])
+async def test_taking_a_permission_away_closes_the_users_sockets_at_once(staff_socket, how):
+    def setup():
+        user = make_user("anna", "view_handoff", group=True)
+        return user, logged_in(user)
+
+    user, anna = await sync_to_async(setup)()
+    socket, _ = await staff_socket(anna)
+
+    def take_away():
+        group = Group.objects.get(name="Chat staff")
+        if how == "permission":
+            user.user_permissions.remove(Permission.objects.get(codename="view_handoff"))
+        elif how == "group":
+            user.groups.remove(group)
+        else:
+            group.permissions.remove(Permission.objects.get(codename="handle_handoff"))
+
+    await sync_to_async(take_away)()
     assert await closed_with(socket) == 4403
 
 
