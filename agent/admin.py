@@ -10,13 +10,14 @@ import json
 
 from django.contrib import admin
 from django.contrib import messages as notices
+from django.db import models
 from django.db.models import Count, Max, OuterRef, Prefetch, Subquery
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from agent.models import ClassifierCall, ClassifierConfig, Conversation, Endpoint, Handoff, Message
-from agent.staff import dashboard, exports, handoffs, review
+from agent.staff import access, dashboard, exports, handoffs, review
 from agent.staff.review import route_label
 
 
@@ -146,19 +147,24 @@ class ConversationAdmin(admin.ModelAdmin):
         calls = Prefetch("classifier_calls", queryset=ClassifierCall.objects.order_by("classifier"))
         return review.turn_trace(obj.messages.order_by("seq").prefetch_related(calls))
 
-    @admin.action(description="Export selected conversations as CSV")
+    # Actions read only; each still names its permission (Django runs an action without
+    # allowed_permissions for anyone who sees the list).
+    @admin.action(description="Export selected conversations as CSV", permissions=["view"])
     def export_csv(self, request, queryset):
         content = exports.conversations_csv(exports.with_transcripts(queryset))
         return exports.attachment(content, "text/csv; charset=utf-8", "conversations.csv")
 
-    @admin.action(description="Export selected conversations as JSONL")
+    @admin.action(description="Export selected conversations as JSONL", permissions=["view"])
     def export_jsonl(self, request, queryset):
         content = exports.conversations_jsonl(exports.with_transcripts(queryset))
         return exports.attachment(
             content, "application/jsonl; charset=utf-8", "conversations.jsonl"
         )
 
-    @admin.action(description="Add selected conversations to the evaluation set (download)")
+    @admin.action(
+        description="Add selected conversations to the evaluation set (download)",
+        permissions=["view"],
+    )
     def add_to_eval_set(self, request, queryset):
         """Download the bot's turns in the eval format; staff check the labels and append the
         file to an eval set, or replay it as it is (``manage.py replay_eval FILE``)."""
@@ -194,11 +200,15 @@ class HandoffAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Claim the selected handoffs")
+    def has_handle_permission(self, request):
+        """May claim, release, resolve and answer handoffs (``agent.staff.access.HANDLE``)."""
+        return request.user.has_perm(access.HANDLE)
+
+    @admin.action(description="Claim the selected handoffs", permissions=["handle"])
     def claim(self, request, queryset):
         self._apply(request, queryset, handoffs.claim, "claimed")
 
-    @admin.action(description="Resolve the selected handoffs")
+    @admin.action(description="Resolve the selected handoffs", permissions=["handle"])
     def resolve(self, request, queryset):
         self._apply(request, queryset, handoffs.resolve, "resolved")
 
@@ -288,12 +298,33 @@ class ClassifierCallAdmin(admin.ModelAdmin):
         return obj.message.text
 
 
+class LLMSettingsAdmin(admin.ModelAdmin):
+    """Endpoints and classifier configs decide where turns go, with which key, and what the bot
+    does, so adding, changing and deleting them also needs ``agent.manage_llm`` (superusers
+    have it; the "Chat staff" group does not). Viewing needs the model's view permission."""
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("agent.manage_llm") and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("agent.manage_llm") and super().has_change_permission(
+            request, obj
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm("agent.manage_llm") and super().has_delete_permission(
+            request, obj
+        )
+
+
 @admin.register(Endpoint)
-class EndpointAdmin(admin.ModelAdmin):
+class EndpointAdmin(LLMSettingsAdmin):
     """LLM servers: URL, API style, the name of the variable holding the key, call slots."""
 
     list_display = ["name", "base_url_or_default", "api_style", "api_key_env", "max_in_flight"]
     fields = ["name", "base_url", "api_style", "api_key_env", "max_in_flight"]
+    # Django 6's default, asked for now: a scheme-less URL typed in the form means https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(description="base URL")
     def base_url_or_default(self, obj):
@@ -301,7 +332,7 @@ class EndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(ClassifierConfig)
-class ClassifierConfigAdmin(admin.ModelAdmin):
+class ClassifierConfigAdmin(LLMSettingsAdmin):
     """The classifiers asked on every turn. Each save raises the version, which every call
     records, so old logs stay explainable after a prompt changes."""
 

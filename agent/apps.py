@@ -9,5 +9,7 @@ class AgentConfig(AppConfig):
 
     def ready(self):
         from agent.live import count_drops
+        from agent.staff.access import connect_signals
 
         count_drops()
+        connect_signals()

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from agent.llm.classifiers import Classifier
 from agent.llm.client import Server
+from agent.llm.guard import EndpointRefused, check_base_url, check_key_variable
 
 # The PostgreSQL text-search configuration of message search. The GIN index on Message is built
 # with it, so changing it needs a migration of that index.
@@ -241,9 +242,23 @@ class Endpoint(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Endpoints and classifier configs decide where turns go and what the bot does.
+        permissions = [("manage_llm", "Can change LLM endpoints and classifier configs")]
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        """Refuse a base URL or key variable the settings do not allow (``agent.llm.guard``)."""
+        errors = {}
+        for field, check in (("base_url", check_base_url), ("api_key_env", check_key_variable)):
+            try:
+                if getattr(self, field):
+                    check(getattr(self, field))
+            except EndpointRefused as exc:
+                errors[field] = str(exc)
+        if errors:
+            raise ValidationError(errors)
 
     def as_server(self) -> Server:
         """The ``Server`` the LLM client calls, with the settings' defaults filled in."""
@@ -405,6 +420,7 @@ class Handoff(models.Model):
     class Meta:
         ordering = ["created_at"]
         indexes = [models.Index(fields=["status", "created_at"])]
+        permissions = [("handle_handoff", "Can claim, release, resolve and answer handoffs")]
 
     def __str__(self):
         return f"Handoff {self.pk} ({self.status})"

@@ -147,14 +147,17 @@ class AppointmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["listing", "conversation"]
     actions = ["confirm", "cancel"]
 
-    @admin.action(description="Confirm selected calls")
+    @admin.action(description="Confirm selected calls", permissions=["change"])
     def confirm(self, request, queryset):
         count = queryset.filter(status=Appointment.Status.BOOKED).update(
             status=Appointment.Status.CONFIRMED
         )
         self.message_user(request, f"Confirmed {count} call(s).", messages.SUCCESS)
 
-    @admin.action(description="Cancel selected calls (frees their time, emails both sides)")
+    @admin.action(
+        description="Cancel selected calls (frees their time, emails both sides)",
+        permissions=["change"],
+    )
     def cancel(self, request, queryset):
         active = queryset.filter(status__in=booking.ACTIVE).select_related("realtor__user")
         with transaction.atomic():

@@ -7,6 +7,7 @@ the variable, so a misconfigured process fails at start-up instead of at the fir
 
 import ipaddress
 import os
+import re
 from datetime import time
 from urllib.parse import urlsplit
 
@@ -182,3 +183,36 @@ def env_rate_limits(name: str, default: str) -> str:
             f"not {raw!r}"
         )
     return raw
+
+
+ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"  # an environment variable name, as the LLM endpoints store them
+
+
+def env_names(name: str, default: str) -> tuple[str, ...]:
+    """Parse a comma-separated list of environment variable names (``LLM_API_KEY,OTHER_KEY``:
+    upper case, digits, underscores) into a tuple; unset or empty gives ``default`` parsed."""
+    raw = env_str(name, default)
+    names = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if any(re.fullmatch(ENV_NAME, item) is None for item in names):
+        raise ImproperlyConfigured(
+            f"{name} must list variable names like LLM_API_KEY,ANTHROPIC_API_KEY, not {raw!r}"
+        )
+    return names
+
+
+def env_hosts(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Parse a comma-separated list of host names or IP addresses (``gpu-host``, ``10.0.0.5``,
+    ``[::1]``, no scheme, port or path) into a lower-case tuple, IPv6 without brackets, as
+    ``urlsplit(url).hostname`` gives them; unset or empty gives ``default`` as it is."""
+    raw = env_str(name)
+    if not raw:
+        return default
+    hosts = []
+    for item in filter(None, (part.strip().lower() for part in raw.split(","))):
+        host = item.removeprefix("[").removesuffix("]")
+        if not re.fullmatch(r"[a-z0-9._:-]+", host) or (":" in host and not item.startswith("[")):
+            raise ImproperlyConfigured(
+                f"{name} must list host names like gpu-host,api.anthropic.com, not {raw!r}"
+            )
+        hosts.append(host)
+    return tuple(hosts)

@@ -17,8 +17,10 @@ from realestate.env import (
     env_bool,
     env_emails,
     env_float,
+    env_hosts,
     env_hours,
     env_int,
+    env_names,
     env_networks,
     env_origins,
     env_rate_limits,
@@ -185,6 +187,14 @@ DEFAULT_FROM_EMAIL = SERVER_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chat@localhos
 # The LLM server: any OpenAI-compatible /v1/chat/completions (vLLM, OpenAI, llama.cpp, Ollama).
 LLM_BASE_URL = env_url("LLM_BASE_URL", "http://127.0.0.1:8001/v1")
 LLM_API_KEY = env_str("LLM_API_KEY")
+# Variables an endpoint may take its key from: no other variable's value is sent (README.md).
+LLM_KEY_VARIABLES = env_names("LLM_KEY_VARIABLES", "LLM_API_KEY")
+if set(LLM_KEY_VARIABLES) & {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "EMAIL_HOST_PASSWORD"}:
+    raise ImproperlyConfigured("LLM_KEY_VARIABLES must not name the app's own secrets")
+# Hosts an endpoint may call, no others (default: LLM_BASE_URL's), so no row sends turns away.
+LLM_ALLOWED_HOSTS = env_hosts("LLM_ALLOWED_HOSTS", (urlsplit(LLM_BASE_URL).hostname,))
+if urlsplit(LLM_BASE_URL).hostname not in LLM_ALLOWED_HOSTS:
+    raise ImproperlyConfigured("LLM_ALLOWED_HOSTS must include the host of LLM_BASE_URL")
 LLM_MODEL = env_str("LLM_MODEL", "Qwen/Qwen2.5-7B-Instruct")
 # Seconds from the visitor's message to the reply: every call, retry and wait comes out of it.
 TURN_BUDGET = env_float("TURN_BUDGET", 2.5, minimum=0.1)

@@ -21,3 +21,22 @@ def seed_classifier_rows() -> dict:
             },
         )
     return {row.name: row for row in ClassifierConfig.objects.select_related("endpoint")}
+
+
+def chat_staff(user):
+    """Put ``user`` in the "Chat staff" group of migration agent.0011 (made again, with the
+    migration's permissions, when a transactional test's flush removed it); returns the user."""
+    import importlib
+
+    from django.contrib.auth.models import Group, Permission
+    from django.db.models import Q
+
+    migration = importlib.import_module("agent.migrations.0011_chat_staff_group")
+    group, created = Group.objects.get_or_create(name=migration.GROUP)
+    if created:
+        wanted = Q()
+        for app_label, codename in migration.PERMISSIONS:
+            wanted |= Q(content_type__app_label=app_label, codename=codename)
+        group.permissions.set(Permission.objects.filter(wanted))
+    user.groups.add(group)
+    return user

@@ -32,17 +32,26 @@ TOKEN_SALT = "agent.embed.conversation-token"
 def origin_allowed(origin: str | None) -> bool:
     """Whether a page at ``origin`` (an ``Origin`` header value) may use the chat.
 
-    Allowed: an http(s) origin whose host is in ``ALLOWED_HOSTS`` (the app's own pages, any
-    port, as channels' ``AllowedHostsOriginValidator``), or exactly one of
+    Allowed: one of the app's own origins (``own_origin``), or exactly one of
     ``CHAT_ALLOWED_ORIGINS``. None, ``"null"`` and anything else are refused.
     """
     if not origin:
         return False
-    parts = urlsplit(origin.lower())
+    return own_origin(origin) or origin.lower().rstrip("/") in settings.CHAT_ALLOWED_ORIGINS
+
+
+def own_origin(origin: str | None) -> bool:
+    """Whether ``origin`` (an ``Origin`` header value) is one of the app's own pages: an
+    http(s) origin whose host is in ``ALLOWED_HOSTS``, any port, as channels'
+    ``AllowedHostsOriginValidator``. The staff socket takes only these, never the widget's
+    ``CHAT_ALLOWED_ORIGINS``: a script on an embedding page must not ride a staff cookie."""
+    try:
+        parts = urlsplit((origin or "").lower())
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return False
-    if origin.lower().rstrip("/") in settings.CHAT_ALLOWED_ORIGINS:
-        return True
     domain, _port = split_domain_port(parts.netloc)
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 

@@ -26,6 +26,8 @@ from time import time
 import httpx
 from django.conf import settings
 
+from agent.llm.guard import EndpointRefused, check_base_url, check_key_variable
+
 logger = logging.getLogger(__name__)
 
 API_STYLES = ("openai", "anthropic")
@@ -75,7 +77,12 @@ class Server:
     max_in_flight: int = 16
 
     def api_key(self) -> str:
-        """The key from the environment, or "" when unset."""
+        """The key from the environment, or "" when unset.
+
+        Raises:
+            EndpointRefused: ``api_key_env`` is not in the ``LLM_KEY_VARIABLES`` setting.
+        """
+        check_key_variable(self.api_key_env)
         return os.environ.get(self.api_key_env, "").strip() if self.api_key_env else ""
 
 
@@ -165,10 +172,17 @@ class LLMClient:
         Returns:
             ``(decoded object, raw answer text)``.
         Raises:
-            LLMError: the call failed, or the answer is not a JSON object.
+            LLMError: the call failed, or the answer is not a JSON object; permanent, with no
+                request sent, when the settings refuse the server's URL or key variable
+                (``agent.llm.guard``).
         """
+        try:
+            check_base_url(server.base_url)
+            key = server.api_key()
+        except EndpointRefused as exc:
+            logger.error("LLM endpoint %s refused: %s", server.base_url, exc)
+            raise LLMError(f"endpoint refused: {exc}", permanent=True) from exc
         base = server.base_url.rstrip("/")
-        key = server.api_key()
         if server.api_style == "anthropic":
             url, payload = f"{base}/messages", anthropic_body(body)
             headers = {"anthropic-version": ANTHROPIC_VERSION} | ({"x-api-key": key} if key else {})

@@ -1,8 +1,15 @@
 """The staff websocket at ``/ws/staff/``: the live queue, transcripts, and taking over a chat.
 
-Only an active ``is_staff`` user's session gets in (the admin's login); anyone else's socket is
-closed with code 4403 before it opens. Every admin page opens one, for the waiting-handoffs
-badge; the handoff screens use it for the queue, the transcript and the staff actions.
+Only a page of the app's own origins (``ALLOWED_HOSTS``, never the widget's
+``CHAT_ALLOWED_ORIGINS``) with the session of an active staff user who may see the handoff queue
+(``agent.view_handoff``) gets in; any other socket is closed with code 4403 before it opens.
+Every frame's user is reloaded from the database (``agent.staff.access``): ``watch`` needs
+``agent.view_conversation``, the actions and replies ``agent.handle_handoff``; a user who is no
+longer active staff gets ``forbidden`` and the socket is closed with 4403, one who lacks the
+permission gets ``forbidden`` only. A logout, deactivation or lost permission closes the
+user's sockets (4403) too. Every admin page of a user with the queue permission opens one, for
+the waiting-handoffs badge; the handoff screens use it for the queue, the transcript and the
+staff actions.
 
 Protocol (JSON text frames):
     client → server  {"type": "watch", "conversation": "<uuid>", "after": n}
@@ -19,8 +26,9 @@ Protocol (JSON text frames):
                      {"type": "error", "code": ..., "message": ...}   a refused frame or action:
                          bad_json, unknown_type, bad_handoff, bad_conversation, empty_text,
                          text_too_long, not_found, resolved, not_claimed, already_claimed
-                         (the message names who has it), failed (a server error); the
-                         connection stays open
+                         (the message names who has it), forbidden (see above), failed (a
+                         server error); the connection stays open, unless the user is no
+                         longer active staff
 
 Frames are decoded and encoded by channels' ``AsyncJsonWebsocketConsumer`` (``json.dumps`` with
 its default separators), as on the visitor's socket. Database trips go through
@@ -34,14 +42,20 @@ import uuid
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from agent.chat.consumer import MAX_TEXT
+from agent.chat.widget import own_origin
 from agent.dbgate import db_trip
 from agent.live import conversation_group
 from agent.models import Conversation, Message
-from agent.staff import handoffs
+from agent.staff import access, handoffs
 
 logger = logging.getLogger(__name__)
 
 ACTIONS = {"claim": handoffs.claim, "release": handoffs.release, "resolve": handoffs.resolve}
+# The permission each frame type needs besides the queue's (access.VIEW_QUEUE), which any
+# frame, even an unknown one, needs.
+NEEDS = {"watch": access.VIEW_TRANSCRIPTS, "message": access.HANDLE} | dict.fromkeys(
+    ACTIONS, access.HANDLE
+)
 BAD_JSON = "Send JSON objects as text frames."
 
 
@@ -50,14 +64,20 @@ class StaffConsumer(AsyncJsonWebsocketConsumer):
 
     watching = None  # the group of the conversation on screen
     joined = False
+    user_id = None
 
     async def connect(self):
-        user = self.scope.get("user")
-        # AuthMiddlewareStack has already loaded the user: no query here.
-        if not (user is not None and user.is_authenticated and user.is_active and user.is_staff):
+        user = self.scope.get("user")  # loaded by AuthMiddlewareStack; its perms are not
+        origin = dict(self.scope.get("headers", [])).get(b"origin", b"").decode("latin-1")
+        if not own_origin(origin) or user is None or not user.is_authenticated:
             await self.close(code=4403)
             return
-        self.user = user
+        self.user = await db_trip(access.staff_user, user.pk, access.VIEW_QUEUE)
+        if self.user is None:
+            await self.close(code=4403)
+            return
+        self.user_id = self.user.pk
+        await self.channel_layer.group_add(access.user_group(self.user_id), self.channel_name)
         await self.channel_layer.group_add(handoffs.STAFF_GROUP, self.channel_name)
         self.joined = True
         await self.accept()
@@ -66,6 +86,9 @@ class StaffConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if self.joined:
             await self.channel_layer.group_discard(handoffs.STAFF_GROUP, self.channel_name)
+            await self.channel_layer.group_discard(
+                access.user_group(self.user_id), self.channel_name
+            )
         if self.watching is not None:
             await self.channel_layer.group_discard(self.watching, self.channel_name)
 
@@ -101,6 +124,8 @@ class StaffConsumer(AsyncJsonWebsocketConsumer):
         frame = content
         kind = frame.get("type")
         try:
+            if not await self.allowed(NEEDS.get(kind, access.VIEW_QUEUE)):
+                return
             if kind == "watch":
                 await self.watch(frame)
             elif kind in ACTIONS:
@@ -115,10 +140,28 @@ class StaffConsumer(AsyncJsonWebsocketConsumer):
         except handoffs.HandoffRefused as exc:
             await self.send_error(exc.code, str(exc))
         except Exception:
-            logger.exception("staff frame %r of user %s failed", kind, self.user.pk)
+            logger.exception("staff frame %r of user %s failed", kind, self.user_id)
             await self.send_error(
                 "failed", "That did not work. Reload the page to see what was saved."
             )
+
+    async def allowed(self, perm: str) -> bool:
+        """Reload the user and check them for ``perm``; on refusal send ``forbidden`` and, when
+        they are no longer active staff with the queue permission, close the socket (4403).
+        Sets ``self.user`` to the reloaded user when allowed."""
+        user, allowed = await db_trip(access.recheck, self.user_id, perm)
+        if allowed:
+            self.user = user
+            return True
+        await self.send_error("forbidden", "You may not do that. Ask an admin for access.")
+        if user is None:
+            logger.info("staff socket of user %s closed: no longer staff", self.user_id)
+            await self.close(code=4403)
+        return False
+
+    async def staff_close(self, event):
+        """The user logged out or lost staff status (``agent.staff.access.close_sockets_of``)."""
+        await self.close(code=4403)
 
     async def watch(self, frame: dict) -> None:
         """Follow one conversation: join its group, then send its history."""

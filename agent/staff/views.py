@@ -1,7 +1,9 @@
 """The staff screens inside the admin: the live handoff queue and one handoff's live transcript.
 
 Both are wrapped in ``admin.site.admin_view`` (``realestate/urls.py``), so they need the
-admin's login (an active ``is_staff`` user) and look like the admin. The page is rendered
+admin's login (an active ``is_staff`` user) and look like the admin; the queue needs
+``agent.view_handoff`` too, a handoff's page that and ``agent.view_conversation``
+(``agent.staff.access``), else 403. The page is rendered
 complete on the server; ``static/staff/live.js`` then keeps it current over ``/ws/staff/``
 (``agent.staff.consumer``) and sends the claim, release, resolve and reply actions.
 """
@@ -9,12 +11,13 @@ complete on the server; ``static/staff/live.js`` then keeps it current over ``/w
 from datetime import datetime
 
 from django.contrib import admin
+from django.contrib.auth.decorators import permission_required
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from agent.models import Handoff, Message
-from agent.staff import handoffs
+from agent.staff import access, handoffs
 
 
 def waited(since: datetime, now: datetime) -> str:
@@ -28,6 +31,7 @@ def waited(since: datetime, now: datetime) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
+@permission_required(access.VIEW_QUEUE, raise_exception=True)
 def handoff_queue(request):
     """The open handoffs, oldest first, with how long each visitor has waited."""
     queue = handoffs.queue_frame()
@@ -42,6 +46,7 @@ def handoff_queue(request):
     return TemplateResponse(request, "admin/handoffs/queue.html", context)
 
 
+@permission_required([access.VIEW_QUEUE, access.VIEW_TRANSCRIPTS], raise_exception=True)
 def handoff_detail(request, pk: int):
     """One handoff: its conversation's transcript, live, with claim / release / resolve and a
     reply box. 404 for an unknown handoff."""

@@ -58,6 +58,12 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
         ("CHAT_RATE_LIMIT_IP", "0/minute", "CHAT_RATE_LIMIT_IP must be rate limits"),
         ("CHAT_RATE_LIMIT_IP", "600/minute;x", "CHAT_RATE_LIMIT_IP must be rate limits"),
         ("CHAT_MAX_SOCKETS_PER_IP", "-1", "CHAT_MAX_SOCKETS_PER_IP must be at least 0"),
+        ("LLM_KEY_VARIABLES", "llm-key", "LLM_KEY_VARIABLES must list variable names"),
+        ("LLM_KEY_VARIABLES", "LLM_API_KEY,SECRET_KEY", "must not name the app's own secrets"),
+        ("LLM_KEY_VARIABLES", "DATABASE_URL", "must not name the app's own secrets"),
+        ("LLM_ALLOWED_HOSTS", "gpu-host:8000", "LLM_ALLOWED_HOSTS must list host names"),
+        ("LLM_ALLOWED_HOSTS", "http://gpu-host", "LLM_ALLOWED_HOSTS must list host names"),
+        ("LLM_ALLOWED_HOSTS", "gpu-host", "LLM_ALLOWED_HOSTS must include the host of LLM_BASE"),
     ],
 )
 def test_a_bad_value_fails_at_start_up_naming_the_variable(name, value, says):
@@ -74,6 +80,8 @@ def test_good_values_load():
         METRICS_ALLOWED_IPS="127.0.0.1, ::1, 10.0.0.0/8", DB_POOL_MAX_SIZE="1",
         CHAT_RATE_LIMIT_CONNECTION="40 per minute; 400/hour", CHAT_RATE_LIMIT_IP="off",
         CHAT_MAX_SOCKETS_PER_IP="0",
+        LLM_KEY_VARIABLES="LLM_API_KEY, ANTHROPIC_API_KEY",
+        LLM_ALLOWED_HOSTS="127.0.0.1,API.anthropic.com,[::1]",
     )
     assert result.returncode == 0, result.stderr
 

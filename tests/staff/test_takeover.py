@@ -1,7 +1,8 @@
 """Live takeover, end to end: a visitor's socket and staff sockets on the same app, the
 LLM stand-in on loopback, the real database.
 
-Anna and Ben are staff; Vic is a logged-in user without staff status. Visitors have sessions
+Anna and Ben are chat staff (the "Chat staff" group); Vic is a logged-in user without staff
+status. Visitors have sessions
 of the chat page only.
 """
 
@@ -21,6 +22,7 @@ from agent import dbgate, metrics
 from agent.models import ClassifierCall, Handoff, Message
 from agent.staff import handoffs
 from realestate.asgi import application
+from tests.rows import chat_staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,19 +38,19 @@ def session_of(user) -> str:
 
 @pytest.fixture
 def anna(db):
-    return get_user_model().objects.create_user("anna", first_name="Anna", is_staff=True)
+    return make_staff("anna")
 
 
 @pytest.fixture
 def ben(db):
-    return get_user_model().objects.create_user("ben", first_name="Ben", is_staff=True)
+    return make_staff("ben")
 
 
 @pytest.fixture
 def sessions(anna, ben):
     """Session keys: Anna's and Ben's staff sessions, Vic's non-staff one, inactive Ida's."""
     vic = get_user_model().objects.create_user("vic", first_name="Vic")
-    ida = get_user_model().objects.create_user("ida", first_name="Ida", is_staff=True)
+    ida = make_staff("ida")  # the permissions of chat staff; inactive below
     keys = {"anna": session_of(anna), "ben": session_of(ben), "vic": session_of(vic)}
     keys["ida"] = session_of(ida)
     ida.is_active = False
@@ -339,8 +341,11 @@ async def test_every_staff_socket_sees_the_waiting_count_change(
 
 
 def make_staff(username):
-    return get_user_model().objects.create_user(
-        username, first_name=username.capitalize(), is_staff=True
+    """A staff user in the "Chat staff" group."""
+    return chat_staff(
+        get_user_model().objects.create_user(
+            username, first_name=username.capitalize(), is_staff=True
+        )
     )
 
 

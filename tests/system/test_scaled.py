@@ -23,7 +23,7 @@ from bench.visitors import Visitor, VisitorGaveUp, check_delivery, source_addres
 from realestate.dev import scaled
 from realestate.dev.devserver import free_port
 from realestate.dev.localredis import RedisProcess
-from tests.rows import seed_classifier_rows
+from tests.rows import chat_staff, seed_classifier_rows
 from tests.servers import shared_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,7 +96,9 @@ def visitor_key(db, classifier_rows, listings):
 
 @pytest.fixture
 def anna_key(db):
-    anna = get_user_model().objects.create_user("anna", first_name="Anna", is_staff=True)
+    anna = chat_staff(
+        get_user_model().objects.create_user("anna", first_name="Anna", is_staff=True)
+    )
     client = Client()
     client.force_login(anna)
     return client.cookies[settings.SESSION_COOKIE_NAME].value
