@@ -206,7 +206,7 @@ def relax(criteria: Criteria) -> Relaxation:
             "neighbourhood", filter=Q(neighbourhood_upper=criteria.place.strip().upper())
         )
         aggregates["towns"] = ArrayAgg("city", distinct=True, filter=~Q(city=""),
-                                       ordering="city")
+                                       order_by="city")
     row = _active().aggregate(**aggregates)
     place = row.get("canonical_hood") or row.get("canonical_city")
     towns = tuple((row.get("towns") or [])[:TOWNS_SHOWN])
