@@ -38,7 +38,9 @@ _REFINE = re.compile(r"^\s*(what|how) about\b|\b(instead|only|also|and with|then
 _FACT_LIKE = re.compile(r"^\s*(does|do|is|are|has|have|how many|how big|how old|when|what year|"
                         r"where is|can i have)\b|\b(it|its|this one|this house|this place|that "
                         r"one)\b")
-_PLACE_CAPITALS = re.compile(r"\b(?:in|near|around)\s+((?:[A-Z][\w'-]*)(?:\s+[A-Z][\w'-]*){0,3})")
+_PLACE_CAPITALS = re.compile(
+    r"\b(?i:in|near|around)\s+((?:[A-Z][\w'-]*)(?:\s+[A-Z][\w'-]*){0,3})"
+)
 _PLACE_LOWER = re.compile(
     r"\b(?:in|near|around)\s+(?!(?:a|an|the|my|your|our|it|this|that|there|town|total)\b)"
     r"([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+){0,2}?)"
@@ -62,7 +64,7 @@ _PEOPLE = re.compile(
 )
 _FACT_WORDS = (
     ("bedrooms", r"bedrooms?|beds?"), ("bathrooms", r"bathrooms?|baths?"),
-    ("area", r"sq ?ft|square (feet|foot|metres|meters)|floor area|how big|size"),
+    ("area", r"sq ?ft|square (feet|foot|metres|meters)|floor area|how (big|large) is"),
     ("address", r"address|where is|located|which street"), ("year_built", r"built|how old|year"),
     ("lot", r"\blot\b|acres?|land size"), ("parking", r"parking|park\b|car spaces?"),
     ("hoa", r"hoa|condo fees?|association|dues"), ("pets", r"pets?|dogs?|cats?"),
