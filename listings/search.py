@@ -11,9 +11,10 @@ favours neither the priciest listing nor the agency's stock: it is the visitor's
 **One query.** ``search`` reads the top listings, the total number of matches (a window
 ``COUNT(*) OVER ()``, computed before the ``LIMIT``) and each card's cover thumbnail (a
 subquery) in one SELECT. Only when nothing matches does ``relax`` make a second one, an
-aggregate over the active listings that says which single criterion, dropped, finds homes,
-with a real figure (the lowest price there, the most bedrooms, a town). The indexes it uses
-are on ``Listing`` (partial, active listings only): ``UPPER(city), price``,
+aggregate over the listings that any one criterion fewer could find, that says which single
+criterion, dropped, finds homes, with a real figure (the lowest price there, the most
+bedrooms, a town); and a third, the towns to offer, when the place itself is unknown. The
+indexes they use are on ``Listing`` (partial, active listings only): ``UPPER(city), price``,
 ``UPPER(neighbourhood)``, ``price`` and GIN on ``features``.
 """
 
@@ -21,7 +22,6 @@ import logging
 from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import Decimal
 
-from django.contrib.postgres.aggregates import ArrayAgg
 from django.db.models import (
     Case,
     Count,
@@ -93,7 +93,7 @@ class Criteria:
         """One ``Q`` per criterion given, keyed by the criterion's name."""
         found = {}
         if self.place:
-            place = self.place.strip().upper()
+            place = self.place.upper()
             found["place"] = Q(city_upper=place) | Q(neighbourhood_upper=place)
         if self.min_price is not None:
             found["min_price"] = Q(price__gte=self.min_price)
@@ -201,15 +201,24 @@ def relax(criteria: Criteria) -> Relaxation:
                "place": Min("city", filter=without("place"))}
     aggregates |= {f"v_{name}": figure for name, figure in figures.items() if name in conditions}
     if "place" in conditions:
-        aggregates["canonical_city"] = Min("city", filter=Q(city_upper=criteria.place.upper()))
-        aggregates["canonical_hood"] = Min(
-            "neighbourhood", filter=Q(neighbourhood_upper=criteria.place.strip().upper())
-        )
-        aggregates["towns"] = ArrayAgg("city", distinct=True, filter=~Q(city=""),
-                                       order_by="city")
-    row = _active().aggregate(**aggregates)
-    place = row.get("canonical_hood") or row.get("canonical_city")
-    towns = tuple((row.get("towns") or [])[:TOWNS_SHOWN])
+        upper = criteria.place.upper()
+        aggregates["place_city"] = Min("city", filter=Q(city_upper=upper))
+        aggregates["place_hood"] = Min("neighbourhood", filter=Q(neighbourhood_upper=upper))
+    # Only the rows some leave-one-out set could hold: each branch keeps the other criteria,
+    # so the indexes serve it, rather than a scan of every active listing.
+    branches = [without(name) for name in conditions]
+    if "place" in conditions:
+        branches.append(conditions["place"])
+    reach = Q()  # every active listing, when one branch has no condition left
+    if all(branches):
+        for branch in branches:
+            reach |= branch
+    row = _active().filter(reach).aggregate(**aggregates)
+    place = row.get("place_hood") or row.get("place_city")
+    towns = ()
+    if "place" in conditions and place is None:  # a third query, for an unknown place only
+        towns = tuple(_active().exclude(city="").order_by("city").values_list("city", flat=True)
+                      .distinct()[:TOWNS_SHOWN])
     for name in RELAX_ORDER:
         count = row.get(f"n_{name}") or 0
         if name in conditions and count:
