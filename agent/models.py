@@ -37,6 +37,13 @@ class Route(models.TextChoices):
     BOOKING_CANCELLED = "booking_cancelled", "Call cancelled"
     BOOKING_NOT_FOUND = "booking_not_found", "Cancel/move: no upcoming call"
     CONTACT_SAVED = "contact_saved", "Contact details saved"
+    LISTING_SEARCH = "listing_search", "Listings found"
+    LISTING_SEARCH_NONE = "listing_search_none", "Search: nothing matched"
+    LISTING_SEARCH_NEEDS_CRITERIA = "listing_search_needs_criteria", "Search: asked for criteria"
+    LISTING_FACTS = "listing_facts", "Listing facts given"
+    LISTING_FACTS_NEEDS_LISTING = "listing_facts_needs_listing", "Facts: asked for listing"
+    LISTING_FACTS_UNKNOWN_LISTING = "listing_facts_unknown_listing", "Facts: unknown listing"
+    FAIR_HOUSING = "fair_housing", "Neighbourhood people question handed off"
     HANDOFF = "handoff", "Listing question handed off"
     FALLBACK = "fallback", "Fallback to a human"
     STAFF = "staff", "For staff (conversation claimed)"
@@ -60,6 +67,13 @@ class Conversation(models.Model):
         editable=False,
         help_text="Call times last offered to the visitor: "
         '{"action": "book"|"move", "slots": ["<UTC ISO datetime>", ...]}, or {} when none.',
+    )
+    search = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The visitor's listing-search criteria so far (listings.search.Criteria as "
+        "a dict), carried to the next search turn; {} when none.",
     )
 
     class Meta:
@@ -90,13 +104,16 @@ class MessageManager(models.Manager):
         with transaction.atomic(savepoint=False):
             return self._append(conversation_id, role, text, **fields)
 
-    def store_visitor(self, conversation_id, text: str, client_id: str | None = None):
+    def store_visitor(
+        self, conversation_id, text: str, client_id: str | None = None, page_listing: str = ""
+    ):
         """Store a visitor's message unless one with the same ``client_id`` is already stored.
 
         Args:
             conversation_id: the conversation's UUID.
             text: the visitor's text, already validated.
             client_id: the id the client gave the message (up to 64 characters), or None.
+            page_listing: the 6-digit ID of the listing on the visitor's screen, or "".
         Returns:
             ``(message, created)``; ``created`` is False when ``client_id`` repeats an earlier
             message of the conversation, which is returned instead, so a resend makes no turn.
@@ -106,7 +123,8 @@ class MessageManager(models.Manager):
         try:
             with transaction.atomic():
                 message = self._append(
-                    conversation_id, Message.Role.USER, text, client_id=client_id
+                    conversation_id, Message.Role.USER, text, client_id=client_id,
+                    page_listing=page_listing,
                 )
                 return message, True
         except IntegrityError:
@@ -180,6 +198,11 @@ class Message(models.Model):
     # ran the turn again because nothing answered it in time (its worker died). Null: not yet.
     answered_at = models.DateTimeField(null=True, blank=True, editable=False)
     resumed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A visitor message: the listing on the visitor's screen when they sent it (the widget's
+    # data-listing), "" when none. An assistant message: the listing cards it showed
+    # (agent.chat.homes.card), sent as the frame's "listings"; null when none.
+    page_listing = models.CharField(max_length=6, blank=True, default="")
+    listings = models.JSONField(null=True, blank=True, editable=False)
 
     objects = MessageManager()
 
@@ -199,10 +222,13 @@ class Message(models.Model):
     def as_frame(self) -> dict:
         """The websocket frame for this message: type, role, text, seq, the route of an
         assistant message, the staff member's first name (``name``) of a staff message, and
-        the client's ``id`` of a visitor message that had one."""
+        the client's ``id`` of a visitor message that had one, and the ``listings`` cards of an
+        assistant message that showed some."""
         frame = {"type": "message", "role": self.role, "text": self.text, "seq": self.seq}
         if self.role == self.Role.ASSISTANT:
             frame["route"] = self.route
+            if self.listings:
+                frame["listings"] = self.listings
         if self.role == self.Role.STAFF:
             frame["name"] = self.author_name
         if self.client_id:

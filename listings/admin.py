@@ -3,6 +3,7 @@ realtor, realtors with their hours and days off, and a day view per realtor."""
 
 from datetime import date, timedelta
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -16,17 +17,95 @@ from django.utils.html import format_html
 from agent.admin import contact, conversation_link
 from listings import booking
 from listings.agencytime import local, local_midnight
-from listings.models import Appointment, DayOff, Listing, Realtor, WorkingHours
+from listings.models import (
+    Appointment,
+    DayOff,
+    Feature,
+    Listing,
+    ListingPhoto,
+    OpenHouse,
+    Realtor,
+    WorkingHours,
+)
 from listings.schedule import load_schedule
+
+
+class PriceRangeFilter(admin.SimpleListFilter):
+    """Listings by price band (in the listing's currency units)."""
+
+    title = "price"
+    parameter_name = "price_range"
+    BANDS = {"-300000": (None, 300000), "300000-500000": (300000, 500000),
+             "500000-750000": (500000, 750000), "750000-": (750000, None)}
+
+    def lookups(self, request, model_admin):
+        return [("-300000", "under 300,000"), ("300000-500000", "300,000 to 500,000"),
+                ("500000-750000", "500,000 to 750,000"), ("750000-", "750,000 and over")]
+
+    def queryset(self, request, queryset):
+        low, high = self.BANDS.get(self.value(), (None, None))
+        if low is not None:
+            queryset = queryset.filter(price__gte=low)
+        if high is not None:
+            queryset = queryset.filter(price__lt=high)
+        return queryset
+
+
+class BedroomsFilter(admin.SimpleListFilter):
+    """Listings with at least N bedrooms."""
+
+    title = "bedrooms"
+    parameter_name = "bedrooms_min"
+
+    def lookups(self, request, model_admin):
+        return [(str(n), f"{n}+") for n in range(1, 6)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(bedrooms__gte=int(value)) if value and value.isdigit() else queryset
+
+
+class ListingForm(forms.ModelForm):
+    """The listing form, with features as checkboxes from the fixed vocabulary."""
+
+    features = forms.MultipleChoiceField(
+        choices=Feature.choices, widget=forms.CheckboxSelectMultiple, required=False,
+        help_text="Ticking none records that it has none of them.",
+    )
+
+    class Meta:
+        model = Listing
+        fields = "__all__"
+
+
+class ListingPhotoInline(admin.TabularInline):
+    model = ListingPhoto
+    extra = 1
+    fields = ["image", "caption", "position", "preview"]
+    readonly_fields = ["preview"]
+
+    @admin.display(description="thumbnail")
+    def preview(self, photo):
+        if not photo.thumbnail:
+            return "-"
+        return format_html('<img src="{}" alt="" width="120">', photo.thumbnail.url)
+
+
+class OpenHouseInline(admin.TabularInline):
+    model = OpenHouse
+    extra = 0
 
 
 @admin.register(Listing)
 class ListingAdmin(admin.ModelAdmin):
-    list_display = ["listing_id", "address", "price", "currency", "status", "bedrooms", "realtor"]
+    form = ListingForm
+    list_display = ["listing_id", "address", "city", "property_type", "price", "currency",
+                    "status", "bedrooms", "realtor"]
     list_editable = ["price"]
-    list_filter = ["status", "realtor"]
+    list_filter = ["status", "city", "property_type", BedroomsFilter, PriceRangeFilter, "realtor"]
     list_select_related = ["realtor__user"]
-    search_fields = ["listing_id", "address"]
+    search_fields = ["listing_id", "address", "city", "neighbourhood", "postal_code"]
+    inlines = [ListingPhotoInline, OpenHouseInline]
 
 
 class WorkingHoursInline(admin.TabularInline):

@@ -5,18 +5,59 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
-from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
+from django.contrib.postgres.fields import ArrayField, DateTimeRangeField, RangeOperators
+from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models.functions import Upper
 
 CURRENCY_SYMBOLS = {"USD": "$", "CAD": "CA$", "EUR": "€", "GBP": "£"}
+
+
+class PropertyType(models.TextChoices):
+    """What kind of property a listing is."""
+
+    HOUSE = "house"
+    CONDO = "condo"
+    TOWNHOUSE = "townhouse"
+    APARTMENT = "apartment"
+    LAND = "land"
+
+
+class Feature(models.TextChoices):
+    """The fixed vocabulary of features a listing may have (``Listing.features``); the
+    classifiers' schemas and the search read the same values."""
+
+    GARAGE = "garage"
+    POOL = "pool"
+    GARDEN = "garden"
+    BALCONY = "balcony"
+    FIREPLACE = "fireplace"
+    BASEMENT = "basement"
+    WATERFRONT = "waterfront"
+    ELEVATOR = "elevator"
+    AIR_CONDITIONING = "air_conditioning", "air conditioning"
+    LAUNDRY_IN_UNIT = "laundry_in_unit", "laundry in unit"
+
+
+def validate_features(value) -> None:
+    """Every feature is one of ``Feature``, once."""
+    unknown = sorted(set(value) - set(Feature.values))
+    if unknown:
+        raise ValidationError(f"Unknown features: {', '.join(unknown)}.")
+    if len(set(value)) != len(value):
+        raise ValidationError("A feature is listed twice.")
 
 
 class Listing(models.Model):
     """A property for sale, known to visitors by its public 6-digit ``listing_id``.
 
-    ``price`` is in ``currency`` (ISO 4217 code); ``area_sqft`` in square feet.
+    ``price`` is in ``currency`` (ISO 4217 code); ``area_sqft`` and ``lot_sqft`` in square
+    feet; ``hoa_monthly`` in ``currency`` per month. A fact left empty (null) is one the
+    record does not hold: the chat says it does not know rather than guess. ``features`` is
+    null when nobody recorded them, else the features it has (``Feature`` values); an empty
+    list means "none of them". Its GIN index serves "has all of" (``features__contains``).
     """
 
     class Status(models.TextChoices):
@@ -40,6 +81,25 @@ class Listing(models.Model):
     area_sqft = models.PositiveIntegerField("area (sq ft)", null=True, blank=True)
     description = models.TextField(blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    city = models.CharField(max_length=100, blank=True)
+    neighbourhood = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=12, blank=True)
+    property_type = models.CharField(
+        max_length=12, choices=PropertyType.choices, blank=True, help_text="Empty: not recorded."
+    )
+    year_built = models.PositiveSmallIntegerField(null=True, blank=True)
+    lot_sqft = models.PositiveIntegerField("lot size (sq ft)", null=True, blank=True)
+    parking_spaces = models.PositiveSmallIntegerField(null=True, blank=True)
+    hoa_monthly = models.DecimalField(
+        "HOA fee per month", max_digits=8, decimal_places=2, null=True, blank=True,
+        validators=[MinValueValidator(Decimal("0"))], help_text="0 when there is none.",
+    )
+    pets_allowed = models.BooleanField(null=True, blank=True)
+    features = ArrayField(
+        models.CharField(max_length=20, choices=Feature.choices),
+        null=True, blank=True, validators=[validate_features],
+        help_text="Empty (null): not recorded. " + ", ".join(Feature.values) + ".",
+    )
     realtor = models.ForeignKey(
         "Realtor",
         on_delete=models.SET_NULL,
@@ -51,9 +111,29 @@ class Listing(models.Model):
 
     class Meta:
         ordering = ["listing_id"]
+        # The search (listings/search.py) reads active listings only, so its indexes are
+        # partial: a town or neighbourhood matched case-insensitively (iexact is UPPER(x) =
+        # UPPER(%s)), a price range, and "has all of these features" through GIN.
+        indexes = [
+            models.Index(Upper("city"), "price", name="listing_active_city_price",
+                         condition=models.Q(status="active")),
+            models.Index(Upper("neighbourhood"), name="listing_active_neighbourhood",
+                         condition=models.Q(status="active")),
+            models.Index("price", name="listing_active_price", condition=models.Q(status="active")),
+            GinIndex("features", name="listing_active_features",
+                     condition=models.Q(status="active")),
+        ]
 
     def __str__(self):
         return f"{self.listing_id} {self.address}"
+
+    def get_absolute_url(self) -> str:
+        """The listing's public page, ``/listings/<listing_id>/``."""
+        return f"/listings/{self.listing_id}/"
+
+    def town(self) -> str:
+        """Where it is, as a card says it: "Harbor District, Port Ellis", or the city alone."""
+        return ", ".join(part for part in (self.neighbourhood, self.city) if part)
 
     def formatted_price(self) -> str:
         """The price as a visitor reads it: ``$350,000``, or ``$350,000.50`` with cents."""
@@ -246,4 +326,51 @@ class Appointment(models.Model):
         """Save, setting ``blocked_until`` from the realtor's buffer when not set."""
         if self.blocked_until is None:
             self.set_blocked_until()
+        super().save(*args, **kwargs)
+
+
+class OpenHouse(models.Model):
+    """A time the listing is open to walk in, stored in UTC."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="open_houses")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["listing", "starts_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")),
+                name="open_house_ends_after_start",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.listing.listing_id} open {self.starts_at:%Y-%m-%d %H:%M}"
+
+
+class ListingPhoto(models.Model):
+    """A photo of a listing, uploaded in the admin; ``thumbnail`` (made on save by
+    ``listings.photos.make_thumbnail``) is what the chat's cards show. The first by
+    ``position`` is the listing's cover."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="photos")
+    image = models.ImageField(upload_to="listings/%Y/%m/")
+    thumbnail = models.ImageField(upload_to="listings/thumbs/%Y/%m/", blank=True, editable=False)
+    caption = models.CharField(max_length=200, blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["listing", "position", "id"]
+
+    def __str__(self):
+        return f"{self.listing.listing_id} photo {self.position}"
+
+    def save(self, *args, **kwargs):
+        """Save, making the thumbnail first when it is missing (Pillow; see
+        ``listings.photos``)."""
+        if self.image and not self.thumbnail:
+            from listings.photos import make_thumbnail
+
+            self.thumbnail = make_thumbnail(self.image)
         super().save(*args, **kwargs)

@@ -233,6 +233,9 @@ METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", "")
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Uploaded listing photos and their thumbnails; in production a storage backend (docs/deploy.md).
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "media"))
+MEDIA_URL = "media/"
 
 # Behind TLS in production: secure cookies, HSTS and redirects (``check --deploy`` asks for them).
 HTTPS = env_bool("HTTPS", False)

@@ -1,8 +1,11 @@
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import path
 
 from agent.chat import views
 from agent.staff import views as staff_views
+from listings import views as listing_views
 
 urlpatterns = [
     path("", views.chat_page, name="chat"),
@@ -18,4 +21,8 @@ urlpatterns = [
     path("chat/session", views.chat_session, name="chat-session"),
     path("admin/", admin.site.urls),
     path("metrics", views.metrics, name="metrics"),
+    path("listings/", listing_views.listing_list, name="listing-list"),
+    path("listings/<str:listing_id>/", listing_views.listing_detail, name="listing-detail"),
 ]
+# Uploaded photos, served by Django only with DEBUG (static() adds nothing otherwise).
+urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

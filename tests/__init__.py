@@ -5,3 +5,4 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository, where manage.py is
 EVAL_FILE = ROOT.parent / "shared" / "eval" / "conversations.jsonl"  # ../shared beside it
+LISTINGS_EVAL_FILE = ROOT / "tests" / "data" / "listings_eval.jsonl"  # the project's own

@@ -88,6 +88,22 @@ def parse_frame(frame: object) -> tuple[str, str | None]:
     return text, client_id
 
 
+def parse_page_listing(frame: dict) -> str:
+    """The listing on the visitor's screen that a message frame names (``"listing"``, the
+    widget's ``data-listing``): a 6-digit listing ID, or "" when the frame has none.
+
+    Raises:
+        BadFrame: ``bad_listing``, a ``listing`` that is not a string of exactly 6 digits.
+    """
+    listing = frame.get("listing")
+    if listing is None or listing == "":
+        return ""
+    if not (isinstance(listing, str) and len(listing) == 6 and listing.isascii()
+            and listing.isdigit()):
+        raise BadFrame("bad_listing", 'A message "listing" is a 6-digit listing ID.')
+    return listing
+
+
 def conversation_of_token(token: str) -> Conversation | None:
     """The conversation a token (``agent.chat.widget``) names, or None when the token is forged,
     expired or names a conversation that no longer exists."""
@@ -217,6 +233,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """A decoded client frame: store the visitor's message and start its turn."""
         try:
             text, client_id = parse_frame(content)
+            page_listing = parse_page_listing(content)
         except BadFrame as exc:
             await self.send_error(exc.code, str(exc))
             return
@@ -232,7 +249,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             message, created = await db_trip(
-                Message.objects.store_visitor, self.conversation.id, text, client_id
+                Message.objects.store_visitor, self.conversation.id, text, client_id,
+                page_listing,
             )
         except Exception:
             logger.exception("could not store a message of conversation %s", self.conversation.id)

@@ -140,11 +140,12 @@ def move(conversation: Conversation, scheduling: Scheduling, now: datetime) -> R
 
 
 def _listing_under_discussion(conversation: Conversation) -> Listing | None:
-    """The listing named last (by its 6-digit ID) in the visitor's recent messages, if it
-    exists."""
+    """The listing named last in the visitor's recent messages, if it exists: by its 6-digit
+    ID in a message's text, else the listing on screen when the message was sent."""
     texts = conversation.messages.filter(role=Message.Role.USER).order_by("-seq")
-    for text in texts.values_list("text", flat=True)[:10]:
-        for listing_id in reversed(LISTING_ID.findall(text)):
+    for text, page_listing in texts.values_list("text", "page_listing")[:10]:
+        on_screen = [page_listing] if page_listing else []
+        for listing_id in [*reversed(LISTING_ID.findall(text)), *on_screen]:
             listing = Listing.objects.filter(listing_id=listing_id).first()
             if listing is not None:
                 return listing

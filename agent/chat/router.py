@@ -1,18 +1,28 @@
 """The router: turns what the classifiers said into an action and a reply.
 
 It acts on the first classifier, in their priority order, that answers yes; with the default
-priorities, as in the tutorial this product grew from: a price question first, then a request
-for a call, then any other question about a listing, else a person takes over. Booking turns
-(a call asked for, picked, moved or cancelled) go to ``agent.chat.dialogue``.
+priorities (reasons in ``agent.llm.classifiers``): a price question first, then a call to
+cancel, move or book, then one listing's facts (or a question about a neighbourhood's people,
+which goes to a person), then a search by criteria, then any other question about a listing,
+else a person takes over. Booking turns (a call asked for, picked, moved or cancelled) go to
+``agent.chat.dialogue``; search and facts turns to ``agent.chat.homes``.
 """
 
 import logging
 from datetime import datetime
 
-from agent.chat import dialogue
+from agent.chat import dialogue, homes
 from agent.chat.contact import Contact, display_phone, find_contact
 from agent.chat.reply import Reply
-from agent.llm.classifiers import AppointmentChange, ListingQuestion, Pricing, Scheduling, decides
+from agent.llm.classifiers import (
+    AppointmentChange,
+    ListingFacts,
+    ListingQuestion,
+    ListingSearch,
+    Pricing,
+    Scheduling,
+    decides,
+)
 from agent.llm.fanout import Outcome
 from agent.models import Conversation, Message, Route
 from agent.staff import handoffs, hours
@@ -32,8 +42,10 @@ def route_turn(
     The first classifier, in priority order, that says "yes" decides (by default: a price
     question; cancelling or moving the conversation's upcoming call; a call request, which
     may pick one of the times offered last turn: "the second one", "Thursday works", "3pm";
-    any other question about a listing). When none does: a pick from the offered times;
-    contact details alone; else a person takes over. A phone number or email in the message
+    a listing's facts, or a question about a neighbourhood's people; a search by criteria,
+    merged with the conversation's earlier ones; any other question about a listing). When
+    none does: a pick from the offered times; contact details alone; else a person takes
+    over. A phone number or email in the message
     is saved whatever the route.
 
     Runs in a database transaction of the caller's (sync code; call it off the event loop);
@@ -52,9 +64,12 @@ def route_turn(
     """
     contact = _save_contact(conversation, message.text, now)
     offer, conversation.offer = conversation.offer or {}, {}
+    criteria = conversation.search
     reply = _decide(conversation, message, outcomes, now, contact, offer)
-    if conversation.offer != offer:
-        conversation.save(update_fields=["offer"])
+    changed = [name for name, before in (("offer", offer), ("search", criteria))
+               if getattr(conversation, name) != before]
+    if changed:  # one UPDATE for both
+        conversation.save(update_fields=changed)
     return reply
 
 
@@ -74,6 +89,10 @@ def _decide(conversation, message, outcomes, now, contact: Contact, offer: dict)
                 conversation, message.text, said, offer, now, contact_given=bool(contact)
             )
             return reply or _contact_saved(conversation, contact, now)
+        if isinstance(said, ListingFacts):
+            return homes.facts_reply(conversation, message, said, now)
+        if isinstance(said, ListingSearch):
+            return homes.search_reply(conversation, said)
         if isinstance(said, ListingQuestion):
             handoffs.queue_handoff(conversation, message, "listing question")
             return Reply(

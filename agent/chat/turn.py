@@ -40,12 +40,20 @@ def open_conversation(session_key: str) -> Conversation:
 
 
 def chat_history(conversation_id) -> list[dict]:
-    """The latest ``HISTORY_MESSAGES`` messages as OpenAI chat messages, oldest first."""
-    latest = Message.objects.filter(conversation_id=conversation_id).order_by("-seq")
-    return [
-        {"role": OPENAI_ROLES[m.role], "content": m.text}
-        for m in reversed(latest[:HISTORY_MESSAGES])
-    ]
+    """The latest ``HISTORY_MESSAGES`` messages as OpenAI chat messages, oldest first; when
+    the newest is the visitor's and was sent from a listing's page, a last system message
+    tells the classifiers "The visitor is looking at listing 654321." """
+    latest = list(Message.objects.filter(conversation_id=conversation_id).order_by("-seq")
+                  [:HISTORY_MESSAGES])
+    history = [{"role": OPENAI_ROLES[m.role], "content": m.text} for m in reversed(latest)]
+    if latest and latest[0].role == Message.Role.USER and latest[0].page_listing:
+        history.append({"role": "system", "content": page_note(latest[0].page_listing)})
+    return history
+
+
+def page_note(listing_id: str) -> str:
+    """What the classifiers are told about the listing on the visitor's screen."""
+    return f"The visitor is looking at listing {listing_id}."
 
 
 def prepare_turn(conversation_id) -> tuple[list[dict], list[Classifier]]:
@@ -104,6 +112,7 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
             reply.text,
             route=reply.route,
             latency_ms=latency_ms,
+            listings=list(reply.listings) or None,
         )
 
 

@@ -1,4 +1,4 @@
-"""The four classifier prompts of a turn, their JSON schemas and their typed outputs.
+"""The six classifier prompts of a turn, their JSON schemas and their typed outputs.
 
 Each classifier asks the LLM one question about the visitor's latest message, with the
 conversation so far as context, and gets a small JSON object back through structured output
@@ -6,23 +6,49 @@ conversation so far as context, and gets a small JSON object back through struct
 Ollama). The outputs are also the labels of ``../shared/eval`` data.
 
 The product reads its classifiers from ``agent.models.ClassifierConfig`` rows (editable in the
-admin); the router keys on the names pricing, appointment_change, scheduling and
-listing_question and reads the typed answers defined here.
+admin); the router keys on the names pricing, appointment_change, scheduling, listing_facts,
+listing_search and listing_question and reads the typed answers defined here.
+
+Priorities (lower first; the router acts on the first "yes", and the fan-out's early exit
+cancels every lower one as soon as a higher one says yes), and why:
+
+1. pricing (10): "how much is this one?" is a price, whatever else the message says; the
+   price route already words sold and under-offer listings.
+2. appointment_change (15), 3. scheduling (20): a request to book, move or cancel is an
+   action with a time in it ("can I see it Friday at 10?"); answering a fact instead would
+   drop it.
+4. listing_facts (22): one listing's facts, and the fair-housing flag (``about_people``): a
+   question about the people of a neighbourhood must beat the search, which would otherwise
+   answer "homes in a safe area" with listings, so the flag lives in the higher of the two.
+5. listing_search (24): after facts, because "does 654321 have a garage?" names one listing
+   and is a fact, while "what about with a garage?" names none and refines the search; the
+   facts prompt says yes only when one listing is meant.
+6. listing_question (30): the catch-all that hands any other listing question to a person.
+
+Early exit: ``decides`` is a "yes" of any of the six (for listing_facts, a fact asked or the
+fair-housing flag). A "no" never ends the round early.
 """
 
-import re
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any, Callable
 
+from agent.llm import listing_classifiers
 from agent.llm.client import Server
+from agent.llm.fields import (
+    BOOLEAN,
+    LISTING_ID,
+    ClassifierOutputError,
+    nullable,
+    read_field,
+    schema_object,
+)
+from agent.llm.listing_classifiers import ListingFacts, ListingSearch
+
+__all__ = ["ClassifierOutputError", "ListingFacts", "ListingSearch"]  # re-exported
 
 HISTORY_MESSAGES = 10  # the latest messages sent as context, the visitor's newest included
 MAX_TOKENS = 64  # every answer is a one-line JSON object
-
-
-class ClassifierOutputError(ValueError):
-    """The LLM's answer was not the JSON object the classifier's schema asks for."""
 
 
 @dataclass(frozen=True)
@@ -58,37 +84,6 @@ class AppointmentChange:
     action: str
 
 
-def _nullable(pattern: str) -> dict:
-    return {"anyOf": [{"type": "string", "pattern": pattern}, {"type": "null"}]}
-
-
-def _object(**properties: dict) -> dict:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
-    }
-
-
-BOOLEAN = {"type": "boolean"}
-
-
-def _field(data: dict, name: str, kind: type, pattern: str | None = None) -> Any:
-    """Read one field of an LLM answer, checking its type and, for strings, its pattern."""
-    if name not in data:
-        raise ClassifierOutputError(f"missing field {name!r}")
-    value = data[name]
-    if value is None and pattern is not None:
-        return None
-    if not isinstance(value, kind):
-        raise ClassifierOutputError(f"{name!r} should be {kind.__name__}, got {value!r}")
-    if pattern is not None and not re.fullmatch(pattern, value):
-        raise ClassifierOutputError(f"{name!r} does not match {pattern}: {value!r}")
-    return value
-
-
-LISTING_ID = r"[0-9]{6}"
 DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 TIME = r"[0-9]{2}:[0-9]{2}"
 CHANGE_ACTIONS = ("none", "cancel", "move")
@@ -165,7 +160,7 @@ class Classifier:
         }
 
     def parse(self, data: dict) -> Any:
-        """The typed answer (``Pricing``, ...) for the router's three classifiers; for any
+        """The typed answer (``Pricing``, ...) for the router's six classifiers; for any
         other name, the JSON object itself.
 
         Raises:
@@ -182,30 +177,35 @@ def fill_today(text: str, today: date) -> str:
 
 def decides(output: Any) -> bool:
     """Whether this answer makes the router act on its classifier (a "yes" of the router's
-    four), so no lower-priority classifier can change the route."""
+    six), so no lower-priority classifier can change the route."""
     return (
         (isinstance(output, Pricing) and output.asks_price)
         or (isinstance(output, AppointmentChange) and output.action != "none")
         or (isinstance(output, Scheduling) and output.wants_call)
+        or (isinstance(output, ListingFacts) and (output.asks_facts or output.about_people))
+        or (isinstance(output, ListingSearch) and output.wants_listings)
         or (isinstance(output, ListingQuestion) and output.is_listing_question)
     )
 
 
 PARSERS: dict[str, Callable[[dict], Any]] = {
     "pricing": lambda data: Pricing(
-        asks_price=_field(data, "asks_price", bool),
-        listing_id=_field(data, "listing_id", str, LISTING_ID),
+        asks_price=read_field(data, "asks_price", bool),
+        listing_id=read_field(data, "listing_id", str, LISTING_ID),
     ),
     "scheduling": lambda data: Scheduling(
-        wants_call=_field(data, "wants_call", bool),
-        date=_field(data, "date", str, DATE),
-        time=_field(data, "time", str, TIME),
+        wants_call=read_field(data, "wants_call", bool),
+        date=read_field(data, "date", str, DATE),
+        time=read_field(data, "time", str, TIME),
     ),
     "listing_question": lambda data: ListingQuestion(
-        is_listing_question=_field(data, "is_listing_question", bool)
+        is_listing_question=read_field(data, "is_listing_question", bool)
     ),
     "appointment_change": lambda data: AppointmentChange(action=_action(data)),
+    "listing_search": listing_classifiers.parse_search,
+    "listing_facts": listing_classifiers.parse_facts,
 }
+
 
 # The built-in defaults. Migration 0004 seeds the ClassifierConfig rows with copies of these
 # texts; the product asks the rows, tests and the stand-in's own checks use these.
@@ -218,7 +218,7 @@ PRICING = Classifier(
         "id the visitor means, taken from the conversation, or null if none is given. "
         'Answer with JSON only: {"asks_price": true|false, "listing_id": "123456"|null}.'
     ),
-    schema=_object(asks_price=BOOLEAN, listing_id=_nullable(f"^{LISTING_ID}$")),
+    schema=schema_object(asks_price=BOOLEAN, listing_id=nullable(f"^{LISTING_ID}$")),
 )
 
 SCHEDULING = Classifier(
@@ -233,7 +233,9 @@ SCHEDULING = Classifier(
         'Answer with JSON only: {"wants_call": true|false, "date": "YYYY-MM-DD"|null, '
         '"time": "HH:MM"|null}.'
     ),
-    schema=_object(wants_call=BOOLEAN, date=_nullable(f"^{DATE}$"), time=_nullable(f"^{TIME}$")),
+    schema=schema_object(
+        wants_call=BOOLEAN, date=nullable(f"^{DATE}$"), time=nullable(f"^{TIME}$")
+    ),
 )
 
 LISTING_QUESTION = Classifier(
@@ -245,7 +247,7 @@ LISTING_QUESTION = Classifier(
         "talk to an agent are not. "
         'Answer with JSON only: {"is_listing_question": true|false}.'
     ),
-    schema=_object(is_listing_question=BOOLEAN),
+    schema=schema_object(is_listing_question=BOOLEAN),
 )
 
 APPOINTMENT_CHANGE = Classifier(
@@ -257,20 +259,37 @@ APPOINTMENT_CHANGE = Classifier(
         "asked for. Booking a new call is none. "
         'Answer with JSON only: {"action": "none"|"cancel"|"move"}.'
     ),
-    schema=_object(action={"type": "string", "enum": list(CHANGE_ACTIONS)}),
+    schema=schema_object(action={"type": "string", "enum": list(CHANGE_ACTIONS)}),
+)
+
+
+LISTING_FACTS = Classifier(
+    name="listing_facts",
+    instructions=listing_classifiers.FACTS_PROMPT,
+    schema=listing_classifiers.FACTS_SCHEMA,
+    max_tokens=96,
+)
+
+LISTING_SEARCH = Classifier(
+    name="listing_search",
+    instructions=listing_classifiers.SEARCH_PROMPT,
+    schema=listing_classifiers.SEARCH_SCHEMA,
+    max_tokens=128,
 )
 
 
 def _action(data: dict) -> str:
-    action = _field(data, "action", str)
+    action = read_field(data, "action", str)
     if action not in CHANGE_ACTIONS:
         raise ClassifierOutputError(f"'action' should be one of {CHANGE_ACTIONS}, got {action!r}")
     return action
 
 
-# The built-in classifiers in their default priority order (migration 0005 seeds them so).
-# Cancel or move comes before scheduling, which also says yes to "move it to Friday".
-CLASSIFIERS = (PRICING, APPOINTMENT_CHANGE, SCHEDULING, LISTING_QUESTION)
+# The built-in classifiers in their default priority order (migrations 0005 and 0011 seed them
+# so; the reasons are in the module's docstring). Cancel or move comes before scheduling, which
+# also says yes to "move it to Friday".
+CLASSIFIERS = (PRICING, APPOINTMENT_CHANGE, SCHEDULING, LISTING_FACTS, LISTING_SEARCH,
+               LISTING_QUESTION)
 
 
 def as_label(output: Any) -> dict:

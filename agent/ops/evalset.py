@@ -1,9 +1,12 @@
 """Replay evaluation conversations (``../shared/eval`` format) through the chat websocket.
 
-A conversation is ``{"id": ..., "turns": [{"user", "route", "reply_contains", "labels",
-"effects"}]}``. Dates in it are written relative to the day it runs: ``{weekday+N}`` is the
-N-th weekday (Monday to Friday) after today as ``YYYY-MM-DD``, ``{weekday+N:long}`` the same day
-as ``Thursday, December 3``, ``{sunday+N}`` the N-th Sunday after today. Times are agency-local.
+A conversation is ``{"id": ..., "turns": [{"user", "listing", "route", "reply_contains",
+"labels", "effects"}]}``; ``listing`` (optional) is the 6-digit ID of the listing on the
+visitor's screen, sent with the message as the widget does. An ``appointment`` effect may
+name its ``listing`` too. Dates in it are written relative to the day it runs:
+``{weekday+N}`` is the N-th weekday (Monday to Friday) after today as ``YYYY-MM-DD``,
+``{weekday+N:long}`` the same day as ``Thursday, December 3``, ``{sunday+N}`` the N-th Sunday
+after today. Times are agency-local.
 """
 
 import json
@@ -147,8 +150,11 @@ async def _play_turn(
     expected: dict,
     clock: Callable[[], float],
 ) -> TurnResult:
+    frame = {"type": "message", "text": expected["user"]}
+    if expected.get("listing"):
+        frame["listing"] = expected["listing"]
     started = clock()
-    await chat.send({"type": "message", "text": expected["user"]})
+    await chat.send(frame)
     seq, reply = None, None
     while reply is None:
         frame = await chat.receive()
@@ -222,13 +228,19 @@ def _check_effects(conversation_id: str, effects: dict) -> list[str]:
     if "appointment" in effects:
         want = effects["appointment"]
         booked = [
-            timezone.localtime(a.starts_at, agency_zone())
-            for a in Appointment.objects.filter(conversation_id=conversation_id, status__in=ACTIVE)
+            (timezone.localtime(a.starts_at, agency_zone()), a.listing.listing_id if a.listing
+             else None)
+            for a in Appointment.objects.filter(
+                conversation_id=conversation_id, status__in=ACTIVE
+            ).select_related("listing")
         ]
         if not any(
-            f"{t:%Y-%m-%d}" == want["date"] and f"{t:%H:%M}" == want["time"] for t in booked
+            f"{t:%Y-%m-%d}" == want["date"] and f"{t:%H:%M}" == want["time"]
+            and want.get("listing", listing) == listing
+            for t, listing in booked
         ):
-            problems.append(f"no appointment on {want['date']} at {want['time']}")
+            of = f" of listing {want['listing']}" if "listing" in want else ""
+            problems.append(f"no appointment{of} on {want['date']} at {want['time']}")
     if "handoff" in effects:
         has = Handoff.objects.filter(conversation_id=conversation_id).exists()
         if has != bool(effects["handoff"]):
@@ -311,6 +323,8 @@ def conversation_to_eval(conversation: Conversation) -> dict | None:
         if question.id in handoff_messages:
             effects["handoff"] = True
         turn = {"user": question.text, "route": reply.route, "reply_contains": [], "labels": labels}
+        if question.page_listing:
+            turn["listing"] = question.page_listing
         if effects:
             turn["effects"] = effects
         eval_turns.append(turn)

@@ -33,6 +33,7 @@
   const wanted = conf.colour || conf.color || "";
   const COLOUR = wanted && CSS.supports("color", wanted) ? wanted : "#1f4e79";
   const SIDE = conf.position === "left" ? "left" : "right";
+  const LISTING = /^\d{6}$/.test(conf.listing || "") ? conf.listing : null; // on screen
 
   const MAX_LENGTH = 2000;
   const BACKOFF_MIN_MS = 500;
@@ -83,8 +84,13 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
  background:var(--c);color:#fff;font:inherit;font-weight:600;cursor:pointer}
 .send:disabled{background:#9aa6b2;cursor:not-allowed}
 .hint{grid-column:1/-1;margin:0;font-size:.75rem;color:#5b6673}
-@media (max-width:480px){.panel{position:fixed;left:8px;right:8px;bottom:72px;width:auto;
- height:calc(100vh - 88px)}}`;
+.homes{display:grid;gap:6px;margin:6px 0 0;padding:0;list-style:none}
+.home{display:flex;gap:8px;padding:6px;border-radius:8px;background:#fff;color:inherit;
+ text-decoration:none}
+.home img{width:72px;height:48px;object-fit:cover;border-radius:6px}
+.home b{display:block}
+@media (max-width:480px){.panel{position:fixed;inset:0;width:auto;height:auto;border-radius:0}
+ :host([data-open]) .launcher{display:none}}`;
 
   // ---- storage (it may be unavailable: then the widget still works, for this page only)
   function load(store, name) {
@@ -216,6 +222,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
 
   function openPanel(focus) {
     panel.hidden = false;
+    host.setAttribute("data-open", "");
     launcher.setAttribute("aria-expanded", "true");
     save(sessionStorage, "open", "1");
     setUnread(0);
@@ -224,6 +231,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
   }
   function closePanel() {
     panel.hidden = true;
+    host.removeAttribute("data-open");
     launcher.setAttribute("aria-expanded", "false");
     save(sessionStorage, "open", null);
     launcher.focus();
@@ -234,6 +242,24 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     const item = el("li", { class: "msg " + role });
     item.append(el("span", { class: "who" }, who), el("p", { class: "text" }, text));
     return item;
+  }
+  // Listing cards of an assistant message: links to the listing pages, on this app only.
+  function cards(list) {
+    const ul = el("ul", { class: "homes" });
+    list.slice(0, 3).forEach((c) => {
+      const url = new URL(String(c.url), APP);
+      if (url.origin !== APP) return;
+      const a = el("a", { class: "home", href: url.href });
+      if (typeof c.photo === "string") a.append(el("img", { src: new URL(c.photo, APP).href,
+        alt: "" }));
+      const info = el("span", {}, c.bedrooms + " bed · " + c.bathrooms + " bath · " + c.town);
+      info.prepend(el("b", {}, c.price + " · " + c.listing_id));
+      a.append(info);
+      const li = el("li", {});
+      li.append(a);
+      ul.append(li);
+    });
+    return ul;
   }
   function place(item, seq) {
     const later = Array.from(transcript.children).find(
@@ -250,6 +276,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     if (role === "staff") who = typeof msg.name === "string" && msg.name ? msg.name + " (staff)"
       : "Staff";
     const item = bubble(role, who, msg.text);
+    if (Array.isArray(msg.listings)) item.append(cards(msg.listings));
     item.dataset.seq = String(msg.seq);
     if (typeof msg.route === "string") item.dataset.route = msg.route;
     place(item, msg.seq);
@@ -372,7 +399,9 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
   }
 
   function transmit(item) {
-    socket.send(JSON.stringify({ type: "message", text: item.text, id: item.id }));
+    const frame = { type: "message", text: item.text, id: item.id };
+    if (item.listing) frame.listing = item.listing;
+    socket.send(JSON.stringify(frame));
   }
 
   // ---- connecting
@@ -447,6 +476,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     const text = input.value.trim();
     if (refused || text === "" || text.length > MAX_LENGTH) return;
     const item = { id: newId(), text: text };
+    if (LISTING) item.listing = LISTING;
     queue.push(item);
     saveQueue();
     scrolled(() => renderPending(item));

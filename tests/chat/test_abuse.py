@@ -56,8 +56,11 @@ async def stored_texts() -> list[str]:
 
 @pytest.fixture
 def four_classifiers(standin, monkeypatch):
-    """The stand-in with the four seeded classifiers: a turn costs 4 LLM calls, counted from
-    the database at this test's first message."""
+    """The stand-in with four of the seeded classifiers (the two listing ones disabled): a
+    turn costs 4 LLM calls, counted from the database at this test's first message."""
+    ClassifierConfig.objects.filter(name__in=["listing_search", "listing_facts"]).update(
+        enabled=False
+    )
     monkeypatch.setattr(abuse, "_classifiers_seen", None)
     return standin
 
@@ -295,12 +298,12 @@ async def test_a_turn_costs_the_enabled_classifiers_counted_once_then_as_each_tu
     classifier_rows, monkeypatch, django_assert_num_queries
 ):
     monkeypatch.setattr(abuse, "_classifiers_seen", None)
-    assert await abuse.turn_cost() == 4
+    assert await abuse.turn_cost() == 6
     await ClassifierConfig.objects.filter(name="pricing").aupdate(enabled=False)
-    assert await abuse.turn_cost() == 4  # no query per message
+    assert await abuse.turn_cost() == 6  # no query per message
     conversation = await database_sync_to_async(turn.open_conversation)("visitor")
     await database_sync_to_async(turn.prepare_turn)(conversation.id)  # a turn reads them
-    assert await abuse.turn_cost() == 3
+    assert await abuse.turn_cost() == 5
     await ClassifierConfig.objects.aupdate(enabled=False)
     await database_sync_to_async(turn.prepare_turn)(conversation.id)
     assert await abuse.turn_cost() == 1  # no LLM call, but a turn all the same

@@ -72,8 +72,9 @@ def test_the_static_files_exist():
     assert _static_text("chat/widget.js")
 
 
-def test_the_widget_stays_under_20_kb_unminified():
-    assert len(_static_text("chat/widget.js").encode()) < 20 * 1024
+def test_the_widget_stays_under_24_kb_unminified():
+    # 20 KB until the listing cards and the on-screen listing (issue 14) added 1.4 KB.
+    assert len(_static_text("chat/widget.js").encode()) < 24 * 1024
 
 
 def test_the_widget_never_parses_html():

@@ -61,11 +61,14 @@ async def test_a_price_question_does_not_wait_for_the_slow_classifiers(
         "pricing": "ok",
         "appointment_change": "cancelled",
         "scheduling": "cancelled",
+        "listing_facts": "cancelled",
+        "listing_search": "cancelled",
         "listing_question": "cancelled",
     }
     assert calls["scheduling"].error == "" and calls["scheduling"].output is None
-    assert await sync_to_async(standin.wait_for_abandoned)(3)
-    assert standin.abandoned == {"appointment_change": 1, "scheduling": 1, "listing_question": 1}
+    assert await sync_to_async(standin.wait_for_abandoned)(5)
+    assert standin.abandoned == {"appointment_change": 1, "scheduling": 1, "listing_facts": 1,
+                                 "listing_search": 1, "listing_question": 1}
 
 
 async def test_each_classifier_calls_the_endpoint_of_its_row(connect, standin, classifier_rows):
@@ -77,7 +80,8 @@ async def test_each_classifier_calls_the_endpoint_of_its_row(connect, standin, c
         await say(communicator, "Can I call an agent?")
         await communicator.disconnect()
     assert pricing_server.requests == {"pricing": 2}
-    assert standin.requests == {"appointment_change": 2, "scheduling": 2, "listing_question": 2}
+    assert standin.requests == {"appointment_change": 2, "scheduling": 2, "listing_facts": 2,
+                                "listing_search": 2, "listing_question": 2}
 
 
 async def test_a_disabled_classifier_is_not_asked(connect, standin, classifier_rows):
@@ -87,7 +91,7 @@ async def test_a_disabled_classifier_is_not_asked(connect, standin, classifier_r
     await communicator.disconnect()
     assert reply["route"] == "fallback"
     assert set(await calls_of(history["conversation"])) == {
-        "pricing", "appointment_change", "scheduling"
+        "pricing", "appointment_change", "scheduling", "listing_facts", "listing_search"
     }
     assert "listing_question" not in standin.requests
 

@@ -55,6 +55,15 @@ def test_there_is_one_listing_under_offer_and_one_sold():
     assert Listing.objects.filter(status=Listing.Status.SOLD).count() == 1
 
 
+def test_forty_listings_over_five_towns_and_old_rows_get_the_new_fields():
+    Listing.objects.create(listing_id="654321", address="88 Harbor View Drive", price=1, city="")
+    seed()
+    assert Listing.objects.count() == 40
+    assert Listing.objects.values("city").distinct().count() == 5
+    old = Listing.objects.get(listing_id="654321")
+    assert (old.price, old.city, old.features[:2]) == (1, "Port Ellis", ["balcony", "garage"])
+
+
 def test_running_it_again_keeps_a_price_staff_edited():
     seed()
     Listing.objects.filter(listing_id="123456").update(price=Decimal("340000"))

@@ -18,7 +18,9 @@ def test_the_migration_seeds_the_built_in_classifiers_on_the_default_endpoint():
     assert [row.name for row in rows] == [c.name for c in CLASSIFIERS]  # by priority
     for row, built_in in zip(rows, CLASSIFIERS, strict=True):
         assert (row.system_prompt, row.output_schema) == (built_in.instructions, built_in.schema)
-        assert (row.enabled, row.version, row.max_tokens, row.temperature) == (True, 1, 64, 0.0)
+        assert (row.enabled, row.version, row.max_tokens, row.temperature) == (
+            True, 1, built_in.max_tokens, 0.0
+        )
         assert row.endpoint.name == "default" and row.endpoint.base_url == ""
         assert row.endpoint.api_key_env == "LLM_API_KEY"
 
@@ -36,7 +38,7 @@ def test_enabled_classifiers_come_in_priority_order_without_the_disabled_ones():
     ClassifierConfig.objects.filter(name="scheduling").update(priority=1)
     ClassifierConfig.objects.filter(name="listing_question").update(enabled=False)
     assert [c.name for c in ClassifierConfig.enabled_classifiers()] == [
-        "scheduling", "pricing", "appointment_change"
+        "scheduling", "pricing", "appointment_change", "listing_facts", "listing_search"
     ]
 
 

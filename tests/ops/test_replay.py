@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from agent.management.commands.replay_eval import in_process_chat, run_replay
 from agent.ops.evalset import expand, load
 from listings.models import Appointment
-from tests import EVAL_FILE
+from tests import EVAL_FILE, LISTINGS_EVAL_FILE
 
 
 def test_placeholders_count_weekdays_and_sundays_after_today():
@@ -48,6 +48,31 @@ async def test_the_sample_conversations_get_their_routes_replies_effects_and_lab
     assert not await Appointment.objects.exclude(status=Appointment.Status.CANCELLED).aexists()
     again = await run_replay(conversations, in_process_chat, lines.append)
     assert again[0] == turns, "\n".join(lines)
+
+
+@pytest.fixture
+def demo_listings(db):
+    """The demo listings and realtors of ``seed_demo`` (the project's eval file needs them)."""
+    import io
+
+    call_command("seed_demo", stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_listing_conversations_get_their_routes_replies_effects_and_labels(
+    standin, demo_listings, chat_client
+):
+    from django.utils import timezone
+
+    lines = []
+    conversations = load(LISTINGS_EVAL_FILE, timezone.localdate())
+    assert len(conversations) >= 15
+    passed, turns, labels_right, labels = await run_replay(
+        conversations, in_process_chat, lines.append
+    )
+    assert turns == sum(len(c["turns"]) for c in conversations)
+    assert (passed, labels_right) == (turns, labels), "\n".join(lines)
+    assert labels > 0
 
 
 @pytest.mark.django_db

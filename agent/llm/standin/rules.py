@@ -1,6 +1,7 @@
-"""The keyword rules of the LLM stand-in: answer a chat-completions request as the four
+"""The keyword rules of the LLM stand-in: answer a chat-completions request as the six
 classifiers of ``agent.llm.classifiers`` would (pricing, scheduling, listing_question,
-appointment_change), plus the date and time parsing they need.
+appointment_change here; listing_search and listing_facts in ``listing_rules``), plus the
+date and time parsing they need.
 
 Deterministic, instant, and wrong wherever a keyword list is: for local runs, tests and
 benchmarks, never for judging the classifiers' accuracy. ``agent.llm.standin.server`` serves
@@ -11,16 +12,20 @@ import calendar
 import re
 from datetime import date, timedelta
 
+from agent.llm.standin import listing_rules
+
 # The classifiers' answers when nothing matches, in ``agent.llm.classifiers`` order.
 NOTHING = {
     "pricing": {"asks_price": False, "listing_id": None},
     "scheduling": {"wants_call": False, "date": None, "time": None},
     "listing_question": {"is_listing_question": False},
     "appointment_change": {"action": "none"},
+    **listing_rules.NOTHING,
 }
 # A field of each classifier's answer, to recognise its system prompt without a schema.
 _PROMPT_FIELDS = {"asks_price": "pricing", "wants_call": "scheduling",
-                  "is_listing_question": "listing_question", '"action"': "appointment_change"}
+                  "is_listing_question": "listing_question", '"action"': "appointment_change",
+                  "wants_listings": "listing_search", "about_people": "listing_facts"}
 
 _LISTING_ID = re.compile(r"(?<!\d)\d{6}(?!\d)")
 _PRICE_WORDS = re.compile(
@@ -29,7 +34,7 @@ _PRICE_WORDS = re.compile(
 )
 _CALL_WORDS = re.compile(
     r"\b(call|calls|phone|ring|schedul(e|ed|ing)|book|booking|appointment|meet|meeting|"
-    r"speak|talk)\b"
+    r"speak|talk|viewing|visit|tour)\b|\bsee (it|this|the (house|place|home|flat|condo))\b"
 )
 _CANCEL_WORDS = re.compile(r"\b(cancel(s|led|ling)?|call (it )?off)\b")
 _MOVE_WORDS = re.compile(
@@ -161,18 +166,19 @@ def _latest_exchange(messages: list[dict]) -> tuple[str, str]:
     return "", ""
 
 
-def pricing(latest: str, asked: str) -> dict:
+def pricing(latest: str, asked: str, on_screen: str | None = None) -> dict:
     """The pricing answer for the latest user message and the assistant message before it.
 
     Returns:
-        ``{"asks_price": bool, "listing_id": "123456" | None}``.
+        ``{"asks_price": bool, "listing_id": "123456" | None}``; without an ID in the message,
+        the listing on screen (``on_screen``), if any.
     """
     lowered = latest.lower()
     listing_id = _LISTING_ID.search(lowered)
     follow_up = listing_id is not None and _ASKS_FOR_LISTING.search(asked.lower()) is not None
     if not (_PRICE_WORDS.search(lowered) or follow_up):
         return dict(NOTHING["pricing"])
-    return {"asks_price": True, "listing_id": listing_id.group(0) if listing_id else None}
+    return {"asks_price": True, "listing_id": listing_id.group(0) if listing_id else on_screen}
 
 
 def scheduling(latest: str, asked: str, today: date) -> dict:
@@ -239,8 +245,8 @@ def classify(name: str | None, messages: list[dict], schema: dict | None = None)
     """Answer one classifier by the rules.
 
     Args:
-        name: "pricing", "scheduling", "listing_question", "appointment_change", or anything
-            else (unknown).
+        name: "pricing", "scheduling", "listing_question", "appointment_change",
+            "listing_search", "listing_facts", or anything else (unknown).
         messages: the OpenAI chat messages of the request, system prompt first.
         schema: the JSON schema of ``response_format``, if any.
     Returns:
@@ -249,14 +255,19 @@ def classify(name: str | None, messages: list[dict], schema: dict | None = None)
         unknown ``name`` gets every known classifier's fields, all false or null.
     """
     latest, asked = _latest_exchange(messages)
+    on_screen = listing_rules.on_screen(messages, text_of)
     if name == "pricing":
-        answer = pricing(latest, asked)
+        answer = pricing(latest, asked, on_screen)
     elif name == "scheduling":
         answer = scheduling(latest, asked, today_from(messages))
     elif name == "listing_question":
         answer = listing_question(latest)
     elif name == "appointment_change":
         answer = appointment_change(latest, asked, today_from(messages))
+    elif name == "listing_search":
+        answer = listing_rules.listing_search(latest)
+    elif name == "listing_facts":
+        answer = listing_rules.listing_facts(latest, on_screen)
     else:
         answer = {key: value for fields in NOTHING.values() for key, value in fields.items()}
     properties = schema.get("properties") if isinstance(schema, dict) else None

@@ -1,0 +1,227 @@
+"""The router's listing answers: a search by criteria, one listing's facts, and the
+fair-housing handoff. Every word comes from here and the database: the classifiers only said
+what was asked (``agent.llm.listing_classifiers``).
+
+Search criteria carry across turns on ``Conversation.search``: each search turn merges what
+the latest message adds into what the conversation asked before (``Criteria.merged``).
+"""
+
+import logging
+from datetime import datetime
+
+from django.core.files.storage import default_storage
+
+from agent.chat.reply import Reply
+from agent.llm.listing_classifiers import ListingFacts, ListingSearch
+from agent.models import Conversation, Message, Route
+from agent.staff import handoffs, hours
+from listings import facts as listing_facts
+from listings.facts import FACT_NAMES, feature_name
+from listings.models import Listing, PropertyType
+from listings.search import Criteria, Found, Relaxation, relax, search
+
+logger = logging.getLogger(__name__)
+
+FAIR_HOUSING_REASON = "fair housing: a question about the people of a neighbourhood"
+
+
+def card(listing: Listing) -> dict:
+    """A listing as the widget's card (the ``listings`` of an assistant frame).
+
+    Returns:
+        ``{"listing_id", "url" (its page's path), "price" (as the visitor reads it),
+        "bedrooms" (int), "bathrooms" (float), "town", "address", "photo" (the cover
+        thumbnail's URL, or null)}``. ``listing`` comes from ``listings.search.search``
+        (with ``cover``); any other listing has no photo here.
+    """
+    cover = getattr(listing, "cover", None)
+    return {
+        "listing_id": listing.listing_id,
+        "url": listing.get_absolute_url(),
+        "price": listing.formatted_price(),
+        "bedrooms": listing.bedrooms,
+        "bathrooms": float(listing.bathrooms),
+        "town": listing.town(),
+        "address": listing.address,
+        "photo": default_storage.url(cover) if cover else None,
+    }
+
+
+def criteria_of(said: ListingSearch) -> Criteria:
+    """The criteria one ``listing_search`` answer gives."""
+    return Criteria(
+        place=said.place, min_price=said.min_price, max_price=said.max_price,
+        min_bedrooms=said.min_bedrooms, min_bathrooms=said.min_bathrooms,
+        property_type=said.property_type, features=said.features,
+    )
+
+
+def _money(amount) -> str:
+    return f"${amount:,.0f}"
+
+
+def describe(criteria: Criteria, place: str | None, skip: str = "") -> str:
+    """The criteria in words, e.g. "condos in Port Ellis under $500,000 with 2+ bedrooms and
+    a garage". ``place`` is the database's spelling of the place (the visitor's is never
+    repeated); ``skip`` leaves one criterion out."""
+    kind = "homes"
+    if criteria.property_type and skip != "property_type":
+        kind = PropertyType(criteria.property_type).label.lower()
+        kind = "land" if kind == "land" else kind + "s"
+    parts = [kind]
+    if place and skip != "place":
+        parts.append(f"in {place}")
+    low = criteria.min_price if skip != "min_price" else None
+    high = criteria.max_price if skip != "max_price" else None
+    if low is not None and high is not None:
+        parts.append(f"from {_money(low)} to {_money(high)}")
+    elif high is not None:
+        parts.append(f"under {_money(high)}")
+    elif low is not None:
+        parts.append(f"over {_money(low)}")
+    withs = []
+    if criteria.min_bedrooms and skip != "min_bedrooms":
+        withs.append(f"{criteria.min_bedrooms}+ bedrooms")
+    if criteria.min_bathrooms and skip != "min_bathrooms":
+        withs.append(f"{criteria.min_bathrooms:g}+ bathrooms")
+    if criteria.features and skip != "features":
+        withs += [listing_facts.article(f) for f in criteria.features]
+    if withs:
+        parts.append("with " + listing_facts.join_words(withs))
+    return " ".join(parts)
+
+
+def _place_of(criteria: Criteria, listing: Listing) -> str | None:
+    if not criteria.place:
+        return None
+    wanted = criteria.place.strip().upper()
+    return listing.city if listing.city.upper() == wanted else listing.neighbourhood
+
+
+def search_reply(conversation: Conversation, said: ListingSearch) -> Reply:
+    """Search with the conversation's criteria and this turn's, store them, and answer.
+
+    Routes: ``listing_search`` (up to three cards, best first, and the total),
+    ``listing_search_none`` (which criterion to relax, with a figure from the database),
+    ``listing_search_needs_criteria`` (nothing to search by yet). One query when something
+    matches, two when nothing does (``listings.search``).
+    """
+    criteria = Criteria.from_dict(conversation.search).merged(criteria_of(said))
+    if not criteria:
+        return Reply(
+            Route.LISTING_SEARCH_NEEDS_CRITERIA,
+            "Happy to help you find a home! Which town are you looking in, and up to what price?",
+        )
+    conversation.search = criteria.as_dict()
+    found = search(criteria)
+    if found.total:
+        return _found(criteria, found)
+    relaxation = relax(criteria)
+    if criteria.place and relaxation.place is None:
+        conversation.search = Criteria.from_dict({**criteria.as_dict(), "place": None}).as_dict()
+    return Reply(Route.LISTING_SEARCH_NONE, _none_text(criteria, relaxation))
+
+
+def _found(criteria: Criteria, found: Found) -> Reply:
+    place = _place_of(criteria, found.listings[0])
+    count = "one home" if found.total == 1 else f"{found.total:,} homes"
+    what = describe(criteria, place)
+    text = f"I found {count} matching: {what}." if what != "homes" else f"I found {count}."
+    if found.total > 1:
+        text += " The best value first (lowest price per square foot):"
+    lines = [text]
+    for listing in found.listings:
+        lines.append(
+            f"- {listing.listing_id}: {listing.formatted_price()}, "
+            f"{listing.bedrooms} bed, {listing.bathrooms.normalize():g} bath, "
+            f"{listing.town() or listing.address} ({listing.get_absolute_url()})"
+        )
+    more = " Tell me more to narrow it down (a budget, bedrooms, a garage...)" if (
+        found.total > len(found.listings)) else ""
+    lines.append(f"{more} Would you like to book a viewing of one? Give me its ID and a time."
+                 .strip())
+    return Reply(Route.LISTING_SEARCH, "\n".join(lines),
+                 tuple(card(listing) for listing in found.listings))
+
+
+def _none_text(criteria: Criteria, relaxation: Relaxation) -> str:
+    place = relaxation.place
+    if criteria.place and place is None:
+        towns = ", ".join(relaxation.towns)
+        text = "I have no homes for sale in the place you named."
+        return text + (f" Our listings are in {towns}: shall I look in one of those?"
+                       if towns else "")
+    nothing = f"Nothing matches {describe(criteria, place)} right now."
+    there = f" in {place}" if place else ""
+    name, count, value = relaxation.criterion, relaxation.count, relaxation.value
+    homes = "one home" if count == 1 else f"{count:,} homes"
+    if name == "max_price":
+        return f"{nothing} The lowest price{there} for the rest is {_money(value)}."
+    if name == "min_price":
+        return f"{nothing} The highest price{there} for the rest is {_money(value)}."
+    if name == "min_bedrooms":
+        return f"{nothing} The most bedrooms{there} for the rest is {value}."
+    if name == "min_bathrooms":
+        return f"{nothing} The most bathrooms{there} for the rest is {value.normalize():g}."
+    if name == "features":
+        wanted = listing_facts.join_words([feature_name(f) for f in criteria.features])
+        return f"{nothing} Without the {wanted}, {homes} match: shall I show them?"
+    if name == "property_type":
+        return f"{nothing} {homes.capitalize()} of other kinds match: shall I show them?"
+    if name == "place":
+        return (f"{nothing} {homes.capitalize()} match elsewhere, for example in "
+                f"{relaxation.town}: shall I show them?")
+    return f"{nothing} Which of your wishes matters least? I'll search without it."
+
+
+def facts_reply(
+    conversation: Conversation, message: Message, said: ListingFacts, now: datetime
+) -> Reply:
+    """Answer a question about one listing's facts from its record.
+
+    The listing is the one the classifier named, else the one on the visitor's screen
+    (``Message.page_listing``). Routes: ``fair_housing`` (a handoff: the bot never describes
+    the people of a place), ``listing_facts``, ``listing_facts_needs_listing``,
+    ``listing_facts_unknown_listing``, and ``handoff`` when the record holds none of the facts
+    asked (a person answers; nothing is guessed).
+    """
+    if said.about_people:
+        handoffs.queue_handoff(conversation, message, FAIR_HOUSING_REASON)
+        return Reply(
+            Route.FAIR_HOUSING,
+            "I can't describe a neighbourhood by the people who live there (fair-housing "
+            "practice). I've passed your question to one of our realtors, who can point you "
+            "to public sources. " + hours.when_staff_answer(conversation, now),
+        )
+    listing_id = said.listing_id or message.page_listing or None
+    if listing_id is None:
+        return Reply(
+            Route.LISTING_FACTS_NEEDS_LISTING,
+            "Which listing do you mean? Please give me its 6-digit listing ID, or ask from "
+            "its page.",
+        )
+    listing = Listing.objects.filter(listing_id=listing_id).prefetch_related("open_houses").first()
+    if listing is None:
+        return Reply(
+            Route.LISTING_FACTS_UNKNOWN_LISTING,
+            f"I don't have a listing {listing_id}. Could you check the 6-digit ID? Or I can "
+            "pass your question to a realtor.",
+        )
+    asked = said.facts or (("features",) if said.features else ("bedrooms", "bathrooms", "area"))
+    known, unknown = [], []
+    for fact in asked:
+        text = listing_facts.sentence(listing, fact, said.features, now)
+        (known if text else unknown).append(text or FACT_NAMES[fact])
+    if not known:
+        handoffs.queue_handoff(conversation, message, f"listing {listing_id}: facts not on record")
+        return Reply(
+            Route.HANDOFF,
+            f"I don't have {listing_facts.join_words(unknown)} on record for listing "
+            f"{listing.listing_id}, so I've passed your question to one of our realtors. "
+            + hours.when_staff_answer(conversation, now),
+        )
+    text = f"Listing {listing.listing_id}, {listing.address}: " + " ".join(known)
+    if unknown:
+        text += (f" I don't have {listing_facts.join_words(unknown)} on record; shall I ask a "
+                 "realtor?")
+    return Reply(Route.LISTING_FACTS, text)
