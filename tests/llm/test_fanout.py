@@ -229,8 +229,8 @@ async def test_a_429_whose_retry_after_does_not_fit_ends_the_call_at_once():
         return answer(request)
 
     started = time.monotonic()
-    pricing, scheduling, _ = await ask(handler, budget=3.0)
-    assert time.monotonic() - started < 1.0  # the route did not wait for the budget to run out
+    pricing, scheduling, _ = await ask(handler, budget=5.0)
+    assert time.monotonic() - started < 2.5  # the route did not wait for the 5 s budget
     assert len(attempts) == 1
     assert pricing.status == "error" and pricing.retries == 0
     assert "HTTP 429" in pricing.error and "Retry-After 5 s does not fit" in pricing.error
@@ -266,7 +266,7 @@ async def test_retries_stop_at_the_deadline_and_at_the_retry_limit(settings):
     settings.LLM_MAX_RETRIES = 50
     started = time.monotonic()
     outcomes = await ask(handler, budget=0.5)
-    assert time.monotonic() - started < 0.5 + 0.4
+    assert time.monotonic() - started < 0.5 + 1.5  # 50 retries with backoff take far longer
     assert all(o.status in ("error", "timeout") and o.output is None for o in outcomes)
 
 
@@ -276,9 +276,9 @@ async def test_a_call_that_never_answers_times_out_at_the_deadline():
 
     started = time.monotonic()
     outcomes = await ask(handler, budget=0.3)
-    assert 0.3 <= time.monotonic() - started < 0.3 + 0.4
+    assert 0.3 <= time.monotonic() - started < 0.3 + 1.7  # the calls would take 30 s
     assert [o.status for o in outcomes] == ["timeout"] * 3
-    assert all("turn budget" in o.error and 280 <= o.latency_ms < 700 for o in outcomes)
+    assert all("turn budget" in o.error and 280 <= o.latency_ms < 2000 for o in outcomes)
 
 
 # --- slots ------------------------------------------------------------------------------------
@@ -329,10 +329,12 @@ async def standin_turn(classifiers, text: str, budget: float = 2.0):
 
 
 async def test_a_price_question_is_answered_without_waiting_for_the_slower_classifiers(standin):
-    standin.latency_ms = {"pricing": 50, "*": 1500}
+    standin.latency_ms = {"pricing": 50, "*": 5000}
     started = time.monotonic()
-    pricing, scheduling, listing_question = await standin_turn(on(standin), "Price of 123456?")
-    assert time.monotonic() - started < 1.0  # not the 1.5 s of the slower ones
+    pricing, scheduling, listing_question = await standin_turn(
+        on(standin), "Price of 123456?", budget=10.0
+    )
+    assert time.monotonic() - started < 2.5  # not the 5 s of the slower ones
     assert pricing.output == Pricing(True, "123456")
     assert [scheduling.status, listing_question.status] == ["cancelled", "cancelled"]
     assert scheduling.error == "" and scheduling.output is None
@@ -344,12 +346,12 @@ async def test_a_price_question_is_answered_without_waiting_for_the_slower_class
 async def test_a_call_request_waits_for_pricing_to_say_no_but_not_for_the_listing_question(
     standin,
 ):
-    standin.latency_ms = {"pricing": 200, "scheduling": 0, "listing_question": 2000}
+    standin.latency_ms = {"pricing": 200, "scheduling": 0, "listing_question": 6000}
     started = time.monotonic()
     pricing, scheduling, listing_question = await standin_turn(
-        on(standin), "Can I book a call tomorrow at 3pm?"
+        on(standin), "Can I book a call tomorrow at 3pm?", budget=10.0
     )
-    assert 0.2 <= time.monotonic() - started < 1.0
+    assert 0.2 <= time.monotonic() - started < 3.0  # not the 6 s of the listing question
     assert pricing.output == Pricing(False, None)
     assert scheduling.output == Scheduling(True, "2026-11-23", "15:00")
     assert listing_question.status == "cancelled"
@@ -361,7 +363,7 @@ async def test_a_hanging_server_times_out_every_call_within_the_budget(standin):
     standin.fault = "hang"
     started = time.monotonic()
     outcomes = await standin_turn(on(standin), "Price of 123456?", budget=0.5)
-    assert time.monotonic() - started < 0.5 + 0.4  # a margin for a busy 2-core machine
+    assert time.monotonic() - started < 0.5 + 2.0  # the server would hang for 600 s
     assert [o.status for o in outcomes] == ["timeout"] * 3
     assert await asyncio.to_thread(standin.wait_for_abandoned, 3)
 
