@@ -161,11 +161,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 return
         else:
             session = self.scope.get("session")
-            session_key = session.session_key if session is not None else None
-            if not session_key:
-                await self.close(code=4401)  # load the chat page first: it sets the session
+            if session is not None and session.session_key:
+                self.conversation = await db_trip(turn.open_conversation, session, new_key=False)
+            if self.conversation is None:
+                # No session the store knows: load the chat page first, it sets one.
+                await self.close(code=4401)
                 return
-            self.conversation = await db_trip(turn.open_conversation, session_key)
         self.group = conversation_group(self.conversation.id)
         # Join before reading the history: a message stored in between then comes twice (the
         # client drops a seq it holds), never not at all.

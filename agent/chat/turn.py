@@ -24,6 +24,10 @@ from agent.staff import handoffs
 
 logger = logging.getLogger(__name__)
 
+# The session's entry naming its conversation: the session holds the conversation's id, the
+# conversation nothing of the session, whose key is a login credential (issue 13).
+SESSION_CONVERSATION = "chat_conversation"
+
 OPENAI_ROLES = {
     Message.Role.USER: "user",
     Message.Role.ASSISTANT: "assistant",
@@ -31,11 +35,37 @@ OPENAI_ROLES = {
 }
 
 
-def open_conversation(session_key: str) -> Conversation:
-    """The session's latest conversation, created if it has none."""
-    conversation = Conversation.objects.filter(session_key=session_key).first()
-    if conversation is None:
-        conversation = Conversation.objects.create(session_key=session_key)
+# The session's entry naming its conversation: the session holds the conversation's id, and
+# the conversation holds nothing of the session (its key is a login credential; issue 13).
+SESSION_CONVERSATION = "chat_conversation"
+
+
+def open_conversation(session, *, new_key: bool = True) -> Conversation | None:
+    """The conversation a Django session names, created and named in the session if it has
+    none (or only one that ``purge_conversations`` anonymised).
+
+    Args:
+        session: a ``SessionBase``: the request's, or the websocket scope's. Reading it loads it
+            from the store; a key the store does not know (forged, expired, logged out) loads
+            as an empty session without a key, so it never reaches another's conversation.
+        new_key: whether a session without a key may be saved under a new one, which only an
+            HTTP response can give the browser (false on the websocket).
+    Returns:
+        The conversation; ``None`` when ``session`` has no key the store knows and ``new_key``
+        is false.
+    """
+    conversation_id = session.get(SESSION_CONVERSATION)  # loads the session
+    if conversation_id:
+        conversation = Conversation.objects.filter(
+            id=conversation_id, anonymised_at__isnull=True
+        ).first()
+        if conversation is not None:
+            return conversation
+    if session.session_key is None and not new_key:
+        return None
+    conversation = Conversation.objects.create()
+    session[SESSION_CONVERSATION] = str(conversation.id)
+    session.save()
     return conversation
 
 
