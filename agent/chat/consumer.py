@@ -106,7 +106,7 @@ def parse_after(query_string: bytes) -> int:
     values = parse_qs(query_string.decode("latin-1")).get("after")
     if not values:
         return 0
-    if not values[0].isdigit():
+    if not (values[0].isascii() and values[0].isdigit()):  # "²" and "٣" pass isdigit() alone
         raise BadFrame("bad_after", '"after" is the last seq the client holds: 0, 1, 2, ...')
     return int(values[0])
 
