@@ -35,6 +35,7 @@ class Route(models.TextChoices):
     BOOKING_NEEDS_TIME = "booking_needs_time", "Booking: asked for time"
     BOOKING_CANCELLED = "booking_cancelled", "Call cancelled"
     BOOKING_NOT_FOUND = "booking_not_found", "Cancel/move: no upcoming call"
+    BOOKING_LIMIT = "booking_limit", "Booking: too many upcoming calls"
     CONTACT_SAVED = "contact_saved", "Contact details saved"
     HANDOFF = "handoff", "Listing question handed off"
     FALLBACK = "fallback", "Fallback to a human"

@@ -153,6 +153,8 @@ CALL_MINUTES = env_int("CALL_MINUTES", 30, minimum=5)  # a new realtor's call le
 # A call starts at least this many minutes from now, and at most this many days ahead.
 BOOKING_LEAD_MINUTES = env_int("BOOKING_LEAD_MINUTES", 60, minimum=0)
 BOOKING_HORIZON_DAYS = env_int("BOOKING_HORIZON_DAYS", 60, minimum=1)
+# Upcoming calls one conversation, or one email or phone, may hold; a visitor needs one or two.
+BOOKING_MAX_UPCOMING = env_int("BOOKING_MAX_UPCOMING", 2, minimum=1)
 # Region for phone numbers written without a country code (ISO 3166 code, e.g. US, GB).
 PHONE_REGION = env_str("PHONE_REGION", "US").upper()
 if PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:

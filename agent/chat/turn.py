@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agent import metrics
-from agent.chat import abuse
+from agent.chat import abuse, dialogue
 from agent.chat.router import route_turn
 from agent.dbgate import db_trip
 from agent.llm.classifiers import HISTORY_MESSAGES, Classifier, as_label
@@ -86,7 +86,9 @@ def prepare_turn(conversation_id) -> tuple[list[dict], list[Classifier]]:
     return chat_history(conversation_id), classifiers
 
 
-def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Message | None:
+def finish_turn(
+    message: Message, outcomes: list[Outcome], started: float, mentioned: tuple | None = None
+) -> Message | None:
     """Log the classifier calls, then route and store the assistant's reply in one transaction.
 
     The calls are logged first, so they stay in the trace even when routing fails. In the
@@ -99,6 +101,8 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         message: the visitor's message of this turn.
         outcomes: what each classifier said.
         started: ``time.perf_counter()`` when the turn started.
+        mentioned: the day and time the message names (``dialogue.mentioned_in``), worked
+            out off the database thread; None: the router works it out if it needs it.
     Returns:
         The stored assistant message, with its route and the turn's latency in ms; or None
         when the bot stays silent: staff claimed the conversation while the classifiers ran
@@ -125,7 +129,7 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
             return None
         if not mark_answered(message):
             return None  # another turn answered it
-        reply = route_turn(message.conversation, message, outcomes, timezone.now())
+        reply = route_turn(message.conversation, message, outcomes, timezone.now(), mentioned)
         latency_ms = round((time.perf_counter() - started) * 1000)
         transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
         return Message.objects.store(
@@ -171,7 +175,12 @@ async def run_turn(message: Message, client: LLMClient | None = None) -> Message
     started = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + settings.TURN_BUDGET
     history, classifiers = await db_trip(prepare_turn, message.conversation_id)
+    # dateparser's CPU work, in a worker thread while the classifiers answer: never on the
+    # database thread, which every socket of the process shares (issue 13).
+    mentioned = asyncio.ensure_future(
+        asyncio.to_thread(dialogue.mentioned_in, message.text, timezone.now())
+    )
     outcomes = await fan_out(
         client or get_client(), classifiers, history, timezone.localdate(), deadline
     )
-    return await db_trip(finish_turn, message, outcomes, started)
+    return await db_trip(finish_turn, message, outcomes, started, await mentioned)

@@ -101,9 +101,9 @@ def test_an_offered_time_is_picked_by_ordinal_or_by_time(
 @pytest.mark.django_db
 def test_an_offered_day_is_picked_by_its_weekday(conversation, anna):
     # Friday is full from 09:00 to 16:00; the nearest free times fall on Thursday and Friday.
-    other = Conversation.objects.create()
     for hour in range(9, 16):
-        for minute in ("00", "30"):
+        for minute in ("00", "30"):  # other visitors, each with a call
+            other = Conversation.objects.create()
             say(other, "book", Scheduling(True, "2026-11-27", f"{hour:02d}:{minute}"))
     reply = say(conversation, "Friday at noon", Scheduling(True, "2026-11-27", "12:00"))
     assert reply.route == Route.BOOKING_UNAVAILABLE
