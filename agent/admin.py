@@ -80,13 +80,13 @@ class ConversationAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     fieldsets = [
         (None, {"fields": [
-            "id", "created_at", "session_key", "visitor_name", "visitor_email", "visitor_phone",
+            "id", "created_at", "visitor_name", "visitor_email", "visitor_phone",
             "last_seq", "anonymised_at",
         ]}),
         ("Trace", {"fields": ["trace"]}),
     ]
     readonly_fields = [
-        "id", "created_at", "session_key", "visitor_name", "visitor_email", "visitor_phone",
+        "id", "created_at", "visitor_name", "visitor_email", "visitor_phone",
         "last_seq", "anonymised_at", "trace",
     ]
     inlines = [MessageInline]

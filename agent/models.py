@@ -36,6 +36,7 @@ class Route(models.TextChoices):
     BOOKING_NEEDS_TIME = "booking_needs_time", "Booking: asked for time"
     BOOKING_CANCELLED = "booking_cancelled", "Call cancelled"
     BOOKING_NOT_FOUND = "booking_not_found", "Cancel/move: no upcoming call"
+    BOOKING_LIMIT = "booking_limit", "Booking: too many upcoming calls"
     CONTACT_SAVED = "contact_saved", "Contact details saved"
     LISTING_SEARCH = "listing_search", "Listings found"
     LISTING_SEARCH_NONE = "listing_search_none", "Search: nothing matched"
@@ -50,10 +51,10 @@ class Route(models.TextChoices):
 
 
 class Conversation(models.Model):
-    """One visitor's chat, tied to the Django session of the chat page."""
+    """One visitor's chat. The visitor's Django session (or their widget token) names it; it
+    holds nothing of the session, whose key would let a reader act as the visitor."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    session_key = models.CharField(max_length=40, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     visitor_name = models.CharField(max_length=200, blank=True)
     visitor_email = models.EmailField(blank=True)

@@ -10,6 +10,9 @@ Rules (issue #4):
   overlap the realtor's other active calls, buffers included.
 - The realtor of the listing under discussion gets the call if free, otherwise the free realtor
   with the fewest calls that (agency-local) day, then the lowest id.
+- A chat conversation, and an email address or a phone number, hold at most
+  ``BOOKING_MAX_UPCOMING`` (default 2) upcoming calls, so one visitor cannot fill the
+  realtors' calendars or send confirmations to any address typed in (issue 13).
 - The application check picks a realtor; PostgreSQL has the last word (the exclusion
   constraint ``appointment_no_overlap``): when a concurrent booking took the realtor first, the
   next free realtor is tried, and when none is left the visitor is told the slot was taken.
@@ -45,6 +48,27 @@ EXCLUSION_VIOLATION = "23P01"  # PostgreSQL's SQLSTATE for an exclusion constrai
 
 class SlotUnavailable(Exception):
     """The requested call cannot be booked; the message says why, in words for the visitor."""
+
+
+class TooManyCalls(Exception):
+    """The conversation, or its email or phone, already has ``BOOKING_MAX_UPCOMING`` upcoming
+    calls; ``upcoming`` is how many."""
+
+    def __init__(self, upcoming: int):
+        super().__init__(f"{upcoming} upcoming calls already")
+        self.upcoming = upcoming
+
+
+def upcoming_calls(conversation, now: datetime) -> int:
+    """The most upcoming active calls held by the conversation, or by its email (any case) or
+    its phone, counted each on its own: what ``BOOKING_MAX_UPCOMING`` caps."""
+    upcoming = Appointment.objects.filter(status__in=ACTIVE, starts_at__gt=now)
+    counts = [upcoming.filter(conversation=conversation).count()]
+    if conversation.visitor_email:
+        counts.append(upcoming.filter(visitor_email__iexact=conversation.visitor_email).count())
+    if conversation.visitor_phone:
+        counts.append(upcoming.filter(visitor_phone=conversation.visitor_phone).count())
+    return max(counts)
 
 
 def parse_slot(day: str, clock: str) -> datetime:
@@ -193,8 +217,13 @@ def book(
     Returns:
         The saved ``Appointment``.
     Raises:
+        TooManyCalls: the conversation, its email or its phone has ``BOOKING_MAX_UPCOMING``
+            upcoming calls; nothing is booked.
         SlotUnavailable: as ``book_call``; nothing is booked and no email is scheduled.
     """
+    upcoming = upcoming_calls(conversation, now)
+    if upcoming >= settings.BOOKING_MAX_UPCOMING:
+        raise TooManyCalls(upcoming)
     appointment = book_call(starts_at, now=now, conversation=conversation, listing=listing)
     transaction.on_commit(lambda: emails.send_confirmation(appointment))
     return appointment

@@ -14,18 +14,22 @@ from django.urls import path  # noqa: E402
 from agent.chat.consumer import ChatConsumer  # noqa: E402
 from agent.chat.widget import ChatOriginValidator  # noqa: E402
 from agent.staff.consumer import StaffConsumer  # noqa: E402
+from realestate.proxy import TrustedProxies  # noqa: E402
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),
     path("ws/staff/", StaffConsumer.as_asgi()),
 ]
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # The Origin's host must be in ALLOWED_HOSTS, or the origin in CHAT_ALLOWED_ORIGINS.
-        "websocket": ChatOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
-    }
+# The client's address from TRUSTED_PROXIES' X-Forwarded-For first, for both protocols.
+application = TrustedProxies(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # The Origin's host must be in ALLOWED_HOSTS, or the origin in CHAT_ALLOWED_ORIGINS.
+            "websocket": ChatOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
 )

@@ -2,7 +2,8 @@
 
 Every variable is listed with its default in ``.env.example`` and in README.md. A bad value
 raises ``ImproperlyConfigured`` at start-up, naming the variable. Defaults are safe for a local
-run; ``manage.py check --deploy`` refuses the local SECRET_KEY and DEBUG in production.
+run; with DEBUG off, the public local SECRET_KEY stops start-up, and ``manage.py check
+--deploy`` refuses DEBUG and plain HTTP in production.
 """
 
 from pathlib import Path
@@ -34,6 +35,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 LOCAL_SECRET_KEY = "django-insecure-local-only-never-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY", LOCAL_SECRET_KEY)
 DEBUG = env_bool("DEBUG", False)
+if SECRET_KEY == LOCAL_SECRET_KEY and not DEBUG:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is unset (or the public local key) while DEBUG is off: set it to a long "
+        "random value, e.g. python -c \"import secrets; print(secrets.token_urlsafe(50))\" "
+        "(the local tools, make run and make test, set one of their own)"
+    )
 ALLOWED_HOSTS = [
     host.strip()
     for host in env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
@@ -50,12 +57,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    "csp",
     "agent.apps.AgentConfig",
     "listings.apps.ListingsConfig",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -155,6 +164,8 @@ CALL_MINUTES = env_int("CALL_MINUTES", 30, minimum=5)  # a new realtor's call le
 # A call starts at least this many minutes from now, and at most this many days ahead.
 BOOKING_LEAD_MINUTES = env_int("BOOKING_LEAD_MINUTES", 60, minimum=0)
 BOOKING_HORIZON_DAYS = env_int("BOOKING_HORIZON_DAYS", 60, minimum=1)
+# Upcoming calls one conversation, or one email or phone, may hold; a visitor needs one or two.
+BOOKING_MAX_UPCOMING = env_int("BOOKING_MAX_UPCOMING", 2, minimum=1)
 # Region for phone numbers written without a country code (ISO 3166 code, e.g. US, GB).
 PHONE_REGION = env_str("PHONE_REGION", "US").upper()
 if PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
@@ -227,6 +238,8 @@ CHAT_RATE_LIMIT_IP = env_rate_limits("CHAT_RATE_LIMIT_IP", "600/minute")
 CHAT_MAX_SOCKETS_PER_IP = env_int("CHAT_MAX_SOCKETS_PER_IP", 20, minimum=0)
 # Bytes of a websocket message or frame runserver's daphne reads; a valid chat frame is < 25 KB.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 32 * 1024
+# Proxies in front that append to X-Forwarded-For; the client is the Nth address from its end.
+TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
 # Addresses that may read /metrics besides staff; not loopback, which a local proxy makes public.
 METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", "")
 
@@ -241,8 +254,35 @@ MEDIA_URL = "media/"
 HTTPS = env_bool("HTTPS", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS
 SECURE_HSTS_SECONDS = 31_536_000 if HTTPS else 0
-SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = HTTPS
+# HSTS for every subdomain, and browsers' preload list: opt-ins, they bind sites beyond this one.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and env_bool("HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("HSTS_PRELOAD", False)
+if SECURE_HSTS_PRELOAD and not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+    raise ImproperlyConfigured(
+        "HSTS_PRELOAD needs HSTS_INCLUDE_SUBDOMAINS=true: the preload list takes only those"
+    )
+# check --deploy's reminders of the two opt-ins above (security.W005, W021), chosen off here.
+SILENCED_SYSTEM_CHECKS = [
+    *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+    *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+
+# The app's own pages (chat page, staff screens, admin) run only scripts, styles and sockets of
+# this origin, and no page may frame them; see README.md, Security.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 LOGGING = {
     "version": 1,

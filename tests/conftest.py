@@ -96,7 +96,7 @@ def conversation(db):
     """An empty conversation of a visitor's session."""
     from agent.models import Conversation
 
-    return Conversation.objects.create(session_key="visitor-session")
+    return Conversation.objects.create()
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ KEY_PREFIX = "chat-limits"  # of the rate-limit keys in Redis (the channel layer
 
 def client_address(scope: dict) -> str:
     """The client address the limits count: ``scope["client"][0]``, which is the TCP peer, or
-    with daphne's ``--proxy-headers`` the first address of ``X-Forwarded-For``.
+    behind ``TRUSTED_PROXIES`` proxies the address the last of them saw (``realestate.proxy``).
 
     An IPv6 address stands for its /64 network, the block one household or phone is given
     (RFC 6177), so rotating addresses inside it gains nothing; an IPv4-mapped IPv6 address is

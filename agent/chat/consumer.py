@@ -122,7 +122,7 @@ def parse_after(query_string: bytes) -> int:
     values = parse_qs(query_string.decode("latin-1")).get("after")
     if not values:
         return 0
-    if not values[0].isdigit():
+    if not (values[0].isascii() and values[0].isdigit()):  # "²" and "٣" pass isdigit() alone
         raise BadFrame("bad_after", '"after" is the last seq the client holds: 0, 1, 2, ...')
     return int(values[0])
 
@@ -177,11 +177,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 return
         else:
             session = self.scope.get("session")
-            session_key = session.session_key if session is not None else None
-            if not session_key:
-                await self.close(code=4401)  # load the chat page first: it sets the session
+            if session is not None and session.session_key:
+                self.conversation = await db_trip(turn.open_conversation, session, new_key=False)
+            if self.conversation is None:
+                # No session the store knows: load the chat page first, it sets one.
+                await self.close(code=4401)
                 return
-            self.conversation = await db_trip(turn.open_conversation, session_key)
         self.group = conversation_group(self.conversation.id)
         # Join before reading the history: a message stored in between then comes twice (the
         # client drops a seq it holds), never not at all.

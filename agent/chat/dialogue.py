@@ -19,7 +19,7 @@ from agent.llm.classifiers import Scheduling
 from agent.models import Conversation, Message, Route
 from listings import booking
 from listings.agencytime import describe_hours, format_day, format_slot, local
-from listings.booking import SlotUnavailable
+from listings.booking import SlotUnavailable, TooManyCalls
 from listings.models import Appointment, Listing
 
 logger = logging.getLogger(__name__)
@@ -29,11 +29,22 @@ ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "
 _ORDINAL = re.compile(r"\b(" + "|".join(ORDINALS) + r")\b")
 _NUMBERED = re.compile(r"^\s*(?:(?:number|option|no\.?|#)\s*)?([1-9])\s*[.!]?\s*$|"
                        r"\b(?:number|option|no\.|#)\s*([1-9])\b")
+# Words and figures that name a day or a time, in English; dateparser reads only the text around
+# the first of them. Its time grows with the text: a crafted 2,000-character message took 1 to
+# 1.7 s (issue 13; bench/dateparse.py has the figures).
+_DATE_WORD = re.compile(
+    r"\b(?:mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*"
+    r"|\b(?:today|tomorrow|tonight|noon|midnight|morning|afternoon|evening|week|day|days)\b"
+    r"|\d{1,2}(?::\d{2})?\s*[ap]\.?m\b|\d{1,2}:\d{2}|\d{1,4}[/-]\d{1,2}(?:[/-]\d{1,4})?"
+    r"|\d{1,2}(?:st|nd|rd|th)\b"
+)
+DATE_TEXT_BEFORE = 40  # characters before the first date word that dateparser reads
+DATE_TEXT = 200  # characters dateparser reads in all, a sentence or two
 
 
 def schedule(
     conversation: Conversation, text: str, scheduling: Scheduling, offer: dict, now: datetime,
-    *, contact_given: bool = False,
+    *, contact_given: bool = False, mentioned: tuple | None = None,
 ) -> Reply | None:
     """A call request: book one of the times offered last turn, or the full day and time asked
     for, or offer times on the day given, or ask for a day and time.
@@ -45,11 +56,13 @@ def schedule(
         offer: the times offered last turn (``conversation.offer`` as it was), maybe empty.
         now: the current time, aware.
         contact_given: the message gave a phone number or an email.
+        mentioned: ``mentioned(text, now)``, worked out before the database trip (it is slow
+            CPU work); None: worked out here if it is needed.
     Returns:
         The ``Reply``, or None when the message names no time and ``contact_given``: the router
         then acknowledges the contact details instead.
     """
-    picked = pick(conversation, text, scheduling, offer, now)
+    picked = pick(conversation, text, scheduling, offer, now, mentioned=mentioned)
     if picked is not None:
         return picked
     if scheduling.date and scheduling.time:
@@ -64,7 +77,8 @@ def schedule(
 
 
 def pick(
-    conversation: Conversation, text: str, scheduling: Scheduling, offer: dict, now: datetime
+    conversation: Conversation, text: str, scheduling: Scheduling, offer: dict, now: datetime,
+    *, mentioned: tuple | None = None,
 ) -> Reply | None:
     """Book (or move the upcoming call to) the offered time the visitor picked, or ask again
     when several match.
@@ -74,7 +88,7 @@ def pick(
         The ``Reply``, or None when the message picks none of the offered times (or nothing was
         offered).
     """
-    picked = _pick_offered(offer, text, scheduling, now)
+    picked = _pick_offered(offer, text, scheduling, now, mentioned)
     if len(picked) == 1:
         if offer.get("action") == "move":
             appointment = booking.upcoming_appointment(conversation, now)
@@ -140,16 +154,23 @@ def move(conversation: Conversation, scheduling: Scheduling, now: datetime) -> R
 
 
 def _listing_under_discussion(conversation: Conversation) -> Listing | None:
-    """The listing named last in the visitor's recent messages, if it exists: by its 6-digit
-    ID in a message's text, else the listing on screen when the message was sent."""
+    """The listing named last in the visitor's ten latest messages, if it exists: by its 6-digit
+    ID in a message's text, else the listing on screen when the message was sent. Two queries,
+    whatever the number of IDs (one query per ID was thousands for a message of numbers,
+    issue 13)."""
     texts = conversation.messages.filter(role=Message.Role.USER).order_by("-seq")
-    for text, page_listing in texts.values_list("text", "page_listing")[:10]:
-        on_screen = [page_listing] if page_listing else []
-        for listing_id in [*reversed(LISTING_ID.findall(text)), *on_screen]:
-            listing = Listing.objects.filter(listing_id=listing_id).first()
-            if listing is not None:
-                return listing
-    return None
+    named = [
+        listing_id
+        for text, page_listing in texts.values_list("text", "page_listing")[:10]
+        for listing_id in [*reversed(LISTING_ID.findall(text)), *filter(None, [page_listing])]
+    ]
+    if not named:
+        return None
+    found = {
+        listing.listing_id: listing
+        for listing in Listing.objects.filter(listing_id__in=set(named))
+    }
+    return next((found[i] for i in named if i in found), None)
 
 
 def _book(conversation: Conversation, starts_at: datetime, now: datetime) -> Reply:
@@ -160,6 +181,13 @@ def _book(conversation: Conversation, starts_at: datetime, now: datetime) -> Rep
         )
     except SlotUnavailable as exc:
         return _unavailable(conversation, str(exc), starts_at, now)
+    except TooManyCalls as exc:
+        logger.info("conversation %s refused a call: %s", conversation.pk, exc)
+        return Reply(
+            Route.BOOKING_LIMIT,
+            f"You already have {exc.upcoming} calls booked with us, which is as many as we can "
+            "hold for you at once. To book another, cancel or move one of them first.",
+        )
     logger.info("booked appointment %s for conversation %s", appointment.pk, conversation.pk)
     return Reply(Route.BOOKING, _booked_text(conversation, appointment, "is booked for"))
 
@@ -236,7 +264,9 @@ def _iso_date(value: str | None) -> date | None:
         return None
 
 
-def _pick_offered(offer: dict, text: str, scheduling: Scheduling, now: datetime) -> list:
+def _pick_offered(
+    offer: dict, text: str, scheduling: Scheduling, now: datetime, mentioned: tuple | None
+) -> list:
     """The offered call times the visitor's message picks: by ordinal ("the second one", "2"),
     by the classifier's date and time, or by a day or time dateparser finds in the text
     ("Thursday works", "3pm"). Empty when there is no offer or nothing matches."""
@@ -263,7 +293,7 @@ def _pick_offered(offer: dict, text: str, scheduling: Scheduling, now: datetime)
         if numbered:
             index = int(numbered.group(1) or numbered.group(2)) - 1
             return [slots[index]] if index < len(slots) else []
-        day, clock = _mentioned(text, now)
+        day, clock = mentioned if mentioned is not None else mentioned_in(text, now)
     if day is None and clock is None:
         return []
     return [
@@ -273,9 +303,28 @@ def _pick_offered(offer: dict, text: str, scheduling: Scheduling, now: datetime)
     ]
 
 
-def _mentioned(text: str, now: datetime) -> tuple[date | None, time | None]:
+def date_text(text: str) -> str:
+    """The part of ``text`` dateparser reads: ``DATE_TEXT`` characters from a little before
+    the first word or figure that names a day or a time (``_DATE_WORD``); empty when none
+    does."""
+    first = _DATE_WORD.search(text.lower())
+    if first is None:
+        return ""
+    start = max(first.start() - DATE_TEXT_BEFORE, 0)
+    return text[start:start + DATE_TEXT]
+
+
+def mentioned_in(text: str, now: datetime) -> tuple[date | None, time | None]:
     """A day and a clock time the text names, each None when absent, by dateparser relative to
-    ``now`` in agency time. A time found with no day gives only the clock time."""
+    ``now`` in agency time, reading only ``date_text(text)``. A time found with no day gives
+    only the clock time.
+
+    CPU work of up to some 0.1 s (bench/dateparse.py): the turn runs it in a worker thread
+    while the classifiers answer, not on the database thread.
+    """
+    text = date_text(text)
+    if not text:
+        return None, None
     settings = {
         "RELATIVE_BASE": local(now).replace(tzinfo=None),
         "PREFER_DATES_FROM": "future",

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 
 def route_turn(
-    conversation: Conversation, message: Message, outcomes: list[Outcome], now: datetime
+    conversation: Conversation, message: Message, outcomes: list[Outcome], now: datetime,
+    mentioned: tuple | None = None,
 ) -> Reply:
     """Decide a turn's route and act on it: look up a price, book, cancel or move a call, save
     contact details, or queue a handoff.
@@ -59,13 +60,15 @@ def route_turn(
             says yes, a handoff is queued; if calls failed, the reply apologises and the
             handoff's reason names them.
         now: the current time, aware.
+        mentioned: ``agent.chat.dialogue.mentioned_in(message.text, ...)`` when the caller
+            worked it out off the database thread; None: worked out here if needed.
     Returns:
         The ``Reply``. Nothing here raises for a classifier's answer; database errors propagate.
     """
     contact = _save_contact(conversation, message.text, now)
     offer, conversation.offer = conversation.offer or {}, {}
     criteria = conversation.search
-    reply = _decide(conversation, message, outcomes, now, contact, offer)
+    reply = _decide(conversation, message, outcomes, now, contact, offer, mentioned)
     changed = [name for name, before in (("offer", offer), ("search", criteria))
                if getattr(conversation, name) != before]
     if changed:  # one UPDATE for both
@@ -73,7 +76,9 @@ def route_turn(
     return reply
 
 
-def _decide(conversation, message, outcomes, now, contact: Contact, offer: dict) -> Reply:
+def _decide(
+    conversation, message, outcomes, now, contact: Contact, offer: dict, mentioned
+) -> Reply:
     for outcome in outcomes:  # in the classifiers' priority order: the first "yes" decides
         said = outcome.output
         if not decides(said):
@@ -86,7 +91,8 @@ def _decide(conversation, message, outcomes, now, contact: Contact, offer: dict)
             return dialogue.move(conversation, _scheduling_of(outcomes), now)
         if isinstance(said, Scheduling):
             reply = dialogue.schedule(
-                conversation, message.text, said, offer, now, contact_given=bool(contact)
+                conversation, message.text, said, offer, now, contact_given=bool(contact),
+                mentioned=mentioned,
             )
             return reply or _contact_saved(conversation, contact, now)
         if isinstance(said, ListingFacts):
@@ -100,7 +106,9 @@ def _decide(conversation, message, outcomes, now, contact: Contact, offer: dict)
                 "Good question! I've passed it to one of our realtors. "
                 + hours.when_staff_answer(conversation, now),
             )
-    picked = dialogue.pick(conversation, message.text, _scheduling_of(outcomes), offer, now)
+    picked = dialogue.pick(
+        conversation, message.text, _scheduling_of(outcomes), offer, now, mentioned=mentioned
+    )
     if picked is not None:
         return picked
     if contact:

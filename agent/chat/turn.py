@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agent import metrics
-from agent.chat import abuse
+from agent.chat import abuse, dialogue
 from agent.chat.router import route_turn
 from agent.dbgate import db_trip
 from agent.llm.classifiers import HISTORY_MESSAGES, Classifier, as_label
@@ -24,6 +24,10 @@ from agent.staff import handoffs
 
 logger = logging.getLogger(__name__)
 
+# The session's entry naming its conversation: the session holds the conversation's id, the
+# conversation nothing of the session, whose key is a login credential (issue 13).
+SESSION_CONVERSATION = "chat_conversation"
+
 OPENAI_ROLES = {
     Message.Role.USER: "user",
     Message.Role.ASSISTANT: "assistant",
@@ -31,11 +35,37 @@ OPENAI_ROLES = {
 }
 
 
-def open_conversation(session_key: str) -> Conversation:
-    """The session's latest conversation, created if it has none."""
-    conversation = Conversation.objects.filter(session_key=session_key).first()
-    if conversation is None:
-        conversation = Conversation.objects.create(session_key=session_key)
+# The session's entry naming its conversation: the session holds the conversation's id, and
+# the conversation holds nothing of the session (its key is a login credential; issue 13).
+SESSION_CONVERSATION = "chat_conversation"
+
+
+def open_conversation(session, *, new_key: bool = True) -> Conversation | None:
+    """The conversation a Django session names, created and named in the session if it has
+    none (or only one that ``purge_conversations`` anonymised).
+
+    Args:
+        session: a ``SessionBase``: the request's, or the websocket scope's. Reading it loads it
+            from the store; a key the store does not know (forged, expired, logged out) loads
+            as an empty session without a key, so it never reaches another's conversation.
+        new_key: whether a session without a key may be saved under a new one, which only an
+            HTTP response can give the browser (false on the websocket).
+    Returns:
+        The conversation; ``None`` when ``session`` has no key the store knows and ``new_key``
+        is false.
+    """
+    conversation_id = session.get(SESSION_CONVERSATION)  # loads the session
+    if conversation_id:
+        conversation = Conversation.objects.filter(
+            id=conversation_id, anonymised_at__isnull=True
+        ).first()
+        if conversation is not None:
+            return conversation
+    if session.session_key is None and not new_key:
+        return None
+    conversation = Conversation.objects.create()
+    session[SESSION_CONVERSATION] = str(conversation.id)
+    session.save()
     return conversation
 
 
@@ -64,7 +94,9 @@ def prepare_turn(conversation_id) -> tuple[list[dict], list[Classifier]]:
     return chat_history(conversation_id), classifiers
 
 
-def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Message | None:
+def finish_turn(
+    message: Message, outcomes: list[Outcome], started: float, mentioned: tuple | None = None
+) -> Message | None:
     """Log the classifier calls, then route and store the assistant's reply in one transaction.
 
     The calls are logged first, so they stay in the trace even when routing fails. In the
@@ -77,6 +109,8 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         message: the visitor's message of this turn.
         outcomes: what each classifier said.
         started: ``time.perf_counter()`` when the turn started.
+        mentioned: the day and time the message names (``dialogue.mentioned_in``), worked
+            out off the database thread; None: the router works it out if it needs it.
     Returns:
         The stored assistant message, with its route and the turn's latency in ms; or None
         when the bot stays silent: staff claimed the conversation while the classifiers ran
@@ -103,7 +137,7 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
             return None
         if not mark_answered(message):
             return None  # another turn answered it
-        reply = route_turn(message.conversation, message, outcomes, timezone.now())
+        reply = route_turn(message.conversation, message, outcomes, timezone.now(), mentioned)
         latency_ms = round((time.perf_counter() - started) * 1000)
         transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
         return Message.objects.store(
@@ -150,7 +184,12 @@ async def run_turn(message: Message, client: LLMClient | None = None) -> Message
     started = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + settings.TURN_BUDGET
     history, classifiers = await db_trip(prepare_turn, message.conversation_id)
+    # dateparser's CPU work, in a worker thread while the classifiers answer: never on the
+    # database thread, which every socket of the process shares (issue 13).
+    mentioned = asyncio.ensure_future(
+        asyncio.to_thread(dialogue.mentioned_in, message.text, timezone.now())
+    )
     outcomes = await fan_out(
         client or get_client(), classifiers, history, timezone.localdate(), deadline
     )
-    return await db_trip(finish_turn, message, outcomes, started)
+    return await db_trip(finish_turn, message, outcomes, started, await mentioned)

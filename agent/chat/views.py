@@ -23,21 +23,14 @@ FEATURED_LISTINGS = 3
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may cache the answer to a CORS preflight
 
 
-def _ensure_session(request) -> str:
-    """The request's session key, saving a new session first if it has none."""
-    if request.session.session_key is None:
-        request.session["chat"] = True  # marks the session as modified so it is saved
-        request.session.save()
-    return request.session.session_key
-
-
 @ensure_csrf_cookie
 def chat_page(request):
-    """Render the agency's page with the chat widget, making sure the visitor has a session.
+    """Render the agency's page with the chat widget, making sure the visitor's session names
+    a conversation (``agent.chat.turn.open_conversation``).
 
     The page shows the first ``FEATURED_LISTINGS`` active listings by listing ID.
     """
-    _ensure_session(request)
+    turn.open_conversation(request.session)
     featured = Listing.objects.filter(status=Listing.Status.ACTIVE)[:FEATURED_LISTINGS]
     return render(request, "chat.html", {"listings": featured})
 
@@ -95,7 +88,7 @@ def _start(request) -> JsonResponse:
     conversation_id = read_token(token)
     if conversation_id and Conversation.objects.filter(id=conversation_id).exists():
         return JsonResponse({"token": token, "conversation": conversation_id})
-    conversation = turn.open_conversation(_ensure_session(request))
+    conversation = turn.open_conversation(request.session)
     return JsonResponse(
         {"token": issue_token(conversation.id), "conversation": str(conversation.id)}
     )

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 API_STYLES = ("openai", "anthropic")
 ANTHROPIC_VERSION = "2023-06-01"  # the ``anthropic-version`` header the Messages API requires
 RAW_LIMIT = 2000  # characters of a server's answer kept for the log
+# Bytes of one answer read from the server: a classifier's streamed answer is a few KiB.
+READ_LIMIT = 64 * 1024
+# Levels of nesting a classifier's answer may have: theirs are flat objects of lists (issue 13).
+MAX_JSON_DEPTH = 16
 
 
 class LLMError(Exception):
@@ -194,7 +198,7 @@ class LLMClient:
                 "POST", url, json=payload, headers=headers, timeout=httpx.Timeout(timeout)
             ) as response:
                 if response.status_code != 200:
-                    raw = (await response.aread()).decode(errors="replace")[:RAW_LIMIT]
+                    raw = (await _read_bounded(response)).decode(errors="replace")[:RAW_LIMIT]
                     status = response.status_code
                     raise LLMError(
                         f"HTTP {status}",
@@ -207,31 +211,84 @@ class LLMClient:
                 elif response.headers.get("content-type", "").startswith("text/event-stream"):
                     content = await _openai_stream(response)
                 else:  # a server that ignored ``stream``
-                    content = _openai_completion(await response.aread())
+                    content = _openai_completion(await _read_bounded(response))
         except httpx.TimeoutException as exc:
             raise LLMError(
                 f"timed out: {type(exc).__name__}", permanent=False, timeout=True
             ) from exc
         except httpx.HTTPError as exc:
             raise LLMError(f"connection failed: {exc!r}", permanent=False) from exc
+        content = content[:READ_LIMIT]
         try:
             data = json.loads(content)
-        except ValueError as exc:
-            raise LLMError("content is not JSON", permanent=True, raw=content) from exc
+        except (ValueError, RecursionError) as exc:
+            raise LLMError("content is not JSON", permanent=True, raw=content[:RAW_LIMIT]) from exc
         if not isinstance(data, dict):
-            raise LLMError("content is not a JSON object", permanent=True, raw=content)
-        return data, content
+            raise LLMError(
+                "content is not a JSON object", permanent=True, raw=content[:RAW_LIMIT]
+            )
+        if not _shallow(data):
+            raise LLMError(
+                f"content nests deeper than {MAX_JSON_DEPTH} levels",
+                permanent=True,
+                raw=content[:RAW_LIMIT],
+            )
+        return data, content[:RAW_LIMIT]
 
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self.http.aclose()
 
 
+def _too_long() -> LLMError:
+    return LLMError(f"answer over {READ_LIMIT} bytes", permanent=True)
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    """The response body, read up to ``READ_LIMIT`` bytes.
+
+    Raises:
+        LLMError: the body is longer (permanent); what was read is not kept.
+    """
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > READ_LIMIT:
+            raise _too_long()
+    return bytes(body)
+
+
 async def _events(response: httpx.Response):
-    """The ``data:`` payloads of a server-sent-events body, as strings."""
-    async for line in response.aiter_lines():
-        if line.startswith("data:"):
-            yield line[5:].strip()
+    """The ``data:`` payloads of a server-sent-events body, as strings, reading at most
+    ``READ_LIMIT`` bytes of it (``LLMError`` past that, as from ``_read_bounded``)."""
+    seen, pending = 0, b""
+    async for chunk in response.aiter_bytes():
+        seen += len(chunk)
+        if seen > READ_LIMIT:
+            raise _too_long()
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            text = line.decode(errors="replace").rstrip("\r")
+            if text.startswith("data:"):
+                yield text[5:].strip()
+    text = pending.decode(errors="replace")
+    if text.startswith("data:"):
+        yield text[5:].strip()
+
+
+def _shallow(data) -> bool:
+    """Whether decoded JSON nests at most ``MAX_JSON_DEPTH`` levels (checked without
+    recursion, so any depth is safe to ask about)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return False
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return True
 
 
 def _not_a_stream(what: str, raw: list[str]) -> LLMError:
@@ -256,12 +313,14 @@ async def _openai_stream(response: httpx.Response) -> str:
                 raise LLMError("error in stream", permanent=False, raw=data[:RAW_LIMIT])
             choices = chunk["choices"]
             delta = choices[0]["delta"] if choices else {}
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
             raise _not_a_stream("chat-completion", raw) from exc
         content = delta.get("content") if isinstance(delta, dict) else None
         if isinstance(content, str):
             parts.append(content)
-    raise LLMError("stream ended before [DONE]", permanent=False, raw="".join(parts))
+    raise LLMError(
+        "stream ended before [DONE]", permanent=False, raw="".join(parts)[:RAW_LIMIT]
+    )
 
 
 def _openai_completion(body: bytes) -> str:
@@ -269,7 +328,7 @@ def _openai_completion(body: bytes) -> str:
     raw = body.decode(errors="replace")
     try:
         content = json.loads(raw)["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
         raise LLMError("not a chat completion", permanent=True, raw=raw[:RAW_LIMIT]) from exc
     if not isinstance(content, str):
         raise LLMError("message content is not text", permanent=True, raw=raw[:RAW_LIMIT])
@@ -289,7 +348,7 @@ async def _anthropic_stream(response: httpx.Response) -> str:
         try:
             event = json.loads(data)
             kind = event["type"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise _not_a_stream("Messages API", raw) from exc
         if kind == "error":
             raise LLMError("error in stream", permanent=False, raw=data[:RAW_LIMIT])
@@ -298,7 +357,9 @@ async def _anthropic_stream(response: httpx.Response) -> str:
                 parts.append(str(event["delta"].get("partial_json", "")))
         elif kind == "message_stop":
             return "".join(parts)
-    raise LLMError("stream ended before message_stop", permanent=False, raw="".join(parts))
+    raise LLMError(
+        "stream ended before message_stop", permanent=False, raw="".join(parts)[:RAW_LIMIT]
+    )
 
 
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LLMClient]" = (

@@ -8,7 +8,7 @@ their time, realtor, listing and status; their visitor contact fields are blanke
 Anonymising keeps the rows, so the dashboard's counts, routes and latencies stay, and removes:
 message texts and client ids; classifier raw outputs, and error texts (which can quote them; a
 failed call keeps ``error = "removed"`` so it still counts as failed); handoff reasons; the
-visitor's name, email, phone and session key. Parsed classifier outputs (yes/no answers, listing
+visitor's name, email and phone. Parsed classifier outputs (yes/no answers, listing
 ids, dates) stay. Deleting removes the conversation with its messages, classifier calls and
 handoffs; its appointments stay, unlinked.
 """
@@ -120,5 +120,5 @@ def _anonymise(ids: list, now: datetime) -> None:
     calls.exclude(error="").update(error=REMOVED)
     Handoff.objects.filter(conversation__in=ids).update(reason="")
     Conversation.objects.filter(pk__in=ids).update(
-        visitor_name="", visitor_email="", visitor_phone="", session_key="", anonymised_at=now
+        visitor_name="", visitor_email="", visitor_phone="", anonymised_at=now
     )

@@ -22,6 +22,10 @@ from pathlib import Path
 
 import psutil
 
+from realestate.dev.localkey import use_local_secret_key
+
+use_local_secret_key()  # every local tool imports this module; production never does
+
 PGDATA = Path(__file__).resolve().parents[2] / ".pgdata"
 DATABASE = "realestate"
 

@@ -7,7 +7,7 @@ LLM_BASE_URL is set), then:
 - Redis: REDIS_URL when set; else the machine's Redis on 127.0.0.1:6379 when it answers; else
   a ``redis-server`` of our own on 127.0.0.1:6380 (``realestate.dev.localredis``), stopped at exit;
 - ``collectstatic`` into STATIC_ROOT, which nginx serves;
-- N workers, ``daphne --proxy-headers`` on 127.0.0.1:8101, 8102, ... (each worker's own
+- N workers, ``daphne`` (``TRUSTED_PROXIES=1``) on 127.0.0.1:8101, 8102, ... (each worker's own
   ``/metrics`` is there, for Prometheus to scrape one by one);
 - nginx from Debian's package on 127.0.0.1:P (default 8000), configured by
   ``deploy/nginx.conf`` rendered into ``.scaled/``.
@@ -50,14 +50,14 @@ def nginx_binary() -> str:
 def worker_command(port: int) -> list[str]:
     """The command line of one app worker: daphne on 127.0.0.1:``port``.
 
-    ``--proxy-headers`` makes the client address the one nginx puts in X-Forwarded-For (the
-    rate limits and the socket cap count per visitor, not per nginx). Plain daphne does not
-    read the settings' frame limits, so they are passed here.
+    The client address is the one nginx puts in X-Forwarded-For (``TRUSTED_PROXIES=1``, set by
+    ``main``; ``realestate.proxy``), so the rate limits and the socket cap count per visitor,
+    not per nginx; not daphne's ``--proxy-headers``, which trusts the header's first address.
+    Plain daphne does not read the settings' frame limits, so they are passed here.
     """
     from django.conf import settings
 
     return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-            "--proxy-headers",
             "--websocket-max-message-size", str(settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE),
             "--websocket-max-frame-size", str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE),
             "realestate.asgi:application"]
@@ -196,6 +196,7 @@ def main(argv: list[str]) -> int:
     nginx_binary()  # fail before starting anything
     signal.signal(signal.SIGTERM, devdb.stop_on_sigterm)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realestate.settings")
+    os.environ.setdefault("TRUSTED_PROXIES", "1")  # nginx, in front of every worker
     folder = ROOT / ".scaled"
     children: list[subprocess.Popen] = []
     redis = cluster = None

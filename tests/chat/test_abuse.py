@@ -18,7 +18,7 @@ from limits.aio.storage import MemoryStorage
 from agent.chat import abuse, consumer, turn
 from agent.chat.abuse import TurnLimiter, client_address, redis_storage, seconds_until_room
 from agent.metrics import REGISTRY
-from agent.models import ClassifierConfig, Message
+from agent.models import ClassifierConfig, Conversation, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -301,7 +301,7 @@ async def test_a_turn_costs_the_enabled_classifiers_counted_once_then_as_each_tu
     assert await abuse.turn_cost() == 6
     await ClassifierConfig.objects.filter(name="pricing").aupdate(enabled=False)
     assert await abuse.turn_cost() == 6  # no query per message
-    conversation = await database_sync_to_async(turn.open_conversation)("visitor")
+    conversation = await Conversation.objects.acreate()
     await database_sync_to_async(turn.prepare_turn)(conversation.id)  # a turn reads them
     assert await abuse.turn_cost() == 5
     await ClassifierConfig.objects.aupdate(enabled=False)

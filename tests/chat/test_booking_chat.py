@@ -55,7 +55,7 @@ def anna(db):
 @pytest.fixture
 def taken(anna):
     """Tuesday 10:00 is taken by another visitor."""
-    other = Conversation.objects.create(session_key="other")
+    other = Conversation.objects.create()
     say(other, "book", Scheduling(True, "2026-11-24", "10:00"))
     return Appointment.objects.get()
 
@@ -101,9 +101,9 @@ def test_an_offered_time_is_picked_by_ordinal_or_by_time(
 @pytest.mark.django_db
 def test_an_offered_day_is_picked_by_its_weekday(conversation, anna):
     # Friday is full from 09:00 to 16:00; the nearest free times fall on Thursday and Friday.
-    other = Conversation.objects.create(session_key="other")
     for hour in range(9, 16):
-        for minute in ("00", "30"):
+        for minute in ("00", "30"):  # other visitors, each with a call
+            other = Conversation.objects.create()
             say(other, "book", Scheduling(True, "2026-11-27", f"{hour:02d}:{minute}"))
     reply = say(conversation, "Friday at noon", Scheduling(True, "2026-11-27", "12:00"))
     assert reply.route == Route.BOOKING_UNAVAILABLE
@@ -206,7 +206,7 @@ def test_cancel_my_appointment_cancels_it_and_frees_the_slot(conversation, anna)
     assert reply.route == Route.BOOKING_CANCELLED
     assert "Tuesday, November 24 at 10:00 EST is cancelled" in reply.text
     assert Appointment.objects.get().status == Appointment.Status.CANCELLED
-    other = Conversation.objects.create(session_key="other")
+    other = Conversation.objects.create()
     assert say(other, "book", Scheduling(True, "2026-11-24", "10:00")).route == Route.BOOKING
 
 
@@ -311,9 +311,7 @@ def test_two_visitors_racing_for_one_slot_get_one_appointment_and_one_offer(anna
     slots = [(f"2026-11-{d}", f"{h:02d}:00") for d in slots for h in range(9, 17)][:RACES]
     routes_by_round = []
     for round_number, (day, clock) in enumerate(slots):
-        visitors = [
-            Conversation.objects.create(session_key=f"race-{round_number}-{n}") for n in (0, 1)
-        ]
+        visitors = [Conversation.objects.create() for _ in (0, 1)]
         barrier = threading.Barrier(2)
         replies = [None, None]
         errors = []

@@ -140,7 +140,7 @@ async def open_socket(path, origin=AGENCY):
 
 @pytestmark_ws
 async def test_a_token_opens_its_conversation_without_a_cookie(chat_client):
-    conversation = await Conversation.objects.acreate(session_key="cross-site")
+    conversation = await Conversation.objects.acreate()
     await Message.objects.acreate(conversation=conversation, seq=1, role="user", text="Hi")
     await Conversation.objects.filter(id=conversation.id).aupdate(last_seq=1)
     communicator, connected = await open_socket(f"/ws/chat/?token={issue_token(conversation.id)}")
@@ -154,7 +154,7 @@ async def test_a_token_opens_its_conversation_without_a_cookie(chat_client):
 @pytestmark_ws
 @pytest.mark.parametrize("token", ["forged", "expired", "deleted"])
 async def test_a_bad_token_gets_bad_token_and_is_closed_with_4403(chat_client, token, monkeypatch):
-    conversation = await Conversation.objects.acreate(session_key="cross-site")
+    conversation = await Conversation.objects.acreate()
     value = issue_token(conversation.id)
     if token == "forged":
         value = signing.dumps({"c": str(conversation.id)}, key="guessed", salt=TOKEN_SALT)
@@ -172,7 +172,7 @@ async def test_a_bad_token_gets_bad_token_and_is_closed_with_4403(chat_client, t
 
 @pytestmark_ws
 async def test_the_upgrade_is_refused_from_a_site_that_is_not_allowed(chat_client, settings):
-    conversation = await Conversation.objects.acreate(session_key="cross-site")
+    conversation = await Conversation.objects.acreate()
     path = f"/ws/chat/?token={issue_token(conversation.id)}"
     _, connected = await open_socket(path, origin="https://evil.example")
     assert not connected

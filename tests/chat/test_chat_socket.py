@@ -231,12 +231,14 @@ async def test_a_reply_stored_while_the_visitor_was_away_comes_on_reconnect_once
     await communicator.disconnect()
 
 
-async def test_a_bad_after_gets_an_error_and_the_whole_history(connect, standin, listings):
+# "%C2%B2" is "²" and "%D9%A3" Arabic-Indic three: both pass str.isdigit() but not int() (#13).
+@pytest.mark.parametrize("after", ["-1", "%C2%B2", "%D9%A3", "1.5"])
+async def test_a_bad_after_gets_an_error_and_the_whole_history(connect, standin, listings, after):
     communicator, _ = await connect()
     await say(communicator, "How much is listing 654321?")
     await communicator.disconnect()
 
-    communicator, error = await connect(path="/ws/chat/?after=-1")
+    communicator, error = await connect(path=f"/ws/chat/?after={after}")
     assert error["type"] == "error" and error["code"] == "bad_after"
     history = await communicator.receive_json_from()
     assert [m["seq"] for m in history["messages"]] == [1, 2]

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agent.chat import orphans, turn
 from agent.metrics import REGISTRY
-from agent.models import ClassifierCall, Conversation, Message
+from agent.models import ClassifierCall, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,12 +21,10 @@ PRICE_QUESTION = "How much is listing 123456?"
 PRICE_REPLY = "The price for listing 123456 is $350,000."
 
 
-def orphan(session_key, text=PRICE_QUESTION, age=timedelta(seconds=60), client_id=None):
-    """Store a visitor message as a worker that died right after storing it leaves it:
-    stored ``age`` ago, no turn, no reply."""
-    conversation = Conversation.objects.filter(session_key=session_key).first()
-    if conversation is None:
-        conversation = Conversation.objects.create(session_key=session_key)
+def orphan(session, text=PRICE_QUESTION, age=timedelta(seconds=60), client_id=None):
+    """Store a visitor message in the conversation of ``session`` as a worker that died right
+    after storing it leaves it: stored ``age`` ago, no turn, no reply."""
+    conversation = turn.open_conversation(session)
     message, _ = Message.objects.store_visitor(conversation.id, text, client_id)
     Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - age)
     message.refresh_from_db()
@@ -51,7 +49,7 @@ def resumed_count() -> float:
 async def test_a_new_connection_answers_a_message_whose_turn_died_once(
     connect, standin, listings, visitor_session
 ):
-    message = await sync_to_async(orphan)(visitor_session.session_key)
+    message = await sync_to_async(orphan)(visitor_session)
     before = resumed_count()
 
     communicator, history = await connect()
@@ -82,7 +80,7 @@ async def test_of_two_sockets_connecting_at_once_one_resumes_and_both_see_one_re
     connect, standin, listings, visitor_session
 ):
     standin.latency_ms = 200
-    await sync_to_async(orphan)(visitor_session.session_key)
+    await sync_to_async(orphan)(visitor_session)
 
     (first, _), (second, _) = await asyncio.gather(connect(), connect())
     seen = await asyncio.gather(frames_until_turn_over(first), frames_until_turn_over(second))
@@ -95,7 +93,7 @@ async def test_of_two_sockets_connecting_at_once_one_resumes_and_both_see_one_re
 
 
 def test_of_two_workers_claiming_at_once_exactly_one_gets_the_message(visitor_session):
-    message = orphan(visitor_session.session_key)
+    message = orphan(visitor_session)
     start, results = threading.Barrier(2), []
     now = timezone.now()  # one clock for both: the loser's wait is then exactly the grace
 
@@ -137,7 +135,7 @@ async def test_a_message_older_than_the_resume_window_gets_no_surprise_reply(
     connect, standin, visitor_session
 ):
     await sync_to_async(orphan)(
-        visitor_session.session_key, age=orphans.RESUME_MAX_AGE + timedelta(minutes=1)
+        visitor_session, age=orphans.RESUME_MAX_AGE + timedelta(minutes=1)
     )
     communicator, history = await connect()
     assert len(history["messages"]) == 1
@@ -148,7 +146,7 @@ async def test_a_message_older_than_the_resume_window_gets_no_surprise_reply(
 
 
 async def test_a_message_for_staff_is_not_answered_by_the_bot(connect, standin, visitor_session):
-    message = await sync_to_async(orphan)(visitor_session.session_key)
+    message = await sync_to_async(orphan)(visitor_session)
     await Message.objects.filter(pk=message.pk).aupdate(route="staff")
     communicator, _ = await connect()
     assert await communicator.receive_nothing(timeout=0.5)
@@ -159,8 +157,8 @@ async def test_a_message_for_staff_is_not_answered_by_the_bot(connect, standin, 
 async def test_only_the_latest_unanswered_message_is_answered(
     connect, standin, listings, visitor_session
 ):
-    await sync_to_async(orphan)(visitor_session.session_key, text="Hello there!")
-    await sync_to_async(orphan)(visitor_session.session_key)
+    await sync_to_async(orphan)(visitor_session, text="Hello there!")
+    await sync_to_async(orphan)(visitor_session)
     communicator, _ = await connect()
     frames = await frames_until_turn_over(communicator)
     assert [(r["seq"], r["route"]) for r in replies(frames)] == [(3, "price")]
@@ -174,7 +172,7 @@ async def test_a_socket_that_connects_before_the_message_is_due_answers_it_when_
     connect, standin, listings, visitor_session, settings
 ):
     settings.TURN_BUDGET, settings.DB_POOL_TIMEOUT = 1, 1  # due 2 s after it was stored
-    await sync_to_async(orphan)(visitor_session.session_key, age=timedelta(0))
+    await sync_to_async(orphan)(visitor_session, age=timedelta(0))
 
     communicator, _ = await connect()
     assert await communicator.receive_nothing(timeout=0.5)  # its turn may still be running
@@ -188,7 +186,7 @@ async def test_a_socket_that_leaves_before_the_message_is_due_does_not_answer_it
     connect, standin, visitor_session, settings
 ):
     settings.TURN_BUDGET, settings.DB_POOL_TIMEOUT = 1, 1
-    await sync_to_async(orphan)(visitor_session.session_key, age=timedelta(0))
+    await sync_to_async(orphan)(visitor_session, age=timedelta(0))
     communicator, _ = await connect()
     await communicator.disconnect()
     await asyncio.sleep(2.5)
@@ -197,7 +195,7 @@ async def test_a_socket_that_leaves_before_the_message_is_due_does_not_answer_it
 
 
 def test_a_turn_taken_over_is_taken_again_when_its_resumer_died_too(visitor_session):
-    message = orphan(visitor_session.session_key, age=timedelta(minutes=2))
+    message = orphan(visitor_session, age=timedelta(minutes=2))
     now = timezone.now()
     assert orphans.take_orphan(message.conversation_id, now)[0] == message
     # Another socket, a moment later: the first resumer may still be running the turn.

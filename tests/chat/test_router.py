@@ -84,8 +84,9 @@ def test_a_call_request_with_date_and_time_books_a_real_appointment(
 
 
 def test_two_calls_at_one_time_go_to_two_realtors_and_a_third_is_refused(
-    conversation, message, realtors
+    conversation, message, realtors, settings
 ):
+    settings.BOOKING_MAX_UPCOMING = 3  # one conversation books them all here
     said = outcomes(scheduling=Scheduling(True, "2026-11-24", "10:00"))
     first = route_turn(conversation, message, said, NOW)
     second = route_turn(conversation, message, said, NOW)

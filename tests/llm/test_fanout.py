@@ -22,7 +22,7 @@ from agent.llm.classifiers import (
     Pricing,
     Scheduling,
 )
-from agent.llm.client import LLMClient, Server
+from agent.llm.client import RAW_LIMIT, READ_LIMIT, LLMClient, Server
 from agent.llm.fanout import fan_out
 from agent.llm.standin.server import StandinServer
 
@@ -153,6 +153,10 @@ async def test_the_shared_prefix_layout_puts_the_same_context_and_history_first(
         (sse('{"asks_price": "yes", "listing_id": null}'), "unexpected answer"),
         (sse('{"asks_price": true, "listing_id": "12345"}'), "unexpected answer"),
         (completion('{"asks_price": true}'), "unexpected answer"),
+        # Nested past Python's recursion limit: json.loads raised RecursionError (issue 13).
+        (sse('{"asks_price": ' + "[" * 5000 + "]" * 5000 + "}"), "content is not JSON"),
+        (completion('{"asks_price": ' + "[" * 5000 + "]" * 5000 + "}"), "content is not JSON"),
+        (sse('{"asks_price": true, "listing_id": ' + "[" * 40 + "]" * 40 + "}"), "nests deeper"),
     ],
 )
 async def test_a_bad_answer_is_an_error_on_that_classifier_only_and_not_retried(response, error):
@@ -377,6 +381,19 @@ async def test_a_garbage_stream_is_an_error_not_retried_and_logged(standin, capl
     assert standin.requests["pricing"] == 1
     assert scheduling.status == "ok"
     assert "classifier pricing error: not a chat-completion stream" in caplog.text
+
+
+@pytest.mark.parametrize("respond", [sse, completion])
+async def test_an_answer_over_the_read_limit_is_an_error_and_not_stored_whole(respond):
+    huge = json.dumps({"asks_price": True, "listing_id": None, "pad": "x" * READ_LIMIT})
+
+    def handler(request):
+        return respond(huge) if schema_name(request) == "pricing" else answer(request)
+
+    pricing, scheduling, _ = await ask(handler)
+    assert pricing.status == "error" and f"answer over {READ_LIMIT} bytes" in pricing.error
+    assert pricing.retries == 0 and len(pricing.raw) <= RAW_LIMIT
+    assert scheduling.status == "ok"
 
 
 async def test_a_truncated_stream_is_retried_then_answered(standin):

@@ -17,12 +17,12 @@ pytestmark = pytest.mark.django_db
 DAY = timedelta(days=1)
 
 
-def chat(session_key, age, realtor=None, call_in=None):
+def chat(name, age, realtor=None, call_in=None):
     """A conversation whose messages are ``age`` old: a visitor asking for a call (with contact
     details), two classifier calls (one failed), the reply, a handoff, and, with ``realtor``,
     an appointment starting ``call_in`` from now (negative: in the past)."""
     conversation = Conversation.objects.create(
-        session_key=session_key, visitor_name="Vera Visitor", visitor_email="vera@example.com",
+        visitor_name="Vera Visitor", visitor_email="vera@example.com",
         visitor_phone="+1 201 555 0100",
     )
     question = Message.objects.create(
@@ -73,7 +73,6 @@ def test_anonymising_removes_texts_contacts_and_raw_outputs(old_chat, recent_cha
 
     old_chat.refresh_from_db()
     assert (old_chat.visitor_name, old_chat.visitor_email, old_chat.visitor_phone) == ("", "", "")
-    assert old_chat.session_key == ""
     assert old_chat.anonymised_at is not None
     messages = Message.objects.filter(conversation=old_chat)
     assert [(m.seq, m.text, m.client_id) for m in messages] == [(1, "", None), (2, "", None)]

@@ -92,10 +92,11 @@ def test_conn_max_age_applies_when_the_pool_is_off():
 
 
 def test_check_deploy_refuses_the_local_secret_key_and_debug():
+    env = {name: value for name, value in os.environ.items() if name != "SECRET_KEY"}
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
-        env={**os.environ, "DEBUG": "true"},
+        env={**env, "DEBUG": "true"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -143,3 +144,43 @@ def test_call_minutes_7_9_is_refused():
     result = load_settings(CALL_MINUTES="7.9")
     assert result.returncode != 0
     assert "CALL_MINUTES must be a whole number, not '7.9'" in result.stderr
+
+
+def settings_values(**env: str) -> dict:
+    """The settings module's values, run afresh in this process with ``env`` on top of our
+    environment; a value of None removes that variable."""
+    with mock.patch.dict(os.environ, {k: v for k, v in env.items() if v is not None}):
+        for name in [k for k, v in env.items() if v is None]:
+            os.environ.pop(name, None)
+        return runpy.run_path(str(ROOT / "realestate" / "settings.py"))
+
+
+@pytest.mark.parametrize("key", [None, "django-insecure-local-only-never-use-in-production"])
+def test_without_debug_the_public_local_secret_key_stops_start_up(key):
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY is unset"):
+        settings_values(DEBUG="false", SECRET_KEY=key)
+    assert settings_values(DEBUG="true", SECRET_KEY=key)["DEBUG"] is True  # make run's case
+
+
+def test_the_local_tools_give_their_processes_a_secret_key_of_their_own(tmp_path, monkeypatch):
+    from realestate.dev.localkey import use_local_secret_key
+
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    use_local_secret_key(tmp_path / "key")
+    first = os.environ["SECRET_KEY"]
+    monkeypatch.delenv("SECRET_KEY")
+    use_local_secret_key(tmp_path / "key")
+    assert os.environ["SECRET_KEY"] == first and len(first) >= 50  # kept across runs
+    assert (tmp_path / "key").stat().st_mode & 0o077 == 0
+    assert settings_values(DEBUG="false")["SECRET_KEY"] == first
+
+
+def test_https_alone_sends_hsts_for_this_host_only():
+    values = settings_values(HTTPS="true")
+    assert values["SECURE_HSTS_SECONDS"] > 0
+    assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is False
+    assert values["SECURE_HSTS_PRELOAD"] is False
+    values = settings_values(HTTPS="true", HSTS_INCLUDE_SUBDOMAINS="true", HSTS_PRELOAD="true")
+    assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is values["SECURE_HSTS_PRELOAD"] is True
+    with pytest.raises(ImproperlyConfigured, match="HSTS_PRELOAD needs HSTS_INCLUDE_SUBDOMAINS"):
+        settings_values(HTTPS="true", HSTS_PRELOAD="true")

@@ -40,7 +40,7 @@ def realtor():
 def conversation():
     """A visitor asked a price (with a script tag); pricing answered, scheduling failed."""
     conversation = Conversation.objects.create(
-        session_key="s1", visitor_name="Vera Visitor", visitor_email="vera@example.com"
+        visitor_name="Vera Visitor", visitor_email="vera@example.com"
     )
     question = Message.objects.create(
         conversation=conversation, seq=1, role=Message.Role.USER,

@@ -56,7 +56,7 @@ def add_turn(conversation, text, route, latency_ms, calls=(), reply="..."):
 @pytest.fixture
 def price_chat(db):
     """A quick price question, every classifier answered."""
-    conversation = Conversation.objects.create(session_key="a", visitor_name="Paula Price")
+    conversation = Conversation.objects.create(visitor_name="Paula Price")
     add_turn(
         conversation, "How much is listing 123456?", Route.PRICE, 420,
         [("pricing", PRICING, json.dumps(PRICING), "")],
@@ -68,7 +68,7 @@ def price_chat(db):
 def garage_chat(db):
     """A listing question that was handed off; the scheduling classifier timed out, and the turn
     took 12 s."""
-    conversation = Conversation.objects.create(session_key="b", visitor_email="gary@example.com")
+    conversation = Conversation.objects.create(visitor_email="gary@example.com")
     question, _ = add_turn(
         conversation, "Do the houses have garages?", Route.HANDOFF, 12_000,
         [
@@ -83,7 +83,7 @@ def garage_chat(db):
 @pytest.fixture
 def booked_chat(db, realtors):
     """A call booked for 2 June 2031 at 10:00 New York time, in a 2.5 s turn."""
-    conversation = Conversation.objects.create(session_key="c")
+    conversation = Conversation.objects.create()
     add_turn(conversation, "Call me on 2031-06-02 at 10:00", Route.BOOKING, 2500)
     starts_at = datetime(2031, 6, 2, 14, 0, tzinfo=UTC)
     Appointment.objects.create(
