@@ -36,7 +36,7 @@ def logged_in(user) -> Client:
 
 
 def make_handoff() -> Handoff:
-    conversation = Conversation.objects.create(session_key="visitor-session")
+    conversation = Conversation.objects.create()
     question = Message.objects.store(conversation.pk, Message.Role.USER, "Is there a garage?")
     return Handoff.objects.create(conversation=conversation, message=question, reason="question")
 
