@@ -313,3 +313,6 @@ class ClassifierConfigAdmin(admin.ModelAdmin):
         "max_tokens", "temperature", "version", "updated_at",
     ]
     readonly_fields = ["version", "updated_at"]
+
+
+from agent.crm import admin as crm_admin  # noqa: E402, F401  leads and webhooks (agent/crm/)

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    "procrastinate.contrib.django",
     "agent.apps.AgentConfig",
     "listings.apps.ListingsConfig",
 ]
@@ -219,6 +220,17 @@ CHAT_MAX_SOCKETS_PER_IP = env_int("CHAT_MAX_SOCKETS_PER_IP", 20, minimum=0)
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 32 * 1024
 # Addresses that may read /metrics besides staff; not loopback, which a local proxy makes public.
 METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", "")
+
+# Webhooks (agent/crm/): true allows http and loopback/private addresses (local runs, tests).
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", DEBUG)
+# Seconds a receiver has to answer one delivery before it counts as failed.
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 10, minimum=0.1)
+# Backoff: first wait (s), doubling up to the cap (s), for this many hours before pausing.
+WEBHOOK_RETRY_FIRST = env_float("WEBHOOK_RETRY_FIRST", 10, minimum=0.01)
+WEBHOOK_RETRY_MAX_WAIT = env_float("WEBHOOK_RETRY_MAX_WAIT", 3600, minimum=0.01)
+WEBHOOK_RETRY_HOURS = env_float("WEBHOOK_RETRY_HOURS", 24, minimum=0.0001)
+# Seconds without a worker heartbeat (sent every 10 s) before its running jobs are retried.
+TASKS_STALLED_SECONDS = env_float("TASKS_STALLED_SECONDS", 60, minimum=0)
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -12,6 +12,7 @@ from datetime import datetime
 from agent.chat import dialogue
 from agent.chat.contact import Contact, display_phone, find_contact
 from agent.chat.reply import Reply
+from agent.crm import leads
 from agent.llm.classifiers import AppointmentChange, ListingQuestion, Pricing, Scheduling, decides
 from agent.llm.fanout import Outcome
 from agent.models import Conversation, Message, Route
@@ -55,6 +56,7 @@ def route_turn(
     reply = _decide(conversation, message, outcomes, now, contact, offer)
     if conversation.offer != offer:
         conversation.save(update_fields=["offer"])
+    leads.record_turn(conversation, outcomes, now)  # the CRM's lead, and its webhook events
     return reply
 
 

@@ -1,0 +1,138 @@
+"""Sending one delivery: the signed POST, its outcome on the ``Delivery`` row, and pausing an
+endpoint that kept failing, with a notice to staff.
+
+No database transaction is held while the request is in flight. A worker killed after the
+receiver answered but before the row says so sends the event again when its job is retried:
+at most a duplicate, with the same event id, which receivers dedupe by.
+"""
+
+import json
+import logging
+import time
+
+import httpx
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db.models import Q
+from django.utils import timezone
+
+from agent.crm import signing
+from agent.crm.models import Delivery, WebhookEndpoint
+from agent.crm.urls import UnsafeURL, check_addresses
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "realestate-chat-webhooks/1"
+MAX_ERROR = 500  # characters of an error or response body kept on the row
+
+
+class DeliveryFailed(Exception):
+    """The receiver did not answer 2xx (or could not be reached); the job is retried."""
+
+
+def body_of(delivery: Delivery) -> bytes:
+    """The exact bytes sent: the event's payload as compact JSON, keys sorted."""
+    return json.dumps(delivery.event.payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+def send(delivery_id: int, *, last_try: bool, client: httpx.Client | None = None) -> str:
+    """Send a delivery unless it is delivered already or its endpoint is paused.
+
+    Args:
+        delivery_id: the ``Delivery`` to send.
+        last_try: no retry follows a failure: the delivery is marked failed and its endpoint
+            paused, with an email to the staff who may change endpoints.
+        client: the httpx client to use (tests); None: a new one per call.
+    Returns:
+        The delivery's status afterwards (``Delivery.Status``).
+    Raises:
+        DeliveryFailed: the send failed and a retry follows (``last_try`` false).
+    """
+    delivery = Delivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    endpoint = delivery.endpoint
+    if delivery.status == Delivery.Status.DELIVERED:
+        return delivery.status
+    if endpoint.paused_at is not None or not endpoint.active:
+        Delivery.objects.filter(pk=delivery_id).update(status=Delivery.Status.HELD)
+        return Delivery.Status.HELD
+    now = timezone.now()
+    code, error = _post(delivery, client)
+    delivery.attempts += 1
+    delivery.last_attempt_at = now
+    delivery.response_code = code
+    delivery.last_error = error
+    if code is not None and 200 <= code < 300:
+        delivery.status = Delivery.Status.DELIVERED
+        delivery.delivered_at = timezone.now()
+    elif last_try:
+        delivery.status = Delivery.Status.FAILED
+    else:
+        delivery.status = Delivery.Status.RETRYING
+    delivery.save(
+        update_fields=[
+            "attempts", "last_attempt_at", "response_code", "last_error", "status", "delivered_at"
+        ]
+    )
+    if delivery.status == Delivery.Status.FAILED:
+        event_id = delivery.event.event_id
+        pause(endpoint, f"event {event_id} failed {delivery.attempts} times: {error}")
+    elif delivery.status == Delivery.Status.RETRYING:
+        raise DeliveryFailed(error)
+    return delivery.status
+
+
+def _post(delivery: Delivery, client: httpx.Client | None) -> tuple[int | None, str]:
+    """POST the delivery; return (status code or None, error text or "")."""
+    endpoint = delivery.endpoint
+    body = body_of(delivery)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "Chat-Event": delivery.event.type,
+        "Chat-Event-Id": str(delivery.event.event_id),
+        signing.HEADER: signing.signature(endpoint.secret, int(time.time()), body),
+    }
+    try:
+        check_addresses(endpoint.url)
+        if client is None:
+            with httpx.Client(timeout=settings.WEBHOOK_TIMEOUT) as own:
+                response = own.post(endpoint.url, content=body, headers=headers)
+        else:
+            response = client.post(endpoint.url, content=body, headers=headers)
+    except UnsafeURL as exc:
+        return None, f"refused: {exc}"
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+    if 200 <= response.status_code < 300:
+        return response.status_code, ""
+    return response.status_code, f"HTTP {response.status_code}: {response.text[:MAX_ERROR]}"
+
+
+def pause(endpoint: WebhookEndpoint, reason: str) -> None:
+    """Pause an endpoint (its later deliveries are held) and email the staff who may change
+    endpoints (the ``agent.change_webhookendpoint`` permission, superusers included)."""
+    updated = WebhookEndpoint.objects.filter(pk=endpoint.pk, paused_at=None).update(
+        paused_at=timezone.now(), paused_reason=reason[:2000]
+    )
+    if not updated:
+        return
+    logger.warning("paused webhook endpoint %s: %s", endpoint.pk, reason)
+    User = get_user_model()
+    can = Q(is_superuser=True) | Q(user_permissions__codename="change_webhookendpoint")
+    can |= Q(groups__permissions__codename="change_webhookendpoint")
+    staff = User.objects.filter(can, is_active=True).exclude(email="")
+    emails = sorted(set(staff.values_list("email", flat=True)))
+    if not emails:
+        return
+    url = f"{settings.SITE_URL}/admin/agent/webhookendpoint/{endpoint.pk}/change/"
+    try:
+        send_mail(
+            f"Chat: webhook {endpoint.name} paused",
+            f"Deliveries to {endpoint.url} kept failing, so it is paused.\n\n{reason}\n\n"
+            f"Fix the receiver, then resume it (its held events go out in order): {url}",
+            None,
+            emails,
+        )
+    except OSError:
+        logger.exception("could not email the notice about webhook endpoint %s", endpoint.pk)
