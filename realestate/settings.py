@@ -252,5 +252,6 @@ LOGGING = {
         "httpx": {"level": "WARNING"},  # one INFO line per LLM call is too much
         # Its INFO line about a dropped message must reach agent.live.CountDrops at any level.
         "channels_redis": {"level": "INFO"},
+        "procrastinate": {"level": "WARNING"},  # an INFO line per job deferred or run
     },
 }

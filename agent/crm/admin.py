@@ -13,7 +13,7 @@ import logging
 from django import forms
 from django.contrib import admin
 from django.contrib import messages as notices
-from django.db import transaction
+from django.db import models, transaction
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -53,7 +53,7 @@ class HotFilter(admin.SimpleListFilter):
 def _stage_action(stage: Lead.Stage):
     def action(modeladmin, request, queryset):
         with transaction.atomic():
-            for lead in queryset.select_for_update():
+            for lead in queryset.select_for_update(of=("self",)):
                 if lead.stage != stage:
                     lead.stage = stage
                     lead.save(update_fields=["stage", "updated_at"])
@@ -77,6 +77,7 @@ class LeadAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     readonly_fields = ["conversations", "appointments", "first_contact_at", "last_contact_at"]
     actions = [*(_stage_action(s) for s in Lead.Stage), "export_csv"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(boolean=True, description="hot")
     def hot(self, lead):
