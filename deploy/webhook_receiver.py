@@ -16,6 +16,7 @@ import hmac
 import json
 import os
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,9 +34,11 @@ def verify(secret: str, header: str, body: bytes, now: float) -> bool:
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-def make_handler(secret: str):
-    """The request handler class, checking signatures with ``secret``."""
+def make_handler(secret: str, delay: float = 0):
+    """The request handler class, checking signatures with ``secret`` and answering a
+    delivery ``delay`` seconds after printing it."""
     seen: set[str] = set()
+    lock = threading.Lock()  # requests run in threads: one event line at a time
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
@@ -47,9 +50,12 @@ def make_handler(secret: str):
                 print("refused: bad or stale signature", file=sys.stderr, flush=True)
                 return self._answer(401)
             event = json.loads(body)
-            event["duplicate"] = event["id"] in seen
-            seen.add(event["id"])
-            print(json.dumps(event), flush=True)
+            with lock:
+                event["duplicate"] = event["id"] in seen
+                seen.add(event["id"])
+                sys.stdout.write(json.dumps(event) + "\n")
+                sys.stdout.flush()
+            time.sleep(delay)
             self._answer(200)
 
         def _answer(self, code: int):
@@ -68,10 +74,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--secret", default=os.environ.get("WEBHOOK_SECRET", ""))
+    parser.add_argument("--delay", type=float, default=0,
+                        help="seconds to wait before answering (to try timeouts and crashes)")
     args = parser.parse_args()
     if not args.secret:
         parser.error("--secret or WEBHOOK_SECRET is required")
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args.secret))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args.secret, args.delay))
     print(f"listening on http://127.0.0.1:{args.port}/", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
