@@ -36,6 +36,55 @@ def body_of(delivery: Delivery) -> bytes:
     return json.dumps(delivery.event.payload, separators=(",", ":"), sort_keys=True).encode()
 
 
+def drain(delivery_id: int, *, client: httpx.Client | None = None) -> int:
+    """Send the deliveries waiting for this one's endpoint and lead, oldest event first, this
+    one included, until none waits or one fails.
+
+    One job per delivery, each draining its group: the first job of a burst sends the whole
+    burst at once, instead of each later job waiting for a worker's next poll (procrastinate
+    wakes workers when a job is inserted, not when a locked one becomes free); the later jobs
+    then find nothing to do. A delivery fails for good after ``len(jobs.waits()) + 1``
+    attempts of its own (``max_tries``).
+
+    Returns:
+        How many deliveries were tried.
+    Raises:
+        DeliveryFailed: one failed and will be retried (the job is retried with backoff).
+    """
+    first = Delivery.objects.select_related("event").get(pk=delivery_id)
+    group = Delivery.objects.filter(
+        endpoint_id=first.endpoint_id,
+        status__in=(Delivery.Status.PENDING, Delivery.Status.RETRYING),
+    )
+    if first.event.lead_id:
+        group = group.filter(event__lead_id=first.event.lead_id)
+    else:
+        group = group.filter(event__lead__isnull=True)
+    tried = 0
+    while (head := group.order_by("event_id").values_list("pk", "attempts").first()) is not None:
+        pk, attempts = head
+        send(pk, last_try=attempts + 1 >= max_tries(), client=client)
+        tried += 1
+    return tried
+
+
+def max_tries() -> int:
+    """Attempts of one delivery before it fails for good: one plus each wait of the backoff
+    (``WEBHOOK_RETRY_FIRST`` doubling to ``WEBHOOK_RETRY_MAX_WAIT``, ``WEBHOOK_RETRY_HOURS``)."""
+    return len(waits()) + 1
+
+
+def waits() -> list[float]:
+    """The seconds waited before each retry, in order; they add up to at least
+    ``WEBHOOK_RETRY_HOURS`` hours (the last wait may overshoot it)."""
+    total, wait, found = 0.0, settings.WEBHOOK_RETRY_FIRST, []
+    while total < settings.WEBHOOK_RETRY_HOURS * 3600:
+        found.append(wait)
+        total += wait
+        wait = min(wait * 2, settings.WEBHOOK_RETRY_MAX_WAIT)
+    return found
+
+
 def send(delivery_id: int, *, last_try: bool, client: httpx.Client | None = None) -> str:
     """Send a delivery unless it is delivered already or its endpoint is paused.
 

@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agent.crm import outbox
-from agent.crm.models import Lead, LeadConversation
+from agent.crm.models import Event, Lead, LeadConversation
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ def _merge(lead: Lead) -> tuple[Lead, int | None]:
     older.stage = max(older.stage, lead.stage, key=STAGE_ORDER.index)
     older.save()
     LeadConversation.objects.filter(lead=lead).update(lead=older)
+    Event.objects.filter(lead=lead).update(lead=older)  # its deliveries drain with older's
     merged = lead.pk
     lead.delete()
     logger.info("merged lead %s into lead %s (same email or phone)", merged, older.pk)

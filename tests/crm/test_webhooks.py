@@ -12,7 +12,7 @@ from django.contrib.auth.models import Permission
 from django.core import mail
 
 from agent.crm import delivery as sender
-from agent.crm import jobs, outbox, signing
+from agent.crm import outbox, signing
 from agent.crm.models import Delivery
 from agent.crm.urls import UnsafeURL, check_addresses, check_url
 from tests.crm.helpers import SECRET, endpoint, receiver_module
@@ -75,7 +75,7 @@ def test_a_failure_is_retried_and_the_last_one_pauses_the_endpoint(pending):
 
 
 def test_the_backoff_lasts_a_day_with_the_defaults():
-    waits = jobs.waits()
+    waits = sender.waits()
     assert waits[:3] == [10, 20, 40] and max(waits) == 3600
     assert sum(waits) >= 24 * 3600 > sum(waits[:-1])
 
