@@ -8,6 +8,7 @@ at most a duplicate, with the same event id, which receivers dedupe by.
 
 import json
 import logging
+import threading
 import time
 
 import httpx
@@ -25,6 +26,20 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "realestate-chat-webhooks/1"
 MAX_ERROR = 500  # characters of an error or response body kept on the row
+
+
+_shared: httpx.Client | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_client() -> httpx.Client:
+    """The process's httpx client for deliveries (thread-safe; made once: building one costs
+    an SSL context, tens of ms, which capped a worker at 15 deliveries/s; bench/README.md)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = httpx.Client(timeout=settings.WEBHOOK_TIMEOUT, follow_redirects=False)
+        return _shared
 
 
 class DeliveryFailed(Exception):
@@ -92,7 +107,7 @@ def send(delivery_id: int, *, last_try: bool, client: httpx.Client | None = None
         delivery_id: the ``Delivery`` to send.
         last_try: no retry follows a failure: the delivery is marked failed and its endpoint
             paused, with an email to the staff who may change endpoints.
-        client: the httpx client to use (tests); None: a new one per call.
+        client: the httpx client to use (tests); None: ``shared_client()``.
     Returns:
         The delivery's status afterwards (``Delivery.Status``).
     Raises:
@@ -144,11 +159,8 @@ def _post(delivery: Delivery, client: httpx.Client | None) -> tuple[int | None, 
     }
     try:
         check_addresses(endpoint.url)
-        if client is None:
-            with httpx.Client(timeout=settings.WEBHOOK_TIMEOUT) as own:
-                response = own.post(endpoint.url, content=body, headers=headers)
-        else:
-            response = client.post(endpoint.url, content=body, headers=headers)
+        client = client or shared_client()
+        response = client.post(endpoint.url, content=body, headers=headers)
     except UnsafeURL as exc:
         return None, f"refused: {exc}"
     except httpx.HTTPError as exc:
