@@ -19,7 +19,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from agent.crm import outbox
@@ -259,3 +259,21 @@ def appointment_data(appointment) -> dict:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def forget(now: datetime, days: int) -> int:
+    """Retention for the CRM room (``agent.ops.retention.purge`` calls it): blank the contact
+    details of leads none of whose conversations is left un-anonymised, and delete events
+    (and their deliveries, held ones included) older than ``days`` days, since their
+    payloads carry contact details.
+
+    Returns:
+        The number of leads blanked.
+    """
+    live = LeadConversation.objects.filter(
+        lead=OuterRef("pk"), conversation__anonymised_at__isnull=True
+    )
+    stale = Lead.objects.exclude(Exists(live)).exclude(name="", email="", phone="")
+    blanked = stale.update(name="", email="", phone="")
+    Event.objects.filter(created_at__lt=now - timedelta(days=days)).delete()
+    return blanked

@@ -112,3 +112,20 @@ def test_criteria_from_the_search_seam_fill_the_lead(conversation):
     lead = Lead.objects.get()
     assert (lead.intent, lead.budget_max, lead.towns) == ("buy", 500000, ["Elm"])
     assert Lead.objects.filter(leads.hot_q(NOW)).count() == 0  # not reachable yet
+
+
+def test_retention_blanks_the_lead_and_drops_old_events(conversation):
+    from datetime import timedelta
+
+    from agent.ops.retention import purge
+
+    say(conversation, "I'm ann@example.com, 555-0100")
+    Event.objects.update(created_at=NOW - timedelta(days=400))
+    Conversation.objects.update(created_at=NOW - timedelta(days=400))
+    from agent.models import Message
+
+    Message.objects.update(created_at=NOW - timedelta(days=400))
+    purge(NOW, 365)
+    lead = Lead.objects.get()
+    assert (lead.name, lead.email, lead.phone) == ("", "", "")
+    assert not Event.objects.exists()
