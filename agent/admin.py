@@ -344,3 +344,6 @@ class ClassifierConfigAdmin(LLMSettingsAdmin):
         "max_tokens", "temperature", "version", "updated_at",
     ]
     readonly_fields = ["version", "updated_at"]
+
+
+from agent.crm import admin as crm_admin  # noqa: E402, F401  leads and webhooks (agent/crm/)

@@ -451,3 +451,13 @@ class Handoff(models.Model):
 
     def __str__(self):
         return f"Handoff {self.pk} ({self.status})"
+
+
+# Leads and webhooks live in their own room (agent/crm/); Django finds models in agent.models.
+from agent.crm.models import (  # noqa: E402, F401
+    Delivery,
+    Event,
+    Lead,
+    LeadConversation,
+    WebhookEndpoint,
+)

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from agent.crm import leads
 from listings import emails
 from listings.agencytime import (
     agency_zone,
@@ -226,6 +227,7 @@ def book(
         raise TooManyCalls(upcoming)
     appointment = book_call(starts_at, now=now, conversation=conversation, listing=listing)
     transaction.on_commit(lambda: emails.send_confirmation(appointment))
+    leads.appointment_event("appointment.booked", appointment, now)  # webhook outbox
     return appointment
 
 
@@ -279,6 +281,7 @@ def cancel(appointment: Appointment) -> None:
     appointment.status = Appointment.Status.CANCELLED
     appointment.save(update_fields=["status"])
     transaction.on_commit(lambda: emails.send_cancellation(appointment))
+    leads.appointment_event("appointment.cancelled", appointment)  # webhook outbox
 
 
 def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> Appointment:
@@ -309,6 +312,9 @@ def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> App
             appointment.status = old_status
             appointment.save(update_fields=["status"])
             raise
+        leads.appointment_event(  # webhook outbox, with the move
+            "appointment.moved", new, now, moved_from=leads.appointment_data(appointment)
+        )
     transaction.on_commit(lambda: emails.send_cancellation(appointment, moved_to=new))
     transaction.on_commit(lambda: emails.send_confirmation(new))
     return new

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "channels",
     "csp",
+    "procrastinate.contrib.django",
     "agent.apps.AgentConfig",
     "listings.apps.ListingsConfig",
 ]
@@ -243,6 +244,17 @@ TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
 # Addresses that may read /metrics besides staff; not loopback, which a local proxy makes public.
 METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", "")
 
+# Webhooks (agent/crm/): true allows http and loopback/private addresses (local runs, tests).
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", DEBUG)
+# Seconds a receiver has to answer one delivery before it counts as failed.
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 10, minimum=0.1)
+# Backoff: first wait (s), doubling up to the cap (s), for this many hours before pausing.
+WEBHOOK_RETRY_FIRST = env_float("WEBHOOK_RETRY_FIRST", 10, minimum=0.01)
+WEBHOOK_RETRY_MAX_WAIT = env_float("WEBHOOK_RETRY_MAX_WAIT", 3600, minimum=0.01)
+WEBHOOK_RETRY_HOURS = env_float("WEBHOOK_RETRY_HOURS", 24, minimum=0.0001)
+# Seconds without a worker heartbeat (sent every 10 s) before its running jobs are retried.
+TASKS_STALLED_SECONDS = env_float("TASKS_STALLED_SECONDS", 60, minimum=0)
+
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -293,5 +305,6 @@ LOGGING = {
         "httpx": {"level": "WARNING"},  # one INFO line per LLM call is too much
         # Its INFO line about a dropped message must reach agent.live.CountDrops at any level.
         "channels_redis": {"level": "INFO"},
+        "procrastinate": {"level": "WARNING"},  # an INFO line per job deferred or run
     },
 }

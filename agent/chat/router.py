@@ -14,6 +14,7 @@ from datetime import datetime
 from agent.chat import dialogue, homes
 from agent.chat.contact import Contact, display_phone, find_contact
 from agent.chat.reply import Reply
+from agent.crm import leads
 from agent.llm.classifiers import (
     AppointmentChange,
     ListingFacts,
@@ -73,6 +74,7 @@ def route_turn(
                if getattr(conversation, name) != before]
     if changed:  # one UPDATE for both
         conversation.save(update_fields=changed)
+    leads.record_turn(conversation, outcomes, now)  # the CRM's lead, and its webhook events
     return reply
 
 

@@ -10,7 +10,9 @@ message texts and client ids; classifier raw outputs, and error texts (which can
 failed call keeps ``error = "removed"`` so it still counts as failed); handoff reasons; the
 visitor's name, email and phone. Parsed classifier outputs (yes/no answers, listing
 ids, dates) stay. Deleting removes the conversation with its messages, classifier calls and
-handoffs; its appointments stay, unlinked.
+handoffs; its appointments stay, unlinked. Then leads left with no un-anonymised
+conversation lose their contact details, and webhook events older than the period go
+(``agent.crm.leads.forget``).
 """
 
 from dataclasses import astuple, dataclass
@@ -20,6 +22,7 @@ from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef, QuerySet
 from django.db.models.functions import Coalesce
 
+from agent.crm import leads
 from agent.models import ClassifierCall, Conversation, Handoff, Message
 from listings.models import Appointment
 
@@ -102,6 +105,7 @@ def purge(now: datetime, days: int, *, delete: bool = False, dry_run: bool = Fal
         with transaction.atomic():
             ids = list(expired(now, days, delete=delete).values_list("pk", flat=True)[:BATCH])
             if not ids:
+                leads.forget(now, days)  # the CRM's copies: leads' contacts, old events
                 return total
             total += count(ids)
             Appointment.objects.filter(conversation__in=ids).update(

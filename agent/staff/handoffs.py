@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 
 from agent import metrics
+from agent.crm import leads
 from agent.live import publish
 from agent.models import Conversation, Handoff, Message, Route
 
@@ -76,6 +77,7 @@ def queue_handoff(conversation: Conversation, message: Message | None, reason: s
     handoff = Handoff.objects.create(conversation=conversation, message=message, reason=reason)
     transaction.on_commit(broadcast_queue)
     transaction.on_commit(metrics.record_handoff_queued)  # a rolled-back turn queued none
+    leads.handoff_event("handoff.queued", handoff)  # webhook outbox, in this transaction
     return handoff
 
 
@@ -187,6 +189,7 @@ def resolve(handoff_id: int, user) -> Handoff:
         handoff.resolved_at = now
         handoff.save(update_fields=["status", "claimed_by", "claimed_at", "resolved_at"])
         transaction.on_commit(broadcast_queue)
+        leads.handoff_event("handoff.resolved", handoff, now)  # webhook outbox
     return handoff
 
 

@@ -4,9 +4,10 @@ First checks that the ports are free: PORT (default 8000) for the app and, unles
 is set, STANDIN_PORT (default PORT + 1, so 8001) for the stand-in. A port in use, or not a port
 number, ends the run with exit code 1 and a line naming the variable, before anything starts.
 Then starts the embedded PostgreSQL unless DATABASE_URL is set, migrates, loads the demo data,
-starts the rule-based LLM stand-in on 127.0.0.1:STANDIN_PORT unless LLM_BASE_URL is set, checks
-for overdue handoffs every minute (``notify_overdue_handoffs --every 60``; emails go to the
-console unless EMAIL_HOST is set), and serves the app with daphne on http://127.0.0.1:PORT.
+starts the rule-based LLM stand-in on 127.0.0.1:STANDIN_PORT unless LLM_BASE_URL is set, starts
+the task queue's worker (``manage.py procrastinate worker``: webhook deliveries, the overdue
+handoff check every minute, the daily purge; emails go to the console unless EMAIL_HOST is
+set), and serves the app with daphne on http://127.0.0.1:PORT.
 daphne stopping on its own (after "Listen failure" it exits with code 0) exits non-zero.
 """
 
@@ -126,8 +127,8 @@ def prepare(children: list[subprocess.Popen], standin_port: int | None = None) -
     """What every local run needs before the app starts: local defaults, the database (the
     embedded one unless DATABASE_URL is set), migrations, demo data, the LLM stand-in on
     127.0.0.1:``standin_port`` (None: STANDIN_PORT's) unless LLM_BASE_URL is set, and the
-    overdue-handoff check. Started processes are appended to ``children``; the environment
-    variables set here reach every process started later.
+    task queue's worker (``worker_command``). Started processes are appended to
+    ``children``; the environment variables set here reach every process started later.
 
     Raises:
         subprocess.CalledProcessError: migrate or seed_demo failed.
@@ -148,7 +149,17 @@ def prepare(children: list[subprocess.Popen], standin_port: int | None = None) -
         children.append(standin)
         wait_for_port(standin_port, standin)
         os.environ["LLM_BASE_URL"] = f"http://127.0.0.1:{standin_port}/v1"
-    children.append(subprocess.Popen(manage("notify_overdue_handoffs", "--every", "60")))
+    children.append(subprocess.Popen(worker_command()))
+
+
+def worker_command() -> list[str]:
+    """The task queue's worker (agent/tasks.py), as docs/deploy.md runs it: four jobs at once,
+    polling every second for retries that fell due (new jobs wake it at once by NOTIFY), and
+    finished jobs deleted (the ``Delivery`` rows keep what the admin shows)."""
+    return manage(
+        "procrastinate", "worker", "--concurrency", "4", "--fetch-job-polling-interval", "1",
+        "--delete-jobs", "successful",
+    )
 
 
 def stop(children: list[subprocess.Popen]) -> None:

@@ -1,0 +1,88 @@
+"""The outbox: ``emit`` writes an event, a delivery per subscribed endpoint and the task
+queue's job for each, all in the caller's transaction, so a rolled-back change sends nothing
+and a crash after the commit loses nothing (the jobs are rows of the same database).
+
+Payload (version 1; docs/webhooks.md)::
+
+    {"version": 1, "id": "<event uuid>", "type": "appointment.booked",
+     "created_at": "<UTC ISO 8601>", "lead_id": 12, "data": {...}}
+
+Deliveries of one endpoint and lead run in the order of their events: their jobs share a
+procrastinate ``lock``, and procrastinate runs a locked job only when no earlier job of the
+lock is waiting or running, retries included.
+"""
+
+import json
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from agent.crm import jobs
+from agent.crm.models import Delivery, Event, Lead, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+
+VERSION = 1
+EVENT_TYPES = (
+    "lead.created",
+    "lead.updated",
+    "appointment.booked",
+    "appointment.cancelled",
+    "appointment.moved",
+    "handoff.queued",
+    "handoff.resolved",
+)
+
+
+def emit(event_type: str, lead: Lead | None, data: dict) -> Event:
+    """Write an event and its deliveries, and defer their jobs, in the current transaction.
+
+    Args:
+        event_type: one of ``EVENT_TYPES``.
+        lead: the lead it is about (orders its deliveries), or None.
+        data: the event's JSON-ready details (``data`` of the payload).
+    Returns:
+        The saved ``Event``.
+    Raises:
+        ValueError: an unknown ``event_type``.
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}")
+    with transaction.atomic():
+        event = Event(type=event_type, lead=lead, payload={})
+        event.payload = {
+            "version": VERSION,
+            "id": str(event.event_id),
+            "type": event_type,
+            "created_at": timezone.now().isoformat(),
+            "lead_id": lead.pk if lead else None,
+            "data": data,
+        }
+        event.save()
+        endpoints = [
+            e for e in WebhookEndpoint.objects.filter(active=True) if event_type in e.events
+        ]
+        deliveries = Delivery.objects.bulk_create(
+            Delivery(event=event, endpoint=endpoint) for endpoint in endpoints
+        )
+        for delivery in deliveries:
+            schedule(delivery)
+    return event
+
+
+def lock_of(delivery: Delivery) -> str:
+    """The procrastinate lock that orders a delivery among its endpoint's and lead's."""
+    lead = delivery.event.lead_id or delivery.event.payload.get("lead_id") or "none"
+    return f"webhook:{delivery.endpoint_id}:lead:{lead}"
+
+
+def schedule(delivery: Delivery) -> None:
+    """Defer the job that sends ``delivery``, in the current transaction (Django's connection:
+    procrastinate's Django connector writes the job with it)."""
+    jobs.deliver_webhook.configure(lock=lock_of(delivery)).defer(delivery_id=delivery.pk)
+
+
+def pretty(payload: dict) -> str:
+    """A payload as indented JSON, for the admin."""
+    return json.dumps(payload, indent=2, sort_keys=True)
