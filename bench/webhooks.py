@@ -71,7 +71,7 @@ def throughput(receiver, events: int, leads: int) -> float:
     from agent.models import Conversation
 
     with transaction.atomic():
-        rows = [crm_leads.lead_for(Conversation.objects.create(session_key="b"), timezone.now())
+        rows = [crm_leads.lead_for(Conversation.objects.create(), timezone.now())
                 for _ in range(leads)]
         ids = [str(e.event_id) for e in (outbox.emit("lead.updated", rows[n % leads], {"n": n})
                                          for n in range(events - leads))]
@@ -116,7 +116,7 @@ def booking_lags(receiver) -> list[float]:
                 Outcome("scheduling", "m", Scheduling(True, f"{when:%Y-%m-%d}",
                                                       f"{10 + n % 4}:00"), "{}", 5),
                 Outcome("listing_question", "m", ListingQuestion(False), "{}", 5)]
-        conversation = Conversation.objects.create(session_key=f"lag{n}")
+        conversation = Conversation.objects.create()
         with transaction.atomic():
             message = Message.objects.store(conversation.id, Message.Role.USER, "book")
             route_turn(conversation, message, said, datetime.now(UTC))

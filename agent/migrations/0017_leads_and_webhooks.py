@@ -8,8 +8,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agent', '0009_message_answered_and_resumed'),
-        ('listings', '0002_realtor_hours_and_no_double_booking'),
+        ('agent', '0016_message_routes_merged'),
+        ('listings', '0003_listing_search_facts_photos'),
     ]
 
     operations = [

@@ -54,8 +54,8 @@ def test_listing_ids_the_pricing_classifier_names_are_kept(conversation, listing
 
 
 def test_the_same_email_in_another_conversation_merges_the_leads(db):
-    first = Conversation.objects.create(session_key="a")
-    second = Conversation.objects.create(session_key="b")
+    first = Conversation.objects.create()
+    second = Conversation.objects.create()
     say(first, "I'm ann@example.com")
     say(second, "hi")
     assert Lead.objects.count() == 2
