@@ -9,10 +9,10 @@ and prints, per turn and route:
 
 * queries: SQL statements Django executed (every connection, every thread);
 * hops: calls that moved from the event loop to the database thread and back
-  (``database_sync_to_async``).
-
-Not counted: the ``SELECT 1`` of ``CONN_HEALTH_CHECKS``, which Django runs on the raw
-connection; under daphne it follows each hop (see bench/README.md).
+  (``database_sync_to_async``);
+* round trips: waits of psycopg for PostgreSQL's answer (``Connection.wait``): every statement,
+  ``COMMIT``, and the pool's health check of a connection it lends, which Django's count of
+  queries does not see.
 """
 
 import argparse
@@ -63,6 +63,16 @@ def instrument() -> None:
         return thread_handler(self, *args, **kwargs)
 
     DatabaseSyncToAsync.thread_handler = counted_hop
+
+    import psycopg
+
+    wait = psycopg.Connection.wait
+
+    def counted_wait(self, *args, **kwargs):
+        counts["round trips"] += 1
+        return wait(self, *args, **kwargs)
+
+    psycopg.Connection.wait = counted_wait
 
 
 async def conversation(show_sql: bool) -> None:
