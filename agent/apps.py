@@ -9,5 +9,7 @@ class AgentConfig(AppConfig):
 
     def ready(self):
         from agent.live import count_drops
+        from realestate import dbpool
 
         count_drops()
+        dbpool.install()

@@ -123,7 +123,8 @@ except ValueError as exc:
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must be a postgresql:// URL")
 if DB_POOL_MAX_SIZE:
-    # Connections checked as they are lent (conn_health_checks); reconnect_timeout 10 s, not
+    # Connections checked as they are lent (conn_health_checks; a round trip only when the
+    # socket shows the server spoke, realestate/dbpool.py); reconnect_timeout 10 s, not
     # psycopg_pool's 300, brings the app back at once after an outage (bench/README.md).
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": min(2, DB_POOL_MAX_SIZE),

@@ -10,6 +10,8 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from agent import metrics
@@ -19,7 +21,13 @@ from agent.dbgate import db_trip
 from agent.llm.classifiers import HISTORY_MESSAGES, Classifier, as_label
 from agent.llm.client import LLMClient, get_client
 from agent.llm.fanout import Outcome, fan_out
-from agent.models import ClassifierCall, ClassifierConfig, Conversation, Message
+from agent.models import (
+    CONFIG_STAMP_SQL,
+    ClassifierCall,
+    ClassifierConfig,
+    Conversation,
+    Message,
+)
 from agent.staff import handoffs
 
 logger = logging.getLogger(__name__)
@@ -41,19 +49,43 @@ def open_conversation(session_key: str) -> Conversation:
 
 def chat_history(conversation_id) -> list[dict]:
     """The latest ``HISTORY_MESSAGES`` messages as OpenAI chat messages, oldest first."""
-    latest = Message.objects.filter(conversation_id=conversation_id).order_by("-seq")
-    return [
-        {"role": OPENAI_ROLES[m.role], "content": m.text}
-        for m in reversed(latest[:HISTORY_MESSAGES])
-    ]
+    return _history_and_stamp(conversation_id)[0]
 
 
-def prepare_turn(conversation_id) -> tuple[list[dict], list[Classifier]]:
-    """What a turn asks: the chat history and the enabled classifiers, in one trip off the
-    event loop."""
-    classifiers = ClassifierConfig.enabled_classifiers()
+def _history_and_stamp(conversation_id) -> tuple[list[dict], int | None]:
+    """``chat_history`` and, in the same statement, the classifier configuration's stamp
+    (``agent.models.config_stamp``); None when the conversation has no message."""
+    latest = (
+        Message.objects.filter(conversation_id=conversation_id)
+        .order_by("-seq")
+        .annotate(config_stamp=RawSQL(f"({CONFIG_STAMP_SQL})", ()))
+        .only("role", "text")[:HISTORY_MESSAGES]
+    )
+    rows = list(latest)
+    history = [{"role": OPENAI_ROLES[m.role], "content": m.text} for m in reversed(rows)]
+    return history, rows[0].config_stamp if rows else None
+
+
+def prepare_turn(
+    conversation_id, message: Message | None = None
+) -> tuple[list[dict], list[Classifier]] | None:
+    """What a turn asks, in one trip off the event loop: the chat history and the enabled
+    classifiers (cached until an edit, ``ClassifierConfig.enabled_classifiers``); one query
+    when the cache holds them.
+
+    Args:
+        conversation_id: the conversation's UUID.
+        message: the turn's visitor message, to check first whether staff hold the
+            conversation (``agent.staff.handoffs.route_to_staff``, which then marks it).
+    Returns:
+        ``(history, classifiers)``, or None when ``message`` is now for staff.
+    """
+    if message is not None and handoffs.route_to_staff(message):
+        return None
+    history, stamp = _history_and_stamp(conversation_id)
+    classifiers = ClassifierConfig.enabled_classifiers(stamp)
     abuse.saw_classifiers(len(classifiers))  # what the next turns are charged
-    return chat_history(conversation_id), classifiers
+    return history, classifiers
 
 
 def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Message | None:
@@ -91,10 +123,9 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         for o in outcomes
     )
     with transaction.atomic():
-        if handoffs.route_to_staff(message):
-            return None
-        if not mark_answered(message):
-            return None  # another turn answered it
+        if not mark_answered(message, unless_claimed=True):
+            handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
+            return None  # or another turn answered it
         reply = route_turn(message.conversation, message, outcomes, timezone.now())
         latency_ms = round((time.perf_counter() - started) * 1000)
         transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
@@ -107,23 +138,31 @@ def finish_turn(message: Message, outcomes: list[Outcome], started: float) -> Me
         )
 
 
-def mark_answered(message: Message) -> bool:
+def mark_answered(message: Message, unless_claimed: bool = False) -> bool:
     """Set the visitor message's ``answered_at`` unless it is answered or marked for staff;
     in a transaction, its row stays locked until the transaction ends.
 
+    Args:
+        message: the visitor message.
+        unless_claimed: nor when staff hold its conversation (a claimed handoff), in the
+            same UPDATE; the caller then marks it for staff (``route_to_staff``).
     Returns:
         True when this call marked it, so the caller's turn is the one to answer it.
     """
     now = timezone.now()
-    marked = Message.objects.filter(pk=message.pk, answered_at=None, route="").update(
-        answered_at=now
-    )
-    if marked:
+    marked = Message.objects.filter(pk=message.pk, answered_at=None, route="")
+    if unless_claimed:
+        marked = marked.exclude(Exists(handoffs.claimed_handoffs()))
+    if marked.update(answered_at=now):
         message.answered_at = now
-    return bool(marked)
+        return True
+    return False
 
 
-async def run_turn(message: Message, client: LLMClient | None = None) -> Message | None:
+async def run_turn(
+    message: Message, client: LLMClient | None = None, *, staff_check: bool = False,
+    on_start=None,
+) -> Message | None:
     """Answer a stored visitor message: one round of parallel classifier calls, then the router.
 
     The classifier calls end within ``TURN_BUDGET`` seconds of the start, whatever the LLM
@@ -132,6 +171,11 @@ async def run_turn(message: Message, client: LLMClient | None = None) -> Message
     Args:
         message: the visitor's message, already stored.
         client: the LLM client; the shared one of the event loop by default.
+        staff_check: first mark the message for staff if they hold the conversation, in the
+            same database trip as the turn's first read (``prepare_turn``); the turn then
+            ends there, returning None.
+        on_start: an async callable awaited once the turn goes ahead, before the classifier
+            calls (the consumer's typing indicator).
     Returns:
         The stored assistant message, or None when staff claimed the conversation meanwhile
         or another turn of the same message (``agent.chat.orphans``) answered it first.
@@ -140,7 +184,14 @@ async def run_turn(message: Message, client: LLMClient | None = None) -> Message
     """
     started = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + settings.TURN_BUDGET
-    history, classifiers = await db_trip(prepare_turn, message.conversation_id)
+    prepared = await db_trip(
+        prepare_turn, message.conversation_id, message if staff_check else None
+    )
+    if prepared is None:
+        return None
+    history, classifiers = prepared
+    if on_start is not None:
+        await on_start()
     outcomes = await fan_out(
         client or get_client(), classifiers, history, timezone.localdate(), deadline
     )

@@ -218,6 +218,14 @@ def post_staff_message(handoff_id: int, user, text: str) -> Message:
     return message
 
 
+def claimed_handoffs():
+    """A subquery of the claimed handoffs of the outer query's message's conversation, for
+    ``Exists`` in a query of ``Message`` (``route_to_staff``, ``agent.chat.turn``)."""
+    return Handoff.objects.filter(
+        conversation_id=OuterRef("conversation_id"), status=Handoff.Status.CLAIMED
+    )
+
+
 def route_to_staff(message: Message) -> bool:
     """Mark a visitor message for staff (route ``staff``) if its conversation is claimed.
 
@@ -226,12 +234,9 @@ def route_to_staff(message: Message) -> bool:
     Returns:
         True when staff hold the conversation: no classifier should run and the bot stays silent.
     """
-    claimed = Handoff.objects.filter(
-        conversation_id=OuterRef("conversation_id"), status=Handoff.Status.CLAIMED
-    )
     marked = (
         Message.objects.filter(pk=message.pk, answered_at=None)  # a reply came first: it stays
-        .filter(Exists(claimed))
+        .filter(Exists(claimed_handoffs()))
         .update(route=Route.STAFF)
     )
     if marked:
