@@ -106,6 +106,8 @@ DATABASE_URL = env_str(
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10, minimum=0)
 # Seconds a request waits for a free pooled connection before it fails (PoolTimeout).
 DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 10, minimum=0.1)
+# Threads running the chat's database trips per process; 0: channels' one database thread.
+DB_TRIP_THREADS = env_int("DB_TRIP_THREADS", 4, minimum=0)
 # Seconds a thread keeps its connection without the pool; 0 with it, as ASGI needs (bench/).
 CONN_MAX_AGE = env_int("CONN_MAX_AGE", 0, minimum=0)
 if DB_POOL_MAX_SIZE and CONN_MAX_AGE:

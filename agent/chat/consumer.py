@@ -30,7 +30,7 @@ from django.utils import timezone
 from agent import metrics
 from agent.chat import abuse, orphans, turn
 from agent.chat.widget import read_token
-from agent.dbgate import db_trip
+from agent.dbgate import TripsOnly, db_trip
 from agent.live import conversation_group, publish
 from agent.models import Conversation, Message
 
@@ -119,7 +119,7 @@ def history_and_orphan(conversation_id, after: int) -> tuple[list, tuple]:
     )
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
     """One visitor's connection, to the conversation its token names or else to the latest
     conversation of its Django session."""
 
