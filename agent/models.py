@@ -39,6 +39,7 @@ class Route(models.TextChoices):
     HANDOFF = "handoff", "Listing question handed off"
     FALLBACK = "fallback", "Fallback to a human"
     STAFF = "staff", "For staff (conversation claimed)"
+    BUSY = "busy", "Busy: answer delayed (the process was at capacity)"
 
 
 class Conversation(models.Model):

@@ -193,6 +193,10 @@ LLM_MODEL = env_str("LLM_MODEL", "Qwen/Qwen2.5-7B-Instruct")
 TURN_BUDGET = env_float("TURN_BUDGET", 2.5, minimum=0.1)
 # Calls in flight per LLM server and process: four processes fill vLLM's 256 (bench/).
 LLM_MAX_IN_FLIGHT = env_int("LLM_MAX_IN_FLIGHT", 64, minimum=1)
+# Turns whose classifier calls run at once per process (64 LLM slots / 4 classifiers); 0: no cap.
+TURN_MAX_OPEN = env_int("TURN_MAX_OPEN", 16, minimum=0)
+# Seconds a turn waits for one of those before the visitor is told "busy" (it goes on waiting).
+TURN_QUEUE_TIMEOUT = env_float("TURN_QUEUE_TIMEOUT", 3.0, minimum=0.1)
 # Retries of one classifier call after a connection error, 429 or 5xx (within TURN_BUDGET).
 LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3, minimum=0)
 # shared_prefix: context first, for vLLM's prefix cache; system_first: as in the tutorial.

@@ -285,11 +285,18 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
             started = True
             await self.publish({"type": "typing", "active": True})
 
+        async def busy():
+            reply = await db_trip(turn.store_busy, message)
+            await self.publish(reply.as_frame())
+            await self.publish({"type": "typing", "active": True})  # the answer is coming
+
         async with self.turns:
             for_staff = False
             try:
                 # The staff check rides on the turn's first trip (agent.chat.turn.prepare_turn).
-                reply = await turn.run_turn(message, staff_check=True, on_start=start_typing)
+                reply = await turn.run_turn(
+                    message, staff_check=True, on_start=start_typing, on_busy=busy
+                )
             except Exception:
                 logger.exception("turn failed in conversation %s", conversation_id)
                 await self.publish(

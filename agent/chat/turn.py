@@ -15,7 +15,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from agent import metrics
-from agent.chat import abuse
+from agent.chat import abuse, capacity
 from agent.chat.router import route_turn
 from agent.dbgate import db_trip
 from agent.llm.classifiers import HISTORY_MESSAGES, Classifier, as_label
@@ -27,6 +27,7 @@ from agent.models import (
     ClassifierConfig,
     Conversation,
     Message,
+    Route,
 )
 from agent.staff import handoffs
 
@@ -57,6 +58,7 @@ def _history_and_stamp(conversation_id) -> tuple[list[dict], int | None]:
     (``agent.models.config_stamp``); None when the conversation has no message."""
     latest = (
         Message.objects.filter(conversation_id=conversation_id)
+        .exclude(route=Route.BUSY)  # our apology for a wait is nothing to classify
         .order_by("-seq")
         .annotate(config_stamp=RawSQL(f"({CONFIG_STAMP_SQL})", ()))
         .only("role", "text")[:HISTORY_MESSAGES]
@@ -161,12 +163,12 @@ def mark_answered(message: Message, unless_claimed: bool = False) -> bool:
 
 async def run_turn(
     message: Message, client: LLMClient | None = None, *, staff_check: bool = False,
-    on_start=None,
+    on_start=None, on_busy=None,
 ) -> Message | None:
     """Answer a stored visitor message: one round of parallel classifier calls, then the router.
 
-    The classifier calls end within ``TURN_BUDGET`` seconds of the start, whatever the LLM
-    servers do; the database work comes on top.
+    The classifier calls end within ``TURN_BUDGET`` seconds of getting a turn slot, whatever
+    the LLM servers do; the wait for the slot and the database work come on top.
 
     Args:
         message: the visitor's message, already stored.
@@ -174,8 +176,9 @@ async def run_turn(
         staff_check: first mark the message for staff if they hold the conversation, in the
             same database trip as the turn's first read (``prepare_turn``); the turn then
             ends there, returning None.
-        on_start: an async callable awaited once the turn goes ahead, before the classifier
-            calls (the consumer's typing indicator).
+        on_start: an async callable awaited once the turn goes ahead, before it waits for a
+            turn slot (``agent.chat.capacity``; the consumer's typing indicator).
+        on_busy: an async callable awaited if that wait passes ``TURN_QUEUE_TIMEOUT``.
     Returns:
         The stored assistant message, or None when staff claimed the conversation meanwhile
         or another turn of the same message (``agent.chat.orphans``) answered it first.
@@ -183,7 +186,6 @@ async def run_turn(
         django.db.Error: the database failed; the visitor's message stays stored.
     """
     started = time.perf_counter()
-    deadline = asyncio.get_running_loop().time() + settings.TURN_BUDGET
     prepared = await db_trip(
         prepare_turn, message.conversation_id, message if staff_check else None
     )
@@ -192,7 +194,24 @@ async def run_turn(
     history, classifiers = prepared
     if on_start is not None:
         await on_start()
-    outcomes = await fan_out(
-        client or get_client(), classifiers, history, timezone.localdate(), deadline
+    async with capacity.turn_slot(on_busy):
+        # The budget is the LLM calls'; the wait for the slot is bounded apart (capacity).
+        deadline = asyncio.get_running_loop().time() + settings.TURN_BUDGET
+        outcomes = await fan_out(
+            client or get_client(), classifiers, history, timezone.localdate(), deadline
+        )
+        return await db_trip(finish_turn, message, outcomes, started)
+
+
+BUSY_TEXT = (
+    "We're very busy right now, sorry for the wait: your message is in, and you'll have "
+    "the answer here in a moment. No need to send it again."
+)
+
+
+def store_busy(message: Message) -> Message:
+    """Store the "busy, one moment" reply to a visitor message still waiting for its turn
+    (route ``busy``). The message stays unanswered: its turn answers it when it runs."""
+    return Message.objects.store(
+        message.conversation_id, Message.Role.ASSISTANT, BUSY_TEXT, route=Route.BUSY
     )
-    return await db_trip(finish_turn, message, outcomes, started)
