@@ -382,15 +382,21 @@ async def open_chats(base_url: str, count: int, run: "Run", at_once: int = OPEN_
     return [o for o in opened if not isinstance(o, BaseException)]
 
 
+BUSY_SEEN = [0]  # "busy, one moment" replies seen by turn(); the answer follows each
+
+
 async def turn(socket_, text: str) -> tuple[float, str | None]:
     """Send one visitor message; return (ms until the assistant's reply, its route or None
-    when the server sent an error frame instead)."""
+    when the server sent an error frame instead). A ``busy`` reply is counted in
+    ``BUSY_SEEN`` and the wait goes on for the answer that follows it."""
     started_at = time.perf_counter()
     await socket_.send(json.dumps({"type": "message", "text": text}))
     latency, route = None, None
     while True:
         frame = json.loads(await asyncio.wait_for(socket_.recv(), REPLY_TIMEOUT))
-        if frame["type"] == "message" and frame["role"] == "assistant":
+        if frame.get("route") == "busy":
+            BUSY_SEEN[0] += 1
+        elif frame["type"] == "message" and frame["role"] == "assistant":
             latency, route = (time.perf_counter() - started_at) * 1000, frame["route"]
         elif frame["type"] == "error":
             latency = (time.perf_counter() - started_at) * 1000
@@ -617,10 +623,81 @@ async def idle(base_url: str, server: psutil.Process, chats: int) -> None:
     await asyncio.gather(*(s.close() for s in sockets), warm.close())
 
 
+async def overload(base_url: str, server: psutil.Process, database_url: str, chats: int,
+                   think_s: float, seconds: float) -> None:
+    """``chats`` visitors asking prices for ``seconds``, each ``think_s`` after its answer
+    (twice what the process can answer, when chats ÷ (think_s + a turn) is 2 × its turns/s);
+    then whether every message was stored once and answered, how many handoffs the spike
+    queued, and how soon after it a new visitor's turn is back to normal."""
+    import psycopg
+
+    def db(sql: str) -> int:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            return conn.execute(sql).fetchone()[0]
+
+    probe = await open_chat(base_url)
+    normal = sorted([(await turn(probe, PRICE_MESSAGES[0]))[0] for _ in range(5)])[2]
+    run = Run("overload", chats)
+    sockets = await open_chats(base_url, chats, run)
+    since = db("SELECT now()::text")
+    handoffs_before = db("SELECT count(*) FROM agent_handoff")
+    BUSY_SEEN[0] = 0
+    sent = [0]
+    end = time.monotonic() + seconds
+
+    async def visitor(index: int, socket_) -> None:
+        while time.monotonic() < end:
+            sent[0] += 1
+            try:
+                latency, route = await turn(socket_, PRICE_MESSAGES[index % 2])
+            except (TimeoutError, websockets.ConnectionClosed) as exc:
+                run.errors += 1
+                run.failures[repr(exc)[:120]] = run.failures.get(repr(exc)[:120], 0) + 1
+                return
+            if route is None:
+                run.errors += 1
+            else:
+                run.latencies_ms.append(latency)
+                run.routes[route] = run.routes.get(route, 0) + 1
+            await asyncio.sleep(think_s)
+
+    with Meter(run, server.pid, STANDIN[0]):
+        started_at = time.perf_counter()
+        await asyncio.gather(*(visitor(i, s) for i, s in enumerate(sockets)))
+        run.wall_s = time.perf_counter() - started_at
+    stopped = time.monotonic()
+    after = []
+    while time.monotonic() - stopped < 15:
+        latency, _ = await turn(probe, PRICE_MESSAGES[1])
+        after.append((time.monotonic() - stopped, latency))
+        if latency is not None and latency <= 1.5 * normal:
+            break
+    stored = db(f"SELECT count(*) FROM agent_message WHERE role = 'user' "
+                f"AND created_at >= '{since}'")
+    unanswered = db(f"SELECT count(*) FROM agent_message WHERE role = 'user' "
+                    f"AND created_at >= '{since}' AND answered_at IS NULL")
+    print(HEADER)
+    print(run.row(SCENARIOS["parallel"].ideal_ms))
+    print(f"sent {sent[0]}, stored {stored} (probe turns after included: {len(after)}), "
+          f"unanswered {unanswered}; busy replies {BUSY_SEEN[0]}; routes {run.routes}; "
+          f"handoffs queued during the spike: "
+          f"{db('SELECT count(*) FROM agent_handoff') - handoffs_before}")
+    print(f"a new visitor's price turn: {normal:.0f} ms before; after the load stopped: "
+          + ", ".join(f"{t:.1f} s: {ms:.0f} ms" for t, ms in after))
+    for failure, count in run.failures.items():
+        print(f"{count} x {failure}")
+    await asyncio.gather(*(s.close() for s in sockets), probe.close())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=["parallel", "early-exit", "idle", "all"],
-                        default="all")
+    parser.add_argument("--scenario", choices=["parallel", "early-exit", "idle", "overload",
+                                               "all"], default="all")
+    parser.add_argument("--overload-chats", type=int, default=120,
+                        help="visitors of scenario overload")
+    parser.add_argument("--think", type=float, default=2.0,
+                        help="seconds an overload visitor waits after each answer")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the overload")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 200],
                         metavar="C", help="visitors at once, scenario parallel")
     parser.add_argument("--early-exit-concurrency", type=int, nargs="+", default=[1, 50],
@@ -646,7 +723,14 @@ def main() -> int:
           f"server logs: {logs}", flush=True)
     keys = ["parallel", "early-exit", "idle"] if args.scenario == "all" else [args.scenario]
     for key in keys:
-        if key == "idle":
+        if key == "overload":
+            print(f"\n## overload: {args.overload_chats} visitors asking prices for "
+                  f"{args.seconds:g} s, {args.think:g} s after each answer; L = 300 ms",
+                  flush=True)
+            with stack({"*": 300}, env, logs) as (base_url, server, _):
+                asyncio.run(overload(base_url, server, database_url, args.overload_chats,
+                                     args.think, args.seconds))
+        elif key == "idle":
             print(f"\n## idle: {args.idle_chats} open websocket chats", flush=True)
             with stack({"*": 0}, env, logs) as (base_url, server, _):
                 asyncio.run(idle(base_url, server, args.idle_chats))
