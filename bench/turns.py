@@ -210,12 +210,12 @@ def find_postmaster(database_url: str) -> int | None:
     """The PostgreSQL server's main process, when it runs on this machine."""
     import psycopg
 
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url) as conn:  # ask while the backend lives
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    try:
-        return psutil.Process(backend).ppid()
-    except psutil.Error:
-        return None
+        try:
+            return psutil.Process(backend).ppid()
+        except psutil.Error:
+            return None
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
