@@ -214,10 +214,21 @@ class LLMClient:
 
 
 async def _events(response: httpx.Response):
-    """The ``data:`` payloads of a server-sent-events body, as strings."""
-    async for line in response.aiter_lines():
-        if line.startswith("data:"):
-            yield line[5:].strip()
+    """The ``data:`` payloads of a server-sent-events body, as strings.
+
+    Lines are split from the raw bytes (``\n``, ``\r\n``; a payload is UTF-8 JSON or
+    ``[DONE]``, per the SSE spec and OpenAI's stream format) rather than through httpx's text
+    decoder and line splitter, which cost about a third of the stream's CPU (issue 16).
+    """
+    rest = b""
+    async for chunk in response.aiter_bytes():
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield line[5:].strip().decode(errors="replace")
+    if rest.startswith(b"data:"):
+        yield rest[5:].strip().decode(errors="replace")
 
 
 def _not_a_stream(what: str, raw: list[str]) -> LLMError:
