@@ -63,13 +63,12 @@ def fast_password_hashing(request, settings):
 
 @pytest.fixture(autouse=True)
 def one_database_thread(request, settings):
-    """In the quick tier the chat's database trips run on channels' one database thread
+    """In the test process the chat's database trips run on channels' one database thread
     (``DB_TRIP_THREADS`` 0), where pytest-django's per-test transaction and connection guard
-    apply; threads of ``agent.dbgate``'s own pool would keep connections past a test. The slow
-    tier's app processes use the pool, and tests/agent/test_db_trip_threads.py asks for it."""
-    if request.node.get_closest_marker("system") is None and not request.node.get_closest_marker(
-        "trip_threads"
-    ):
+    apply; threads of ``agent.dbgate``'s own pool would keep connections past a test. The
+    app processes of the slow tier use the pool (the default), and tests marked
+    ``trip_threads`` (tests/agent/test_db_trip_threads.py) ask for it here."""
+    if request.node.get_closest_marker("trip_threads") is None:
         settings.DB_TRIP_THREADS = 0
 
 
