@@ -28,6 +28,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
@@ -327,8 +328,11 @@ def broadcast_queue() -> None:
 
 
 _soon = threading.Lock()
-_soon_pending = False  # a broadcast is scheduled and has not read the queue yet
-_soon_after = 0.0  # time.monotonic() before which the next one waits
+# Per event loop: {"pending": a broadcast is scheduled and has not read the queue yet,
+# "after": time.monotonic() before which the next one waits}.
+_soon_state: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def broadcast_queue_soon() -> None:
@@ -337,20 +341,21 @@ def broadcast_queue_soon() -> None:
     code of a database trip or view; elsewhere it broadcasts at once). A spike of bot
     handoffs then costs staff screens one frame a second instead of one per handoff (the
     broadcast was 8% of the database thread under load, issue 16)."""
-    global _soon_pending
     loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
     if loop is None or not loop.is_running():
         broadcast_queue()
         return
     with _soon:
-        if _soon_pending:
+        state = _soon_state.setdefault(loop, {"pending": False, "after": 0.0})
+        if state["pending"]:
             return
-        _soon_pending = True
-    delay = max(0.0, _soon_after - time.monotonic())
+        state["pending"] = True
+    delay = max(0.0, state["after"] - time.monotonic())
     # A fresh context: the calling thread's (a database trip's) would make the broadcast's own
     # trip look like a nested one to asgiref.
     loop.call_soon_threadsafe(
-        lambda: _keep(loop.create_task(_broadcast_after(delay))), context=contextvars.Context()
+        lambda: _keep(loop.create_task(_broadcast_after(state, delay))),
+        context=contextvars.Context(),
     )
 
 
@@ -362,12 +367,11 @@ def _keep(task) -> None:
     task.add_done_callback(_tasks.discard)
 
 
-async def _broadcast_after(delay: float) -> None:
-    global _soon_pending, _soon_after
+async def _broadcast_after(state: dict, delay: float) -> None:
     await asyncio.sleep(delay)
     with _soon:
-        _soon_pending = False  # a change from now on is not in the frame read below
-    _soon_after = time.monotonic() + BROADCAST_EVERY
+        state["pending"] = False  # a change from now on is not in the frame read below
+    state["after"] = time.monotonic() + BROADCAST_EVERY
     try:
         frame = await db_trip(queue_frame)
         await get_channel_layer().group_send(STAFF_GROUP, {"type": "staff.frame", "frame": frame})
