@@ -10,6 +10,8 @@ class AgentConfig(AppConfig):
     def ready(self):
         from agent.live import count_drops
         from agent.staff.access import connect_signals
+        from realestate import dbpool
 
         count_drops()
         connect_signals()
+        dbpool.install()

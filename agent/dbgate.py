@@ -8,11 +8,27 @@ that cannot reach the database marks it unreachable. Until a trip reaches it aga
 fails at once with ``DatabaseUnavailable``, except one probe per ``PROBE_SECONDS``, which
 tries for real. A restart shorter than ``DB_POOL_TIMEOUT`` costs no error at all: the waiting
 trips get their connections when the pool reconnects.
+
+Under the ASGI server the trips run on ``DB_TRIP_THREADS`` threads, not on channels' one
+thread-sensitive database thread, where every chat's trips queued behind each other while each
+waited on PostgreSQL (issue 16: that thread was busy 55% of the time, half of it waiting on
+the socket). That is safe because a trip is a whole unit of work: it opens and ends its own
+transactions, takes a connection from psycopg's pool and gives it back when it ends
+(channels' ``close_old_connections`` around it, ``CONN_MAX_AGE`` 0), and keeps nothing on its
+thread for a later trip; a chat's trips still run one after another (each is awaited), and
+two chats' trips are ordered by PostgreSQL's row locks, as two processes' are. Called from
+sync code through ``async_to_sync`` (tests, management commands), a trip stays on the caller's
+thread as before, so it sees the caller's open transaction.
 """
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from channels.db import database_sync_to_async
+from asgiref.sync import AsyncToSync
+from channels.consumer import get_handler_name
+from channels.db import DatabaseSyncToAsync, database_sync_to_async
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from agent import metrics
@@ -84,7 +100,41 @@ async def db_trip(func, *args, **kwargs):
             _refuse()
         _probing = probe = True
     try:
-        return await database_sync_to_async(_gated(func, probe))(*args, **kwargs)
+        executor = _executor()
+        if executor is None:
+            return await database_sync_to_async(_gated(func, probe))(*args, **kwargs)
+        trip = DatabaseSyncToAsync(_gated(func, probe), thread_sensitive=False, executor=executor)
+        return await trip(*args, **kwargs)
     finally:
         if probe:
             _probing = False
+
+
+_executors: dict[int, ThreadPoolExecutor] = {}  # by DB_TRIP_THREADS
+
+
+def _executor() -> ThreadPoolExecutor | None:
+    """The threads for this trip, or None for channels' thread-sensitive database thread:
+    when ``DB_TRIP_THREADS`` is 0, or when sync code waits below this loop (``async_to_sync``)
+    and may hold a transaction the trip must see."""
+    threads = settings.DB_TRIP_THREADS
+    if not threads or getattr(AsyncToSync.executors, "current", None) is not None:
+        return None
+    if asyncio.get_running_loop() in AsyncToSync.loop_thread_executors:
+        return None
+    if threads not in _executors:
+        _executors[threads] = ThreadPoolExecutor(threads, thread_name_prefix="db-trip")
+    return _executors[threads]
+
+
+class TripsOnly:
+    """A consumer mixin: channels' ``dispatch`` without its hop to the database thread before
+    every message (``aclose_old_connections``, 4.3), for consumers whose every database call
+    goes through ``db_trip``, which closes old connections around itself. Under load that hop
+    queued each frame a socket was given behind every chat's database work (bench/README.md)."""
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)

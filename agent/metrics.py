@@ -14,7 +14,7 @@ past 10 s is a failure whatever its exact length.
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -47,6 +47,23 @@ SLOT_WAIT_SECONDS = Histogram(
     "chat_classifier_slot_wait_seconds",
     "Time a classifier call waited for a free slot of its endpoint, by classifier and model.",
     ["classifier", "model"],
+    buckets=BUCKETS,
+    registry=REGISTRY,
+)
+TURNS_WAITING = Gauge(
+    "chat_turns_waiting",
+    "Turns waiting for one of the process's TURN_MAX_OPEN turn slots (agent.chat.capacity).",
+    registry=REGISTRY,
+)
+TURNS_SHED = Counter(
+    "chat_turns_shed",
+    "Turns that waited TURN_QUEUE_TIMEOUT for a slot: the visitor got route busy, then the "
+    "normal answer once a slot came.",
+    registry=REGISTRY,
+)
+TURN_QUEUE_SECONDS = Histogram(
+    "chat_turn_queue_wait_seconds",
+    "Time a turn waited for a turn slot before its classifier calls started.",
     buckets=BUCKETS,
     registry=REGISTRY,
 )

@@ -48,6 +48,7 @@ class Route(models.TextChoices):
     HANDOFF = "handoff", "Listing question handed off"
     FALLBACK = "fallback", "Fallback to a human"
     STAFF = "staff", "For staff (conversation claimed)"
+    BUSY = "busy", "Busy: answer delayed (the process was at capacity)"
 
 
 class Conversation(models.Model):
@@ -366,10 +367,52 @@ class ClassifierConfig(models.Model):
         )
 
     @classmethod
-    def enabled_classifiers(cls) -> list[Classifier]:
-        """The enabled classifiers in priority order, as the fan-out asks them (one query)."""
+    def enabled_classifiers(cls, stamp: int | None = None) -> list[Classifier]:
+        """The enabled classifiers in priority order, as the fan-out asks them.
+
+        Kept per process until the configuration's version stamp moves (``config_stamp``;
+        PostgreSQL moves it with any change to these rows or the endpoints', from any process,
+        migration 0010), so a turn reads them without a query of the rows. No signals needed:
+        the stamp sees the admin's saves and deletes, queryset updates and other processes.
+
+        Args:
+            stamp: the stamp the caller read (before this call, in the statement of other data);
+                None reads it (one query).
+                Inside a transaction the cache is not used: rows it changed, or a rolled-back
+                change (tests), would otherwise be mixed with the stamp.
+        Returns:
+            A new list each call (the ``Classifier`` items are immutable).
+        """
+        if connection.in_atomic_block:
+            return cls._read_enabled()
+        if stamp is None:
+            stamp = config_stamp()
+        cached = _enabled_cache.get("entry")
+        if cached is not None and cached[0] == stamp:
+            return list(cached[1])
+        classifiers = cls._read_enabled()
+        _enabled_cache["entry"] = (stamp, tuple(classifiers))
+        return classifiers
+
+    @classmethod
+    def _read_enabled(cls) -> list[Classifier]:
         rows = cls.objects.filter(enabled=True).select_related("endpoint")
         return [row.as_classifier() for row in rows.order_by("priority", "name")]
+
+
+# ``enabled_classifiers``' answer: {"entry": (stamp, classifiers)}; one dict item, so reads and
+# writes from several database threads are atomic under the GIL.
+_enabled_cache: dict = {}
+
+CONFIG_STAMP_SQL = "SELECT stamp FROM agent_config_version"  # migration 0010
+
+
+def config_stamp() -> int:
+    """The classifier configuration's version stamp (one query): a committed change moves it.
+    Read it before the rows it guards, so the rows are at least as new as the stamp."""
+    with connection.cursor() as cursor:
+        cursor.execute(CONFIG_STAMP_SQL)
+        return cursor.fetchone()[0]
 
 
 class ClassifierCall(models.Model):

@@ -9,10 +9,10 @@ and prints, per turn and route:
 
 * queries: SQL statements Django executed (every connection, every thread);
 * hops: calls that moved from the event loop to the database thread and back
-  (``database_sync_to_async``).
-
-Not counted: the ``SELECT 1`` of ``CONN_HEALTH_CHECKS``, which Django runs on the raw
-connection; under daphne it follows each hop (see bench/README.md).
+  (``database_sync_to_async``);
+* round trips: messages psycopg sent PostgreSQL and waited for (``Connection.wait``): every
+  statement, ``BEGIN`` and ``COMMIT``, and the pool's health check of a connection it lends,
+  which Django's count of queries does not see (switching autocommit is local: not counted).
 """
 
 import argparse
@@ -63,6 +63,20 @@ def instrument() -> None:
         return thread_handler(self, *args, **kwargs)
 
     DatabaseSyncToAsync.thread_handler = counted_hop
+
+    import psycopg
+
+    wait = psycopg.Connection.wait
+
+    def counted_wait(self, gen, *args, **kwargs):
+        kind = getattr(gen, "__qualname__", "")
+        if kind.endswith(("_commit_gen", "_rollback_gen")):
+            counts["round trips"] += 2  # the BEGIN psycopg sent before the first statement, too
+        elif not kind.endswith("_set_autocommit_gen"):  # local: no message to the server
+            counts["round trips"] += 1
+        return wait(self, gen, *args, **kwargs)
+
+    psycopg.Connection.wait = counted_wait
 
 
 async def conversation(show_sql: bool) -> None:

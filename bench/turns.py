@@ -22,8 +22,9 @@ The naive peers send the same three classifier requests to the same stand-in, wi
 database, router or websocket (which flatters them):
 
 * ``sequential``: the three calls one after another, on one pooled ``httpx.AsyncClient``;
-* ``tutorial``: ``asyncio.gather`` of the three calls, each with a new ``httpx.AsyncClient``,
-  run by ``asyncio.run`` once per turn in a pool of C threads, as a threaded web server would.
+* ``tutorial``: the tutorial's code as written: ``asyncio.gather`` of the three calls, each
+  with a new ``aiohttp.ClientSession``, run by ``asyncio.run`` once per turn, each visitor on a
+  thread of its own as a threaded web server would, prices from a dict (aiohttp: bench-only).
 
 ``over ideal`` is the p50 turn latency minus what a perfect parallel engine would take: the
 slowest classifier's latency, or with early exit the deciding (pricing) classifier's.
@@ -42,7 +43,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -117,6 +117,9 @@ class Run:
     errors: int = 0
     wall_s: float = 0.0
     server_cpu_ms: float | None = None  # daphne's CPU time (user + system) during the run
+    pg_cpu_ms: float | None = None  # PostgreSQL's (postmaster and backends) during the run
+    standin_cpu_ms: float | None = None  # the stand-in's during the run
+    load: float = 0.0  # the 1-minute load average before the run
     routes: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)  # error text: count
 
@@ -128,14 +131,91 @@ class Run:
                        f"{p50 - ideal_ms:+9.0f}")
         else:
             figures = f"{'-':>7} {'-':>7} {'-':>7} {'-':>8} {'-':>9}"
-        cpu = (f"{self.server_cpu_ms / turns:9.1f}" if self.server_cpu_ms is not None and turns
-               else f"{'-':>9}")
-        return (f"{self.engine:<10} {self.concurrency:>4} {turns:>6} {self.errors:>6} "
-                f"{figures} {cpu}")
+        cpu = " ".join(
+            f"{ms / turns:9.1f}" if ms is not None and turns else f"{'-':>9}"
+            for ms in (self.server_cpu_ms, self.pg_cpu_ms, self.standin_cpu_ms)
+        )
+        return (f"{self.engine:<10} {self.concurrency:>4} {self.load:>5.1f} {turns:>6} "
+                f"{self.errors:>6} {figures} {cpu}")
 
 
-HEADER = (f"{'engine':<10} {'C':>4} {'turns':>6} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7} "
-          f"{'p99 ms':>7} {'turns/s':>8} {'over ideal':>9} {'cpu ms/turn':>9}")
+HEADER = (f"{'engine':<10} {'C':>4} {'load':>5} {'turns':>6} {'errors':>6} {'p50 ms':>7} "
+          f"{'p95 ms':>7} {'p99 ms':>7} {'turns/s':>8} {'over ideal':>9} {'app ms/t':>9} "
+          f"{'PG ms/t':>9} {'stand-in':>9}")
+
+
+def tree_cpu_ms(pids: list[int | None]) -> float:
+    """CPU ms (user + system) the processes ``pids`` and their descendants have spent; gone
+    or None ones count 0."""
+    total = 0.0
+    for pid in pids:
+        if pid is None:
+            continue
+        if pid == SELF:
+            times = psutil.Process().cpu_times()
+            total += (times.user + times.system) * 1000
+            continue
+        try:
+            root = psutil.Process(pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += (times.user + times.system) * 1000
+    return total
+
+
+class Meter:
+    """CPU of the app, PostgreSQL and the stand-in over a block: ``with Meter(run, pids):``."""
+
+    def __init__(self, run: "Run", app: int | None, standin: int | None):
+        self.run, self.app, self.standin = run, app, standin
+
+    def __enter__(self):
+        self.run.load = os.getloadavg()[0]
+        self.before = [tree_cpu_ms([p]) for p in (self.app, POSTMASTER[0], self.standin)]
+        return self
+
+    def __exit__(self, *exc):
+        after = [tree_cpu_ms([p]) for p in (self.app, POSTMASTER[0], self.standin)]
+        spent = [a - b for a, b in zip(after, self.before, strict=True)]
+        if self.app is not None:
+            self.run.server_cpu_ms = spent[0]
+        if POSTMASTER[0] is not None:
+            self.run.pg_cpu_ms = spent[1]
+        self.run.standin_cpu_ms = spent[2]
+
+
+SELF = -1  # Meter's app pid meaning "this process alone" (the tutorial peer's threads)
+
+
+def metered(app: int | None, drive) -> "Run":
+    """``drive()``'s Run with the CPU of ``app``, PostgreSQL and the stand-in meanwhile."""
+    holder = Run("", 0)
+    with Meter(holder, app, STANDIN[0]):
+        run = drive()
+    run.load, run.server_cpu_ms = holder.load, holder.server_cpu_ms
+    run.pg_cpu_ms, run.standin_cpu_ms = holder.pg_cpu_ms, holder.standin_cpu_ms
+    return run
+
+
+POSTMASTER: list[int | None] = [None]  # the bench database's server, when on this machine
+
+
+def find_postmaster(database_url: str) -> int | None:
+    """The PostgreSQL server's main process, when it runs on this machine."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:  # ask while the backend lives
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        try:
+            return psutil.Process(backend).ppid()
+        except psutil.Error:
+            return None
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -239,10 +319,13 @@ execute_from_command_line(["manage.py", "llm_standin", *sys.argv[1:]])
 """
 
 
+STANDIN: list[int | None] = [None]
+
+
 @contextmanager
 def stack(scenario_latency: dict[str, float], env: dict, logs: Path):
     """The stand-in and daphne, started for one scenario: yields (base URL, daphne process,
-    stand-in base URL)."""
+    stand-in base URL); the stand-in's pid is left in ``STANDIN``."""
     standin_port, app_port = free_port(), free_port()
     latency = [f"{name}={ms:g}" for name, ms in scenario_latency.items() if name != "*"]
     standin_command = [sys.executable, "-c", STANDIN_LAUNCHER, "--port", str(standin_port),
@@ -253,8 +336,9 @@ def stack(scenario_latency: dict[str, float], env: dict, logs: Path):
     app_env = {**env, "LLM_BASE_URL": standin_url}
     daphne = [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p",
               str(app_port), "realestate.asgi:application"]
-    with started(standin_command, env, standin_port, logs / "standin.log"), \
+    with started(standin_command, env, standin_port, logs / "standin.log") as standin, \
             started(daphne, app_env, app_port, logs / "daphne.log") as app:
+        STANDIN[0] = standin.pid
         yield f"http://127.0.0.1:{app_port}", psutil.Process(app.pid), standin_url
 
 
@@ -298,15 +382,21 @@ async def open_chats(base_url: str, count: int, run: "Run", at_once: int = OPEN_
     return [o for o in opened if not isinstance(o, BaseException)]
 
 
+BUSY_SEEN = [0]  # "busy, one moment" replies seen by turn(); the answer follows each
+
+
 async def turn(socket_, text: str) -> tuple[float, str | None]:
     """Send one visitor message; return (ms until the assistant's reply, its route or None
-    when the server sent an error frame instead)."""
+    when the server sent an error frame instead). A ``busy`` reply is counted in
+    ``BUSY_SEEN`` and the wait goes on for the answer that follows it."""
     started_at = time.perf_counter()
     await socket_.send(json.dumps({"type": "message", "text": text}))
     latency, route = None, None
     while True:
         frame = json.loads(await asyncio.wait_for(socket_.recv(), REPLY_TIMEOUT))
-        if frame["type"] == "message" and frame["role"] == "assistant":
+        if frame.get("route") == "busy":
+            BUSY_SEEN[0] += 1
+        elif frame["type"] == "message" and frame["role"] == "assistant":
             latency, route = (time.perf_counter() - started_at) * 1000, frame["route"]
         elif frame["type"] == "error":
             latency = (time.perf_counter() - started_at) * 1000
@@ -334,13 +424,10 @@ async def drive_app(base_url: str, server: psutil.Process, concurrency: int, tur
                 run.latencies_ms.append(latency)
                 run.routes[route] = run.routes.get(route, 0) + 1
 
-    cpu_before = server.cpu_times()
-    started_at = time.perf_counter()
-    await asyncio.gather(*(visitor(i, s) for i, s in enumerate(sockets)))
-    run.wall_s = time.perf_counter() - started_at
-    cpu_after = server.cpu_times()
-    run.server_cpu_ms = ((cpu_after.user + cpu_after.system)
-                         - (cpu_before.user + cpu_before.system)) * 1000
+    with Meter(run, server.pid, STANDIN[0]):
+        started_at = time.perf_counter()
+        await asyncio.gather(*(visitor(i, s) for i, s in enumerate(sockets)))
+        run.wall_s = time.perf_counter() - started_at
     await asyncio.gather(*(s.close() for s in sockets))
     return run
 
@@ -404,17 +491,32 @@ async def sequential_peer(standin_url: str, concurrency: int, turns: int,
 
 def tutorial_peer(standin_url: str, concurrency: int, turns: int,
                   messages: tuple[str, ...]) -> Run:
-    """C threads, each running its visitor's turns with ``asyncio.run``: a gather of the
-    three calls, each on a new ``httpx.AsyncClient``."""
+    """The tutorial's code as written: C threads (a threaded web server's), each running its
+    visitor's turns with ``asyncio.run``; a turn is an ``asyncio.gather`` of the three calls,
+    each on a new ``aiohttp.ClientSession``, and the price comes from a dict.
+
+    aiohttp is a bench-only install (``.venv/bin/pip install aiohttp``, bench/README.md).
+    """
+    import aiohttp
+
     run = Run("tutorial", concurrency)
     lock = threading.Lock()
+    prices = {"123456": 350_000, "654321": 450_000, "112233": 550_000}
+    url = f"{standin_url}/chat/completions"
 
     async def call(name: str, text: str) -> dict:
-        async with httpx.AsyncClient(base_url=standin_url, timeout=REPLY_TIMEOUT) as client:
-            return answer_of(await client.post("/chat/completions", json=peer_body(name, text)))
+        timeout = aiohttp.ClientTimeout(total=REPLY_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.post(url, json=peer_body(name, text)) as response:
+                response.raise_for_status()
+                body = await response.json()
+        return json.loads(body["choices"][0]["message"]["content"])
 
-    async def one_turn(text: str) -> list[dict]:
-        return await asyncio.gather(*(call(name, text) for name in PEER_CLASSIFIERS))
+    async def one_turn(text: str) -> str:
+        pricing, _, _ = await asyncio.gather(*(call(name, text) for name in PEER_CLASSIFIERS))
+        if pricing.get("asks_price") and pricing.get("listing_id") in prices:
+            return f"That listing is ${prices[pricing['listing_id']]:,}."
+        return "Let me find someone who can help."
 
     def visitor(index: int) -> None:
         for number in range(turns):
@@ -422,7 +524,7 @@ def tutorial_peer(standin_url: str, concurrency: int, turns: int,
             started_at = time.perf_counter()
             try:
                 asyncio.run(one_turn(text))
-            except (httpx.HTTPError, ValueError, KeyError):
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
                 with lock:
                     run.errors += 1
                 continue
@@ -430,8 +532,11 @@ def tutorial_peer(standin_url: str, concurrency: int, turns: int,
                 run.latencies_ms.append((time.perf_counter() - started_at) * 1000)
 
     started_at = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(visitor, range(concurrency)))
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     run.wall_s = time.perf_counter() - started_at
     return run
 
@@ -468,10 +573,10 @@ def run_scenario(key: str, args, env: dict, logs: Path) -> list[Run]:
                                         scenario.messages))
             runs.append(run)
             if not args.no_peers:
-                runs.append(asyncio.run(sequential_peer(standin_url, concurrency,
-                                                        args.peer_turns, scenario.messages)))
-                runs.append(tutorial_peer(standin_url, concurrency, args.peer_turns,
-                                          scenario.messages))
+                runs.append(metered(None, lambda c=concurrency: asyncio.run(sequential_peer(
+                    standin_url, c, args.peer_turns, scenario.messages))))
+                runs.append(metered(SELF, lambda c=concurrency: tutorial_peer(
+                    standin_url, c, args.peer_turns, scenario.messages)))
         failures = asyncio.run(classifier_failures(base_url))
     print(HEADER)
     for run in runs:
@@ -518,10 +623,81 @@ async def idle(base_url: str, server: psutil.Process, chats: int) -> None:
     await asyncio.gather(*(s.close() for s in sockets), warm.close())
 
 
+async def overload(base_url: str, server: psutil.Process, database_url: str, chats: int,
+                   think_s: float, seconds: float) -> None:
+    """``chats`` visitors asking prices for ``seconds``, each ``think_s`` after its answer
+    (twice what the process can answer, when chats ÷ (think_s + a turn) is 2 × its turns/s);
+    then whether every message was stored once and answered, how many handoffs the spike
+    queued, and how soon after it a new visitor's turn is back to normal."""
+    import psycopg
+
+    def db(sql: str) -> int:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            return conn.execute(sql).fetchone()[0]
+
+    probe = await open_chat(base_url)
+    normal = sorted([(await turn(probe, PRICE_MESSAGES[0]))[0] for _ in range(5)])[2]
+    run = Run("overload", chats)
+    sockets = await open_chats(base_url, chats, run)
+    since = db("SELECT now()::text")
+    handoffs_before = db("SELECT count(*) FROM agent_handoff")
+    BUSY_SEEN[0] = 0
+    sent = [0]
+    end = time.monotonic() + seconds
+
+    async def visitor(index: int, socket_) -> None:
+        while time.monotonic() < end:
+            sent[0] += 1
+            try:
+                latency, route = await turn(socket_, PRICE_MESSAGES[index % 2])
+            except (TimeoutError, websockets.ConnectionClosed) as exc:
+                run.errors += 1
+                run.failures[repr(exc)[:120]] = run.failures.get(repr(exc)[:120], 0) + 1
+                return
+            if route is None:
+                run.errors += 1
+            else:
+                run.latencies_ms.append(latency)
+                run.routes[route] = run.routes.get(route, 0) + 1
+            await asyncio.sleep(think_s)
+
+    with Meter(run, server.pid, STANDIN[0]):
+        started_at = time.perf_counter()
+        await asyncio.gather(*(visitor(i, s) for i, s in enumerate(sockets)))
+        run.wall_s = time.perf_counter() - started_at
+    stopped = time.monotonic()
+    after = []
+    while time.monotonic() - stopped < 15:
+        latency, _ = await turn(probe, PRICE_MESSAGES[1])
+        after.append((time.monotonic() - stopped, latency))
+        if latency is not None and latency <= 1.5 * normal:
+            break
+    stored = db(f"SELECT count(*) FROM agent_message WHERE role = 'user' "
+                f"AND created_at >= '{since}'")
+    unanswered = db(f"SELECT count(*) FROM agent_message WHERE role = 'user' "
+                    f"AND created_at >= '{since}' AND answered_at IS NULL")
+    print(HEADER)
+    print(run.row(SCENARIOS["parallel"].ideal_ms))
+    print(f"sent {sent[0]}, stored {stored} (probe turns after included: {len(after)}), "
+          f"unanswered {unanswered}; busy replies {BUSY_SEEN[0]}; routes {run.routes}; "
+          f"handoffs queued during the spike: "
+          f"{db('SELECT count(*) FROM agent_handoff') - handoffs_before}")
+    print(f"a new visitor's price turn: {normal:.0f} ms before; after the load stopped: "
+          + ", ".join(f"{t:.1f} s: {ms:.0f} ms" for t, ms in after))
+    for failure, count in run.failures.items():
+        print(f"{count} x {failure}")
+    await asyncio.gather(*(s.close() for s in sockets), probe.close())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=["parallel", "early-exit", "idle", "all"],
-                        default="all")
+    parser.add_argument("--scenario", choices=["parallel", "early-exit", "idle", "overload",
+                                               "all"], default="all")
+    parser.add_argument("--overload-chats", type=int, default=120,
+                        help="visitors of scenario overload")
+    parser.add_argument("--think", type=float, default=2.0,
+                        help="seconds an overload visitor waits after each answer")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the overload")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 200],
                         metavar="C", help="visitors at once, scenario parallel")
     parser.add_argument("--early-exit-concurrency", type=int, nargs="+", default=[1, 50],
@@ -541,12 +717,20 @@ def main() -> int:
     subprocess.run(manage("migrate", "--noinput", "-v", "0"), cwd=ROOT, env=env, check=True)
     subprocess.run(manage("seed_demo"), cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)
+    POSTMASTER[0] = find_postmaster(database_url)
     logs = Path(tempfile.mkdtemp(prefix="bench-turns-"))
     print(f"cores: {os.cpu_count()}; open-file limit: {limit}; "
           f"server logs: {logs}", flush=True)
     keys = ["parallel", "early-exit", "idle"] if args.scenario == "all" else [args.scenario]
     for key in keys:
-        if key == "idle":
+        if key == "overload":
+            print(f"\n## overload: {args.overload_chats} visitors asking prices for "
+                  f"{args.seconds:g} s, {args.think:g} s after each answer; L = 300 ms",
+                  flush=True)
+            with stack({"*": 300}, env, logs) as (base_url, server, _):
+                asyncio.run(overload(base_url, server, database_url, args.overload_chats,
+                                     args.think, args.seconds))
+        elif key == "idle":
             print(f"\n## idle: {args.idle_chats} open websocket chats", flush=True)
             with stack({"*": 0}, env, logs) as (base_url, server, _):
                 asyncio.run(idle(base_url, server, args.idle_chats))

@@ -118,6 +118,8 @@ DATABASE_URL = env_str(
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10, minimum=0)
 # Seconds a request waits for a free pooled connection before it fails (PoolTimeout).
 DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 10, minimum=0.1)
+# Threads running the chat's database trips per process; 0: channels' one database thread.
+DB_TRIP_THREADS = env_int("DB_TRIP_THREADS", 4, minimum=0)
 # Seconds a thread keeps its connection without the pool; 0 with it, as ASGI needs (bench/).
 CONN_MAX_AGE = env_int("CONN_MAX_AGE", 0, minimum=0)
 if DB_POOL_MAX_SIZE and CONN_MAX_AGE:
@@ -135,7 +137,8 @@ except ValueError as exc:
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must be a postgresql:// URL")
 if DB_POOL_MAX_SIZE:
-    # Connections checked as they are lent (conn_health_checks); reconnect_timeout 10 s, not
+    # Connections checked as they are lent (conn_health_checks; a round trip only when the
+    # socket shows the server spoke, realestate/dbpool.py); reconnect_timeout 10 s, not
     # psycopg_pool's 300, brings the app back at once after an outage (bench/README.md).
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": min(2, DB_POOL_MAX_SIZE),
@@ -212,6 +215,10 @@ LLM_MODEL = env_str("LLM_MODEL", "Qwen/Qwen2.5-7B-Instruct")
 TURN_BUDGET = env_float("TURN_BUDGET", 2.5, minimum=0.1)
 # Calls in flight per LLM server and process: four processes fill vLLM's 256 (bench/).
 LLM_MAX_IN_FLIGHT = env_int("LLM_MAX_IN_FLIGHT", 64, minimum=1)
+# Turns whose classifier calls run at once per process (64 LLM slots / 4 classifiers); 0: no cap.
+TURN_MAX_OPEN = env_int("TURN_MAX_OPEN", 16, minimum=0)
+# Seconds a turn waits for one of those before the visitor is told "busy" (it goes on waiting).
+TURN_QUEUE_TIMEOUT = env_float("TURN_QUEUE_TIMEOUT", 3.0, minimum=0.1)
 # Retries of one classifier call after a connection error, 429 or 5xx (within TURN_BUDGET).
 LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3, minimum=0)
 # shared_prefix: context first, for vLLM's prefix cache; system_first: as in the tutorial.

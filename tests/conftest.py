@@ -61,6 +61,17 @@ def fast_password_hashing(request, settings):
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def one_database_thread(request, settings):
+    """In the test process the chat's database trips run on channels' one database thread
+    (``DB_TRIP_THREADS`` 0), where pytest-django's per-test transaction and connection guard
+    apply; threads of ``agent.dbgate``'s own pool would keep connections past a test. The
+    app processes of the slow tier use the pool (the default), and tests marked
+    ``trip_threads`` (tests/agent/test_db_trip_threads.py) ask for it here."""
+    if request.node.get_closest_marker("trip_threads") is None:
+        settings.DB_TRIP_THREADS = 0
+
+
 @pytest.fixture
 def listings(db):
     """The tutorial's three listings: 123456 at $350,000, 654321 at $450,000, 112233 at $550,000."""

@@ -30,10 +30,9 @@ from django.utils import timezone
 from agent import metrics
 from agent.chat import abuse, orphans, turn
 from agent.chat.widget import read_token
-from agent.dbgate import db_trip
+from agent.dbgate import TripsOnly, db_trip
 from agent.live import conversation_group, publish
 from agent.models import Conversation, Message
-from agent.staff import handoffs
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +135,7 @@ def history_and_orphan(conversation_id, after: int) -> tuple[list, tuple]:
     )
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
     """One visitor's connection, to the conversation its token names or else to the latest
     conversation of its Django session."""
 
@@ -295,19 +294,28 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def answer(self, message) -> None:
         """Run the turn of a stored visitor message and publish its reply, after the turns
         this socket started before it; unless staff hold the conversation, who see the message
-        and answer it themselves. Failures are logged and published as ``turn_failed``."""
+        and answer it themselves (no typing frames then). Failures are logged and published
+        as ``turn_failed``."""
         conversation_id = message.conversation_id
-        async with self.turns:
-            try:
-                for_staff = await db_trip(handoffs.route_to_staff, message)
-            except Exception:  # the bot answers; its turn reports a database that stays down
-                logger.exception("could not check for staff in conversation %s", conversation_id)
-                for_staff = False
-            if for_staff:
-                return
+        started = False
+
+        async def start_typing():
+            nonlocal started
+            started = True
             await self.publish({"type": "typing", "active": True})
+
+        async def busy():
+            reply = await db_trip(turn.store_busy, message)
+            await self.publish(reply.as_frame())
+            await self.publish({"type": "typing", "active": True})  # the answer is coming
+
+        async with self.turns:
+            for_staff = False
             try:
-                reply = await turn.run_turn(message)
+                # The staff check rides on the turn's first trip (agent.chat.turn.prepare_turn).
+                reply = await turn.run_turn(
+                    message, staff_check=True, on_start=start_typing, on_busy=busy
+                )
             except Exception:
                 logger.exception("turn failed in conversation %s", conversation_id)
                 await self.publish(
@@ -319,10 +327,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     }
                 )
             else:
+                for_staff = reply is None and not started
                 if reply is not None:  # None: staff claimed the chat while the turn ran
                     await self.publish(reply.as_frame())
             finally:
-                await self.publish({"type": "typing", "active": False})
+                if not for_staff:
+                    await self.publish({"type": "typing", "active": False})
 
     async def publish(self, frame: dict) -> None:
         """Publish ``frame`` to the conversation's sockets (``agent.live.publish``). When the

@@ -59,7 +59,9 @@ def route_turn(
         outcomes: every classifier's outcome, in priority order: the first "yes" decides; a
             failed, timed-out or cancelled one (``output is None``) counts as "no". When none
             says yes, a handoff is queued; if calls failed, the reply apologises and the
-            handoff's reason names them.
+            handoff's reason names them; if every failed call failed for want of an LLM slot
+            of this process (``Outcome.sent`` False: our overload), route ``busy`` asks the
+            visitor to send it again, with no handoff.
         now: the current time, aware.
         mentioned: ``agent.chat.dialogue.mentioned_in(message.text, ...)`` when the caller
             worked it out off the database thread; None: worked out here if needed.
@@ -123,6 +125,9 @@ def _decide(
             "Let me transfer you to a human representative. "
             + hours.when_staff_answer(conversation, now),
         )
+    if all(not o.sent for o in failed):
+        # Our own overload (no LLM slot came in time), not the LLM's failure: no person needed.
+        return Reply(Route.BUSY, OVERLOADED_TEXT)
     every = "every classifier failed" if len(failed) == len(outcomes) else "no classifier matched"
     reason = f"{every}: " + "; ".join(f"{o.classifier}: {o.error}" for o in failed)
     handoffs.queue_handoff(conversation, message, reason)
@@ -131,6 +136,12 @@ def _decide(
         "Sorry, I couldn't understand that one in time. I've passed your message to our team. "
         + hours.when_staff_answer(conversation, now),
     )
+
+
+OVERLOADED_TEXT = (
+    "Sorry, we're very busy right now and couldn't get to your message in time. "
+    "Please send it again in a moment."
+)
 
 
 def _scheduling_of(outcomes: list[Outcome]) -> Scheduling:

@@ -10,16 +10,25 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from agent import metrics
-from agent.chat import abuse, dialogue
+from agent.chat import abuse, capacity, dialogue
 from agent.chat.router import route_turn
 from agent.dbgate import db_trip
 from agent.llm.classifiers import HISTORY_MESSAGES, Classifier, as_label
 from agent.llm.client import LLMClient, get_client
 from agent.llm.fanout import Outcome, fan_out
-from agent.models import ClassifierCall, ClassifierConfig, Conversation, Message
+from agent.models import (
+    CONFIG_STAMP_SQL,
+    ClassifierCall,
+    ClassifierConfig,
+    Conversation,
+    Message,
+    Route,
+)
 from agent.staff import handoffs
 
 logger = logging.getLogger(__name__)
@@ -73,12 +82,7 @@ def chat_history(conversation_id) -> list[dict]:
     """The latest ``HISTORY_MESSAGES`` messages as OpenAI chat messages, oldest first; when
     the newest is the visitor's and was sent from a listing's page, a last system message
     tells the classifiers "The visitor is looking at listing 654321." """
-    latest = list(Message.objects.filter(conversation_id=conversation_id).order_by("-seq")
-                  [:HISTORY_MESSAGES])
-    history = [{"role": OPENAI_ROLES[m.role], "content": m.text} for m in reversed(latest)]
-    if latest and latest[0].role == Message.Role.USER and latest[0].page_listing:
-        history.append({"role": "system", "content": page_note(latest[0].page_listing)})
-    return history
+    return _history_and_stamp(conversation_id)[0]
 
 
 def page_note(listing_id: str) -> str:
@@ -86,12 +90,43 @@ def page_note(listing_id: str) -> str:
     return f"The visitor is looking at listing {listing_id}."
 
 
-def prepare_turn(conversation_id) -> tuple[list[dict], list[Classifier]]:
-    """What a turn asks: the chat history and the enabled classifiers, in one trip off the
-    event loop."""
-    classifiers = ClassifierConfig.enabled_classifiers()
+def _history_and_stamp(conversation_id) -> tuple[list[dict], int | None]:
+    """``chat_history`` and, in the same statement, the classifier configuration's stamp
+    (``agent.models.config_stamp``); None when the conversation has no message."""
+    latest = (
+        Message.objects.filter(conversation_id=conversation_id)
+        .exclude(route=Route.BUSY)  # our apology for a wait is nothing to classify
+        .order_by("-seq")
+        .annotate(config_stamp=RawSQL(f"({CONFIG_STAMP_SQL})", ()))
+        .only("role", "text", "page_listing")[:HISTORY_MESSAGES]
+    )
+    rows = list(latest)
+    history = [{"role": OPENAI_ROLES[m.role], "content": m.text} for m in reversed(rows)]
+    if rows and rows[0].role == Message.Role.USER and rows[0].page_listing:
+        history.append({"role": "system", "content": page_note(rows[0].page_listing)})
+    return history, rows[0].config_stamp if rows else None
+
+
+def prepare_turn(
+    conversation_id, message: Message | None = None
+) -> tuple[list[dict], list[Classifier]] | None:
+    """What a turn asks, in one trip off the event loop: the chat history and the enabled
+    classifiers (cached until an edit, ``ClassifierConfig.enabled_classifiers``); one query
+    when the cache holds them.
+
+    Args:
+        conversation_id: the conversation's UUID.
+        message: the turn's visitor message, to check first whether staff hold the
+            conversation (``agent.staff.handoffs.route_to_staff``, which then marks it).
+    Returns:
+        ``(history, classifiers)``, or None when ``message`` is now for staff.
+    """
+    if message is not None and handoffs.route_to_staff(message):
+        return None
+    history, stamp = _history_and_stamp(conversation_id)
+    classifiers = ClassifierConfig.enabled_classifiers(stamp)
     abuse.saw_classifiers(len(classifiers))  # what the next turns are charged
-    return chat_history(conversation_id), classifiers
+    return history, classifiers
 
 
 def finish_turn(
@@ -133,10 +168,9 @@ def finish_turn(
         for o in outcomes
     )
     with transaction.atomic():
-        if handoffs.route_to_staff(message):
-            return None
-        if not mark_answered(message):
-            return None  # another turn answered it
+        if not mark_answered(message, unless_claimed=True):
+            handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
+            return None  # or another turn answered it
         reply = route_turn(message.conversation, message, outcomes, timezone.now(), mentioned)
         latency_ms = round((time.perf_counter() - started) * 1000)
         transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
@@ -150,31 +184,45 @@ def finish_turn(
         )
 
 
-def mark_answered(message: Message) -> bool:
+def mark_answered(message: Message, unless_claimed: bool = False) -> bool:
     """Set the visitor message's ``answered_at`` unless it is answered or marked for staff;
     in a transaction, its row stays locked until the transaction ends.
 
+    Args:
+        message: the visitor message.
+        unless_claimed: nor when staff hold its conversation (a claimed handoff), in the
+            same UPDATE; the caller then marks it for staff (``route_to_staff``).
     Returns:
         True when this call marked it, so the caller's turn is the one to answer it.
     """
     now = timezone.now()
-    marked = Message.objects.filter(pk=message.pk, answered_at=None, route="").update(
-        answered_at=now
-    )
-    if marked:
+    marked = Message.objects.filter(pk=message.pk, answered_at=None, route="")
+    if unless_claimed:
+        marked = marked.exclude(Exists(handoffs.claimed_handoffs()))
+    if marked.update(answered_at=now):
         message.answered_at = now
-    return bool(marked)
+        return True
+    return False
 
 
-async def run_turn(message: Message, client: LLMClient | None = None) -> Message | None:
+async def run_turn(
+    message: Message, client: LLMClient | None = None, *, staff_check: bool = False,
+    on_start=None, on_busy=None,
+) -> Message | None:
     """Answer a stored visitor message: one round of parallel classifier calls, then the router.
 
-    The classifier calls end within ``TURN_BUDGET`` seconds of the start, whatever the LLM
-    servers do; the database work comes on top.
+    The classifier calls end within ``TURN_BUDGET`` seconds of getting a turn slot, whatever
+    the LLM servers do; the wait for the slot and the database work come on top.
 
     Args:
         message: the visitor's message, already stored.
         client: the LLM client; the shared one of the event loop by default.
+        staff_check: first mark the message for staff if they hold the conversation, in the
+            same database trip as the turn's first read (``prepare_turn``); the turn then
+            ends there, returning None.
+        on_start: an async callable awaited once the turn goes ahead, before it waits for a
+            turn slot (``agent.chat.capacity``; the consumer's typing indicator).
+        on_busy: an async callable awaited if that wait passes ``TURN_QUEUE_TIMEOUT``.
     Returns:
         The stored assistant message, or None when staff claimed the conversation meanwhile
         or another turn of the same message (``agent.chat.orphans``) answered it first.
@@ -182,14 +230,37 @@ async def run_turn(message: Message, client: LLMClient | None = None) -> Message
         django.db.Error: the database failed; the visitor's message stays stored.
     """
     started = time.perf_counter()
-    deadline = asyncio.get_running_loop().time() + settings.TURN_BUDGET
-    history, classifiers = await db_trip(prepare_turn, message.conversation_id)
-    # dateparser's CPU work, in a worker thread while the classifiers answer: never on the
-    # database thread, which every socket of the process shares (issue 13).
-    mentioned = asyncio.ensure_future(
-        asyncio.to_thread(dialogue.mentioned_in, message.text, timezone.now())
+    prepared = await db_trip(
+        prepare_turn, message.conversation_id, message if staff_check else None
     )
-    outcomes = await fan_out(
-        client or get_client(), classifiers, history, timezone.localdate(), deadline
+    if prepared is None:
+        return None
+    history, classifiers = prepared
+    if on_start is not None:
+        await on_start()
+    async with capacity.turn_slot(on_busy):
+        # The budget is the LLM calls'; the wait for the slot is bounded apart (capacity).
+        deadline = asyncio.get_running_loop().time() + settings.TURN_BUDGET
+        # dateparser's CPU work, in a worker thread while the classifiers answer: never on a
+        # database thread (issue 13).
+        mentioned = asyncio.ensure_future(
+            asyncio.to_thread(dialogue.mentioned_in, message.text, timezone.now())
+        )
+        outcomes = await fan_out(
+            client or get_client(), classifiers, history, timezone.localdate(), deadline
+        )
+        return await db_trip(finish_turn, message, outcomes, started, await mentioned)
+
+
+BUSY_TEXT = (
+    "We're very busy right now, sorry for the wait: your message is in, and you'll have "
+    "the answer here in a moment. No need to send it again."
+)
+
+
+def store_busy(message: Message) -> Message:
+    """Store the "busy, one moment" reply to a visitor message still waiting for its turn
+    (route ``busy``). The message stays unanswered: its turn answers it when it runs."""
+    return Message.objects.store(
+        message.conversation_id, Message.Role.ASSISTANT, BUSY_TEXT, route=Route.BUSY
     )
-    return await db_trip(finish_turn, message, outcomes, started, await mentioned)

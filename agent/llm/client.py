@@ -260,20 +260,24 @@ async def _read_bounded(response: httpx.Response) -> bytes:
 
 async def _events(response: httpx.Response):
     """The ``data:`` payloads of a server-sent-events body, as strings, reading at most
-    ``READ_LIMIT`` bytes of it (``LLMError`` past that, as from ``_read_bounded``)."""
-    seen, pending = 0, b""
+    ``READ_LIMIT`` bytes of it (``LLMError`` past that, as from ``_read_bounded``).
+
+    Lines are split from the raw bytes (``\n``, ``\r\n``; a payload is UTF-8 JSON or
+    ``[DONE]``, per the SSE spec and OpenAI's stream format) rather than through httpx's text
+    decoder and line splitter, which cost about a third of the stream's CPU (issue 16).
+    """
+    seen, rest = 0, b""
     async for chunk in response.aiter_bytes():
         seen += len(chunk)
         if seen > READ_LIMIT:
             raise _too_long()
-        *lines, pending = (pending + chunk).split(b"\n")
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
         for line in lines:
-            text = line.decode(errors="replace").rstrip("\r")
-            if text.startswith("data:"):
-                yield text[5:].strip()
-    text = pending.decode(errors="replace")
-    if text.startswith("data:"):
-        yield text[5:].strip()
+            if line.startswith(b"data:"):
+                yield line[5:].strip().decode(errors="replace")
+    if rest.startswith(b"data:"):
+        yield rest[5:].strip().decode(errors="replace")
 
 
 def _shallow(data) -> bool:

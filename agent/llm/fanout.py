@@ -43,7 +43,8 @@ class Outcome:
     model's text or the error body. ``status`` is "ok", "error", "timeout" or "cancelled".
     ``latency_ms`` is the call's wall time, ``wait_ms`` the part spent waiting for a server
     slot (milliseconds); ``retries`` counts the attempts after the first; ``version`` is the
-    classifier's version (0 for the built-in defaults).
+    classifier's version (0 for the built-in defaults); ``sent`` is False when the call never
+    got a slot of its server, so no request left this process.
     """
 
     classifier: str
@@ -56,6 +57,7 @@ class Outcome:
     retries: int = 0
     wait_ms: int = 0
     version: int = 0
+    sent: bool = True  # False: it never got a slot of its server (our overload, not the LLM's)
 
 
 class _Call:
@@ -69,6 +71,7 @@ class _Call:
         self.server = classifier.server or default_server()
         self.output, self.raw, self.error, self.status = None, "", "", ""
         self.retries = 0
+        self.sent = False  # got a slot at least once
         self.done = False  # finished by itself, not cancelled
         self.wait = 0.0  # seconds
         self.started = self.ended = 0.0
@@ -91,6 +94,7 @@ class _Call:
                 slot = client.slot(self.server)
                 asked = loop.time()
                 async with slot:
+                    self.sent = True
                     self.wait += loop.time() - asked
                     data, self.raw = await client.complete_json(
                         self.server, body, timeout=max(deadline - loop.time(), 0.001)
@@ -134,6 +138,7 @@ class _Call:
             retries=self.retries,
             wait_ms=round(self.wait * 1000),
             version=self.classifier.version,
+            sent=self.sent,
         )
 
 

@@ -19,7 +19,10 @@ Protocol (JSON text frames):
                      {"type": "message", "handoff": id, "text": "..."}   a reply to the visitor,
                          1 to 2,000 characters after trimming, on a handoff one has claimed
     server → client  {"type": "queue", "waiting": n, "handoffs": [...]}   on connect and after
-                         every change to the queue (``agent.staff.handoffs.queue_frame``)
+                         changes to the queue (``agent.staff.handoffs.queue_frame``): the
+                         oldest open handoffs, at most 50 and 24,000 bytes, plus "more": k
+                         when k open ones are left out, so the frame stays under daphne's
+                         32 KiB; the bot's new handoffs come at most once a second, together
                      {"type": "history", "conversation": "<uuid>", "messages": [...]}  on watch
                      the watched conversation's frames, as its visitor gets them: "message"
                          (any role), "typing", "notice", "error" (a failed turn)

@@ -22,25 +22,35 @@ Staff hours are in ``agent.staff.hours``, the overdue-handoff emails in ``agent.
 The functions touch the database: call them off the event loop (``agent.dbgate.db_trip``).
 """
 
+import asyncio
+import contextvars
+import json
 import logging
+import threading
+import time
+import weakref
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import Truncator
 
 from agent import metrics
 from agent.crm import leads
+from agent.dbgate import db_trip
 from agent.live import publish
 from agent.models import Conversation, Handoff, Message, Route
 
 logger = logging.getLogger(__name__)
 
 STAFF_GROUP = "staff.queue"
-QUEUE_LIMIT = 200  # open handoffs listed in a queue frame, oldest first; ``waiting`` counts all
+QUEUE_LIMIT = 50  # open handoffs listed in a queue frame, oldest first; ``waiting`` counts all
+# Bytes of JSON the listed handoffs may take: the frame stays under daphne's 32,768 (README).
+QUEUE_FRAME_BYTES = 24_000
+BROADCAST_EVERY = 1.0  # seconds: the bot's handoffs reach staff screens at most this often
 
 
 class HandoffRefused(Exception):
@@ -75,7 +85,7 @@ def queue_handoff(conversation: Conversation, message: Message | None, reason: s
     if waiting is not None:
         return waiting
     handoff = Handoff.objects.create(conversation=conversation, message=message, reason=reason)
-    transaction.on_commit(broadcast_queue)
+    transaction.on_commit(broadcast_queue_soon)
     transaction.on_commit(metrics.record_handoff_queued)  # a rolled-back turn queued none
     leads.handoff_event("handoff.queued", handoff)  # webhook outbox, in this transaction
     return handoff
@@ -221,6 +231,14 @@ def post_staff_message(handoff_id: int, user, text: str) -> Message:
     return message
 
 
+def claimed_handoffs():
+    """A subquery of the claimed handoffs of the outer query's message's conversation, for
+    ``Exists`` in a query of ``Message`` (``route_to_staff``, ``agent.chat.turn``)."""
+    return Handoff.objects.filter(
+        conversation_id=OuterRef("conversation_id"), status=Handoff.Status.CLAIMED
+    )
+
+
 def route_to_staff(message: Message) -> bool:
     """Mark a visitor message for staff (route ``staff``) if its conversation is claimed.
 
@@ -229,12 +247,9 @@ def route_to_staff(message: Message) -> bool:
     Returns:
         True when staff hold the conversation: no classifier should run and the bot stays silent.
     """
-    claimed = Handoff.objects.filter(
-        conversation_id=OuterRef("conversation_id"), status=Handoff.Status.CLAIMED
-    )
     marked = (
         Message.objects.filter(pk=message.pk, answered_at=None)  # a reply came first: it stays
-        .filter(Exists(claimed))
+        .filter(Exists(claimed_handoffs()))
         .update(route=Route.STAFF)
     )
     if marked:
@@ -246,21 +261,38 @@ def route_to_staff(message: Message) -> bool:
 
 
 def queue_frame() -> dict:
-    """The staff queue as a frame: ``{"type": "queue", "waiting": n, "handoffs": [...]}``.
+    """The staff queue as a frame, small enough for any socket: ``{"type": "queue", "waiting":
+    n, "handoffs": [...]}``, plus ``"more": k`` when the list leaves open handoffs out.
 
-    ``waiting`` counts the queued (unclaimed) handoffs. ``handoffs`` lists up to
-    ``QUEUE_LIMIT`` open ones, oldest first, each ``{"id", "conversation", "status",
-    "queued_at" (ISO 8601), "reason", "text" (the visitor message, up to 200 characters),
-    "visitor" (contact details or ""), "claimed_by" (first name or null), "claimed_by_id"
-    (user id or null), "url" (the handoff's staff screen)}``.
+    ``waiting`` counts the queued (unclaimed) handoffs.
+    ``handoffs`` lists the oldest open ones, at most ``QUEUE_LIMIT`` and as many as fit in
+    ``QUEUE_FRAME_BYTES`` of JSON, each ``{"id", "conversation", "status", "queued_at" (ISO
+    8601), "reason", "text" (the visitor message, up to 200 characters), "visitor" (contact
+    details or ""), "claimed_by" (first name or null), "claimed_by_id" (user id or null),
+    "url" (the handoff's staff screen)}``; ``more`` is how many open ones it leaves out. So the
+    frame stays under daphne's 32 KiB message limit however long the queue: with 566 handoffs
+    queued, the whole list was 81,600 bytes, the socket closed and every badge showed "?"
+    (issue 16).
     """
-    waiting = Handoff.objects.filter(status=Handoff.Status.QUEUED).count()
+    counts = Handoff.objects.filter(
+        status__in=(Handoff.Status.QUEUED, Handoff.Status.CLAIMED)
+    ).aggregate(open=Count("pk"), waiting=Count("pk", filter=Q(status=Handoff.Status.QUEUED)))
     handoffs = (
         Handoff.objects.filter(status__in=(Handoff.Status.QUEUED, Handoff.Status.CLAIMED))
         .select_related("claimed_by", "message", "conversation")
         .order_by("created_at", "pk")[:QUEUE_LIMIT]
     )
-    return {"type": "queue", "waiting": waiting, "handoffs": [queue_item(h) for h in handoffs]}
+    items, size = [], 0
+    for handoff in handoffs:
+        item = queue_item(handoff)
+        size += len(json.dumps(item)) + 2  # ASCII (escaped), so characters are bytes
+        if size > QUEUE_FRAME_BYTES:
+            break
+        items.append(item)
+    frame = {"type": "queue", "waiting": counts["waiting"], "handoffs": items}
+    if counts["open"] > len(items):
+        frame["more"] = counts["open"] - len(items)
+    return frame
 
 
 def queue_item(handoff: Handoff) -> dict:
@@ -296,6 +328,58 @@ def broadcast_queue() -> None:
     async_to_sync(get_channel_layer().group_send)(
         STAFF_GROUP, {"type": "staff.frame", "frame": queue_frame()}
     )
+
+
+_soon = threading.Lock()
+# Per event loop: {"pending": a broadcast is scheduled and has not read the queue yet,
+# "after": time.monotonic() before which the next one waits}.
+_soon_state: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def broadcast_queue_soon() -> None:
+    """``broadcast_queue``, coalesced: the first change after a quiet second goes out at once,
+    later ones together at most every ``BROADCAST_EVERY`` seconds, from the event loop (sync
+    code of a database trip or view; elsewhere it broadcasts at once). A spike of bot
+    handoffs then costs staff screens one frame a second instead of one per handoff (the
+    broadcast was 8% of the database thread under load, issue 16)."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is None or not loop.is_running():
+        broadcast_queue()
+        return
+    with _soon:
+        state = _soon_state.setdefault(loop, {"pending": False, "after": 0.0})
+        if state["pending"]:
+            return
+        state["pending"] = True
+    delay = max(0.0, state["after"] - time.monotonic())
+    # A fresh context: the calling thread's (a database trip's) would make the broadcast's own
+    # trip look like a nested one to asgiref.
+    loop.call_soon_threadsafe(
+        lambda: _keep(loop.create_task(_broadcast_after(state, delay))),
+        context=contextvars.Context(),
+    )
+
+
+_tasks: set = set()
+
+
+def _keep(task) -> None:
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def _broadcast_after(state: dict, delay: float) -> None:
+    await asyncio.sleep(delay)
+    with _soon:
+        state["pending"] = False  # a change from now on is not in the frame read below
+    state["after"] = time.monotonic() + BROADCAST_EVERY
+    try:
+        frame = await db_trip(queue_frame)
+        await get_channel_layer().group_send(STAFF_GROUP, {"type": "staff.frame", "frame": frame})
+    except Exception:
+        logger.exception("could not send the staff queue")
 
 
 def notice_frame(event: str, name: str) -> dict:

@@ -79,7 +79,8 @@ def render_nginx_conf(folder: Path, port: int, worker_ports: list[int],
 
     folder.mkdir(parents=True, exist_ok=True)
     upstreams = "\n".join(
-        f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in worker_ports
+        f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s max_conns=5000;"
+        for p in worker_ports
     )
     text = NGINX_TEMPLATE.read_text()
     for name, value in {

@@ -103,7 +103,9 @@
     if (screen) {
       const id = Number(screen.dataset.handoff);
       const item = frame.handoffs.find(function (h) { return h.id === id; });
-      showState(item || { status: "resolved", claimed_by: null, claimed_by_id: null });
+      // Not listed: resolved, unless the frame left open handoffs out ("more").
+      if (item) showState(item);
+      else if (!frame.more) showState({ status: "resolved", claimed_by: null, claimed_by_id: null });
     }
   }
 

@@ -1,0 +1,57 @@
+"""agent.dbgate's trips run on a pool of threads under the ASGI server: one chat's trip that
+waits on PostgreSQL no longer holds up another's, and every connection goes back to the pool."""
+
+import asyncio
+import threading
+
+import pytest
+from django.db import connection
+
+from agent import dbgate
+from agent.models import Conversation, Message
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.trip_threads]
+
+
+async def test_a_trip_waiting_does_not_hold_up_another_chats_trip(settings):
+    settings.DB_TRIP_THREADS = 2
+    other_ran = threading.Event()
+    threads = []
+
+    def waits_for_the_other():
+        threads.append(threading.current_thread().name)
+        # On one database thread the other trip could only run after this one: it would wait
+        # the whole 10 s and fail. On the pool it runs meanwhile, in milliseconds.
+        return other_ran.wait(timeout=10)
+
+    def the_other():
+        threads.append(threading.current_thread().name)
+        Conversation.objects.create(session_key="other")
+        other_ran.set()
+
+    first = asyncio.ensure_future(dbgate.db_trip(waits_for_the_other))
+    await dbgate.db_trip(the_other)
+    assert await first is True
+    assert all(name.startswith("db-trip") for name in threads)
+
+
+async def test_a_trip_returns_its_connection_and_sees_what_earlier_trips_committed(settings):
+    settings.DB_TRIP_THREADS = 2
+    conversation = await dbgate.db_trip(Conversation.objects.create, session_key="s")
+    stored = await asyncio.gather(
+        *(dbgate.db_trip(Message.objects.store_visitor, conversation.id, f"m{n}")
+          for n in range(6))
+    )
+    assert sorted(m.seq for m, _ in stored) == [1, 2, 3, 4, 5, 6]  # the row lock orders them
+
+    stats = connection.pool.get_stats()
+    assert stats["pool_available"] == stats["pool_size"]  # each trip gave its connection back
+
+
+def test_from_sync_code_a_trip_stays_on_the_callers_thread(settings):
+    from asgiref.sync import async_to_sync
+
+    settings.DB_TRIP_THREADS = 2
+    assert async_to_sync(dbgate.db_trip)(lambda: threading.current_thread()) is (
+        threading.current_thread()
+    )
