@@ -26,7 +26,7 @@ async def test_a_trip_waiting_does_not_hold_up_another_chats_trip(settings):
 
     def the_other():
         threads.append(threading.current_thread().name)
-        Conversation.objects.create(session_key="other")
+        Conversation.objects.create()
         other_ran.set()
 
     first = asyncio.ensure_future(dbgate.db_trip(waits_for_the_other))
@@ -37,7 +37,7 @@ async def test_a_trip_waiting_does_not_hold_up_another_chats_trip(settings):
 
 async def test_a_trip_returns_its_connection_and_sees_what_earlier_trips_committed(settings):
     settings.DB_TRIP_THREADS = 2
-    conversation = await dbgate.db_trip(Conversation.objects.create, session_key="s")
+    conversation = await dbgate.db_trip(Conversation.objects.create)
     stored = await asyncio.gather(
         *(dbgate.db_trip(Message.objects.store_visitor, conversation.id, f"m{n}")
           for n in range(6))

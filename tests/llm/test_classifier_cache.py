@@ -29,7 +29,8 @@ def test_a_second_read_with_the_stamp_costs_no_query():
 
 
 def test_an_admin_save_and_a_delete_move_the_stamp():
-    assert "pricing" in names()
+    before = names()
+    assert "pricing" in before
     row = ClassifierConfig.objects.get(name="pricing")
     row.enabled = False
     row.save()
@@ -37,7 +38,7 @@ def test_an_admin_save_and_a_delete_move_the_stamp():
     row.enabled = True
     row.save()
     ClassifierConfig.objects.filter(name="scheduling").delete()
-    assert names() == ["pricing", "appointment_change", "listing_question"]
+    assert names() == [name for name in before if name != "scheduling"]
 
 
 def test_a_change_by_another_process_or_a_queryset_update_is_seen():

@@ -16,7 +16,7 @@ DAPHNE_LIMIT = 32_768  # bytes, --websocket-max-message-size (README, Abuse limi
 def test_a_thousand_queued_handoffs_of_the_longest_texts_fit_in_one_frame():
     emoji = "\U0001f3e0" * 2000  # escaped by json.dumps: 12 bytes a character
     conversations = Conversation.objects.bulk_create(
-        Conversation(session_key=f"s{n}", visitor_name="N" * 200, visitor_email="e@x.example",
+        Conversation(visitor_name="N" * 200, visitor_email="e@x.example",
                      visitor_phone="+1 555 0100")
         for n in range(1000)
     )

@@ -92,7 +92,7 @@ def wait_until(condition, what: str):
 
 def chat_events(realtors) -> list[str]:
     """A visitor gives an email, books a call and cancels it: the lead's event ids, in order."""
-    conversation = Conversation.objects.create(session_key="visitor")
+    conversation = Conversation.objects.create()
     from agent.llm.classifiers import Scheduling
 
     say(conversation, "I'm ann@example.com")
@@ -164,7 +164,7 @@ def test_several_workers_deliver_each_event_once_in_order_per_lead(transactional
     try:
         expected = {}
         for number in range(10):  # 10 leads, 10 events each, interleaved
-            conversation = Conversation.objects.create(session_key=f"v{number}")
+            conversation = Conversation.objects.create()
             expected[leads.lead_for(conversation, timezone.now())] = []
         for step in range(9):
             for lead in expected:
