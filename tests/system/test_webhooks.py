@@ -163,7 +163,7 @@ def test_several_workers_deliver_each_event_once_in_order_per_lead(transactional
     workers = [worker() for _ in range(3)]
     try:
         expected = {}
-        for number in range(10):  # 10 leads, 10 events each, interleaved
+        for _ in range(10):  # 10 leads, 10 events each, interleaved
             conversation = Conversation.objects.create()
             expected[leads.lead_for(conversation, timezone.now())] = []
         for step in range(9):
