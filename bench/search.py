@@ -64,10 +64,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL"):
-        server, _ = devdb.start()
-        server.psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE);")
-        server.psql(f"CREATE DATABASE {DATABASE};")
-        os.environ["DATABASE_URL"] = server.get_uri(database=DATABASE)
+        os.environ["DATABASE_URL"] = devdb.fresh_database(DATABASE)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realestate.settings")
     os.environ["DB_POOL_MAX_SIZE"] = "0"  # one plain connection: the timing is the query's
     import django

@@ -250,19 +250,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-_keep: list = []
-
-
 def bench_database() -> str:
     """A database URL for the run: ``DATABASE_URL``, else a new, empty ``realestate_bench``
     database on the embedded server (started if need be, stopped at exit if we started it)."""
     if os.environ.get("DATABASE_URL"):
         return os.environ["DATABASE_URL"]
-    server, _ = devdb.start()
-    server.psql(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE);")
-    server.psql(f"CREATE DATABASE {BENCH_DATABASE};")
-    _keep.append(server)  # hold the handle: it stops the server at exit
-    return server.get_uri(database=BENCH_DATABASE)
+    return devdb.fresh_database(BENCH_DATABASE)
 
 
 def manage(*args: str) -> list[str]:

@@ -139,10 +139,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 3])
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL"):
-        server, _ = devdb.start()
-        server.psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE);")
-        server.psql(f"CREATE DATABASE {DATABASE};")
-        os.environ["DATABASE_URL"] = server.get_uri(database=DATABASE)
+        os.environ["DATABASE_URL"] = devdb.fresh_database(DATABASE)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realestate.settings")
     os.environ.update(DEBUG="false", WEBHOOK_ALLOW_PRIVATE="true", LOG_LEVEL="WARNING")
     import django

