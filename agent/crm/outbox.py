@@ -49,7 +49,7 @@ def emit(event_type: str, lead: Lead | None, data: dict) -> Event:
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # no savepoint: a failure fails the change too
         event = Event(type=event_type, lead=lead, payload={})
         event.payload = {
             "version": VERSION,
