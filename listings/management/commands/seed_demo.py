@@ -9,6 +9,7 @@ import os
 import secrets
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -179,7 +180,6 @@ REALTORS = [
 ]
 
 ADMIN_USERNAME = "admin"
-ADMIN_URL = "http://127.0.0.1:8000/admin/"
 
 
 class Command(BaseCommand):
@@ -200,7 +200,9 @@ class Command(BaseCommand):
         self.stdout.write(f"realtors: {len(REALTORS)} ({created} new)")
         if admin:
             password = ensure_admin()
-            self.stdout.write(f"admin login: {ADMIN_URL} user {ADMIN_USERNAME} password {password}")
+            self.stdout.write(
+                f"admin login: {settings.SITE_URL}/admin/ user {ADMIN_USERNAME} password {password}"
+            )
 
 
 def seed_listing(data: dict) -> bool:
