@@ -110,3 +110,9 @@ def test_the_admin_password_comes_from_the_environment_when_set(monkeypatch):
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "local-demo-pass")
     assert printed_password(seed("--admin")) == "local-demo-pass"
     assert authenticate(username="admin", password="local-demo-pass") is not None
+
+
+def test_the_admin_login_names_the_sites_own_port(monkeypatch, settings):
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "local-demo-pass")
+    settings.SITE_URL = "http://127.0.0.1:8731"  # as make run sets it for PORT=8731
+    assert "admin login: http://127.0.0.1:8731/admin/ user admin" in seed("--admin")
