@@ -32,8 +32,9 @@ ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "
             "tercero": 2, "última": -1, "último": -1}
 DATE_LANGUAGES = ["en", "es"]  # the languages dateparser reads a visitor's day and time in
 _ORDINAL = re.compile(r"\b(" + "|".join(ORDINALS) + r")\b")
-_NUMBERED = re.compile(r"^\s*(?:(?:number|option|no\.?|#|opci[oó]n|n[uú]mero)\s*)?([1-9])\s*[.!]?\s*$|"
-                       r"\b(?:number|option|no\.|#|opci[oó]n|n[uú]mero)\s*([1-9])\b")
+_WORD = r"number|option|no\.?|#|opci[oó]n|n[uú]mero"  # "option 2", "la opción 2"
+_NUMBERED = re.compile(r"^\s*(?:(?:" + _WORD + r")\s*)?([1-9])\s*[.!]?\s*$|"
+                       r"\b(?:" + _WORD.replace(r"no\.?", r"no\.") + r")\s*([1-9])\b")
 
 
 def schedule(
@@ -298,7 +299,7 @@ def _mentioned(text: str, now: datetime) -> tuple[date | None, time | None]:
     if not found:
         found = [(text, None)]
     day, clock = None, None
-    for substring, _ in found:
+    for substring, _found_at in found:
         data = parser.get_date_data(substring)
         if data.date_obj is None:
             continue
