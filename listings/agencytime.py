@@ -15,7 +15,11 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+DAY_NAMES = (  # English; read through gettext by day_name
+    gettext_noop("Monday"), gettext_noop("Tuesday"), gettext_noop("Wednesday"),
+    gettext_noop("Thursday"), gettext_noop("Friday"), gettext_noop("Saturday"),
+    gettext_noop("Sunday"),
+)
 # Translators: a Babel (CLDR) date pattern for a weekday and day of the month.
 DAY_PATTERN = gettext_noop("EEEE, MMMM d")
 

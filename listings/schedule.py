@@ -24,8 +24,11 @@ from listings.models import Appointment, DayOff, Realtor, WorkingHours
 
 ACTIVE = (Appointment.Status.BOOKED, Appointment.Status.CONFIRMED)  # calls that take a time
 SLOT_STEP = timedelta(minutes=30)  # alternatives start on this grid from each opening time
-WEEKDAYS_PLURAL = tuple(gettext_noop(day) for day in (  # "we don't take calls on Saturdays"
-    "Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays"))
+WEEKDAYS_PLURAL = (  # "we don't take calls on Saturdays"
+    gettext_noop("Mondays"), gettext_noop("Tuesdays"), gettext_noop("Wednesdays"),
+    gettext_noop("Thursdays"), gettext_noop("Fridays"), gettext_noop("Saturdays"),
+    gettext_noop("Sundays"),
+)
 
 
 @dataclass

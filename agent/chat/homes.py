@@ -139,7 +139,9 @@ def _found(criteria: Criteria, found: Found) -> Reply:
     place = _place_of(criteria, found.listings[0])
     count = _homes(found.total)
     what = describe(criteria, place)
-    text = (_("I found %(count)s matching: %(what)s.") % {"count": count, "what": what}
+    text = (ngettext("I found %(count)s matching: %(what)s.",  # the same words in English
+                     "I found %(count)s matching: %(what)s.", found.total)
+            % {"count": count, "what": what}
             if what != _("homes") else _("I found %(count)s.") % {"count": count})
     if found.total > 1:
         text += " " + _("The best value first (lowest price per square foot):")

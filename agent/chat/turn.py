@@ -31,11 +31,12 @@ OPENAI_ROLES = {
 }
 
 
-def open_conversation(session_key: str) -> Conversation:
-    """The session's latest conversation, created if it has none."""
+def open_conversation(session_key: str, language: str = "en") -> Conversation:
+    """The session's latest conversation, created if it has none (in ``language``, a
+    ``settings.LANGUAGES`` code)."""
     conversation = Conversation.objects.filter(session_key=session_key).first()
     if conversation is None:
-        conversation = Conversation.objects.create(session_key=session_key)
+        conversation = Conversation.objects.create(session_key=session_key, language=language)
     return conversation
 
 
