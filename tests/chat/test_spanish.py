@@ -182,3 +182,11 @@ def test_detection_is_bounded_and_deterministic():
     assert [language.detect(text, "en") for _ in range(5)] == ["es"] * 5
     assert language.detect("sí", "en") == "en"  # too short to tell
     assert language.detect("Bonjour, je cherche une maison", "es") == "es"  # not supported
+
+
+def test_staff_joining_is_announced_in_the_conversations_language():
+    from agent.staff.handoffs import notice_frame
+
+    assert notice_frame("joined", "Anna", "es")["text"] == "Anna se ha unido al chat"
+    assert notice_frame("left", "Anna", "es")["text"] == "Anna ha salido del chat"
+    assert notice_frame("joined", "Anna", "en")["text"] == "Anna has joined the chat"
