@@ -37,7 +37,7 @@ def test_a_spanish_visitor_reads_the_page_the_widget_and_the_replies_in_spanish(
         expect(page.locator("html")).to_have_attribute("lang", "es")
         expect(page.locator("h1")).to_have_text("Viviendas en venta")
         expect(page.locator(".filters button")).to_have_text("Buscar")
-        expect(page.locator(".launcher")).to_contain_text("Chatee con Harbor & Oak")
+        expect(page.locator(".launcher")).to_contain_text("Chat con Harbor & Oak")
         page.locator(".launcher").click()
         expect(page.locator(".status")).to_have_text("En línea")
         expect(page.locator(".send")).to_have_text("Enviar")
