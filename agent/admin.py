@@ -66,10 +66,11 @@ class ConversationAdmin(admin.ModelAdmin):
 
     list_display = [
         "short_id", "created_at", "message_count", "last_route", "slowest_turn", "visitor",
+        "language",
     ]
     list_filter = [
-        "created_at", review.RouteFilter, review.HasHandoffFilter, review.HasBookingFilter,
-        review.HadLLMErrorFilter, review.SlowestTurnFilter,
+        "created_at", "language", review.RouteFilter, review.HasHandoffFilter,
+        review.HasBookingFilter, review.HadLLMErrorFilter, review.SlowestTurnFilter,
     ]
     # The search box searches these and, by full text, every message (get_search_results).
     search_fields = ["visitor_name", "visitor_email", "visitor_phone"]
@@ -80,14 +81,14 @@ class ConversationAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     fieldsets = [
         (None, {"fields": [
-            "id", "created_at", "visitor_name", "visitor_email", "visitor_phone",
-            "last_seq", "anonymised_at",
+            "id", "created_at", "language", "visitor_name", "visitor_email",
+            "visitor_phone", "last_seq", "anonymised_at",
         ]}),
         ("Trace", {"fields": ["trace"]}),
     ]
     readonly_fields = [
-        "id", "created_at", "visitor_name", "visitor_email", "visitor_phone",
-        "last_seq", "anonymised_at", "trace",
+        "id", "created_at", "language", "visitor_name", "visitor_email",
+        "visitor_phone", "last_seq", "anonymised_at", "trace",
     ]
     inlines = [MessageInline]
     actions = ["export_csv", "export_jsonl", "add_to_eval_set"]
@@ -187,11 +188,12 @@ class HandoffAdmin(admin.ModelAdmin):
     every open admin's badge updates.
     """
 
-    list_display = ["created_at", "status", "short_reason", "claimed_by", "transcript", "live"]
-    list_filter = ["status"]
-    list_select_related = ["claimed_by"]
+    list_display = ["created_at", "status", "short_reason", "claimed_by", "transcript", "live",
+                    "language"]
+    list_filter = ["status", ("conversation__language", admin.ChoicesFieldListFilter)]
+    list_select_related = ["claimed_by", "conversation"]
     fields = [
-        "live", "transcript", "visitor_message", "reason", "status", "claimed_by",
+        "live", "transcript", "visitor_message", "reason", "language", "status", "claimed_by",
         "created_at", "claimed_at", "resolved_at",
     ]
     readonly_fields = fields
@@ -226,6 +228,11 @@ class HandoffAdmin(admin.ModelAdmin):
     @admin.display(description="live")
     def live(self, obj):
         return format_html('<a href="{}">open</a>', reverse("handoff_detail", args=[obj.pk]))
+
+    @admin.display(description="language", ordering="conversation__language")
+    def language(self, obj):
+        """The visitor's language, as the conversation has it ("Español")."""
+        return obj.conversation.get_language_display()
 
     @admin.display(description="reason")
     def short_reason(self, obj):

@@ -77,6 +77,14 @@ class Conversation(models.Model):
         help_text="The visitor's listing-search criteria so far (listings.search.Criteria as "
         "a dict), carried to the next search turn; {} when none.",
     )
+    language = models.CharField(
+        max_length=7,
+        choices=settings.LANGUAGES,
+        default="en",
+        db_index=True,
+        help_text="The language the bot writes in: the widget page's or the browser's at first, "
+        "then the one the visitor writes in (agent.chat.language).",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -27,6 +27,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from agent.crm import leads
 from listings import emails
@@ -82,11 +84,11 @@ def parse_slot(day: str, clock: str) -> datetime:
     try:
         local_day = date.fromisoformat(day)
     except ValueError:
-        raise SlotUnavailable(f"{day} is not a valid date") from None
+        raise SlotUnavailable(_("%(day)s is not a valid date") % {"day": day}) from None
     try:
         local_time = time.fromisoformat(clock)
     except ValueError:
-        raise SlotUnavailable(f"{clock} is not a valid time") from None
+        raise SlotUnavailable(_("%(clock)s is not a valid time") % {"clock": clock}) from None
     return local_slot(local_day, local_time)
 
 
@@ -99,7 +101,8 @@ def local_slot(day: date, clock: time) -> datetime:
     wall = datetime.combine(day, clock, tzinfo=agency_zone())
     moment = wall.astimezone(UTC)
     if local(moment).replace(tzinfo=None) != wall.replace(tzinfo=None):
-        raise SlotUnavailable(f"{clock:%H:%M} does not exist on {day} (the clocks change)")
+        raise SlotUnavailable(_("%(clock)s does not exist on %(day)s (the clocks change)") % {
+            "clock": f"{clock:%H:%M}", "day": day})
     return moment
 
 
@@ -111,17 +114,17 @@ def check_window(starts_at: datetime, now: datetime) -> None:
             ``BOOKING_HORIZON_DAYS``).
     """
     if starts_at <= now:
-        raise SlotUnavailable(f"{format_slot(starts_at)} is in the past")
+        raise SlotUnavailable(_("%(when)s is in the past") % {"when": format_slot(starts_at)})
     lead = timedelta(minutes=settings.BOOKING_LEAD_MINUTES)
     if starts_at < now + lead:
         raise SlotUnavailable(
-            f"{format_slot(starts_at)} is too soon: calls are booked at least "
-            f"{_duration(lead)} ahead"
+            _("%(when)s is too soon: calls are booked at least %(lead)s ahead")
+            % {"when": format_slot(starts_at), "lead": _duration(lead)}
         )
     if starts_at > now + timedelta(days=settings.BOOKING_HORIZON_DAYS):
         raise SlotUnavailable(
-            f"{format_slot(starts_at)} is too far ahead: we book calls up to "
-            f"{settings.BOOKING_HORIZON_DAYS} days ahead"
+            _("%(when)s is too far ahead: we book calls up to %(days)s days ahead")
+            % {"when": format_slot(starts_at), "days": settings.BOOKING_HORIZON_DAYS}
         )
 
 
@@ -129,8 +132,8 @@ def _duration(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     if minutes % 60 == 0:
         hours = minutes // 60
-        return "1 hour" if hours == 1 else f"{hours} hours"
-    return f"{minutes} minutes"
+        return ngettext("%(n)s hour", "%(n)s hours", hours) % {"n": hours}
+    return ngettext("%(n)s minute", "%(n)s minutes", minutes) % {"n": minutes}
 
 
 def book_call(
@@ -188,7 +191,8 @@ def book_call(
             logger.info("realtor %s was taken concurrently at %s", realtor.pk, starts_at)
             continue
         return appointment
-    raise SlotUnavailable(f"{format_slot(starts_at)} was booked by someone else a moment ago")
+    raise SlotUnavailable(_("%(when)s was booked by someone else a moment ago")
+                          % {"when": format_slot(starts_at)})
 
 
 def _lock_realtor(realtor: Realtor) -> None:

@@ -3,14 +3,17 @@ realtor, each with an .ics attachment; the same for cancellations.
 
 Sent through Django's email framework: the console backend by default, SMTP when ``EMAIL_HOST``
 is set. They are called after the turn's transaction commits, so a failure to send is logged
-and never undoes a booking.
+and never undoes a booking. The visitor's emails are in the conversation's language
+(``Conversation.language``), the realtor's in the staff's (``LANGUAGE_CODE``).
 """
 
 import logging
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from listings import ics
 from listings.agencytime import format_slot
@@ -34,14 +37,21 @@ def _send(subject: str, body: str, to: str, appointment: Appointment, summary: s
 
 def _details(appointment: Appointment) -> str:
     lines = [
-        f"When: {format_slot(appointment.starts_at)} ({_minutes(appointment)} minutes)",
-        f"Realtor: {appointment.realtor}",
+        _("When: %(when)s (%(minutes)s minutes)") % {
+            "when": format_slot(appointment.starts_at), "minutes": _minutes(appointment)},
+        _("Realtor: %(realtor)s") % {"realtor": appointment.realtor},
     ]
     if appointment.listing is not None:
-        lines.append(f"Listing: {appointment.listing}")
+        lines.append(_("Listing: %(listing)s") % {"listing": appointment.listing})
     visitor = [appointment.visitor_name, appointment.visitor_email, appointment.visitor_phone]
-    lines.append("Visitor: " + (" · ".join(v for v in visitor if v) or "no contact details yet"))
+    lines.append(_("Visitor: %(visitor)s") % {
+        "visitor": " · ".join(v for v in visitor if v) or _("no contact details yet")})
     return "\n".join(lines)
+
+
+def visitor_language(appointment: Appointment) -> str:
+    """The language of the visitor's emails: their conversation's, else ``LANGUAGE_CODE``."""
+    return getattr(appointment.conversation, "language", "") or settings.LANGUAGE_CODE
 
 
 def _minutes(appointment: Appointment) -> int:
@@ -55,25 +65,29 @@ def send_confirmation(appointment: Appointment, *, realtor: bool = True) -> int:
     Returns:
         How many emails went out (0 to 2).
     """
-    when = format_slot(appointment.starts_at)
     sent = 0
     if appointment.visitor_email:
-        sent += _send(
-            f"Your call with {appointment.realtor} on {when}",
-            f"Your call is booked. {appointment.realtor} will call you.\n\n"
-            f"{_details(appointment)}\n",
-            appointment.visitor_email,
-            appointment,
-            f"Call with {appointment.realtor}",
-        )
+        with translation.override(visitor_language(appointment)):
+            words = {"realtor": appointment.realtor, "when": format_slot(appointment.starts_at)}
+            sent += _send(
+                _("Your call with %(realtor)s on %(when)s") % words,
+                _("Your call is booked. %(realtor)s will call you.") % words
+                + f"\n\n{_details(appointment)}\n",
+                appointment.visitor_email,
+                appointment,
+                _("Call with %(realtor)s") % words,
+            )
     if realtor and appointment.realtor.user.email:
-        sent += _send(
-            f"New call booked: {when}",
-            f"A visitor booked a call with you through the chat.\n\n{_details(appointment)}\n",
-            appointment.realtor.user.email,
-            appointment,
-            f"Call with {appointment.visitor_name or 'a chat visitor'}",
-        )
+        with translation.override(settings.LANGUAGE_CODE):  # staff read the staff's language
+            when = format_slot(appointment.starts_at)
+            sent += _send(
+                f"New call booked: {when}",
+                "A visitor booked a call with you through the chat.\n\n"
+                f"{_details(appointment)}\n",
+                appointment.realtor.user.email,
+                appointment,
+                f"Call with {appointment.visitor_name or 'a chat visitor'}",
+            )
     return sent
 
 
@@ -83,20 +97,25 @@ def send_cancellation(appointment: Appointment, moved_to: Appointment | None = N
     Returns:
         How many emails went out (0 to 2).
     """
-    when = format_slot(appointment.starts_at)
-    note = f"It has moved to {format_slot(moved_to.starts_at)}.\n" if moved_to else ""
     sent = 0
     recipients = [
-        (appointment.visitor_email, f"Call with {appointment.realtor}"),
-        (appointment.realtor.user.email, f"Call with {appointment.visitor_name or 'a visitor'}"),
+        (appointment.visitor_email, visitor_language(appointment),
+         gettext_noop("Call with %(realtor)s")),
+        (appointment.realtor.user.email, settings.LANGUAGE_CODE, "Call with %(visitor)s"),
     ]
-    for address, summary in recipients:
-        if address:
+    for address, language, summary in recipients:
+        if not address:
+            continue
+        with translation.override(language):
+            words = {"realtor": appointment.realtor, "when": format_slot(appointment.starts_at),
+                     "visitor": appointment.visitor_name or "a visitor"}
+            note = _("It has moved to %(when)s.") % {
+                "when": format_slot(moved_to.starts_at)} + "\n" if moved_to else ""
             sent += _send(
-                f"Call cancelled: {when}",
-                f"This call is cancelled.\n{note}\n{_details(appointment)}\n",
+                _("Call cancelled: %(when)s") % words,
+                _("This call is cancelled.") + f"\n{note}\n{_details(appointment)}\n",
                 address,
                 appointment,
-                summary,
+                _(summary) % words,
             )
     return sent

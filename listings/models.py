@@ -11,6 +11,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Upper
+from django.utils import translation
+
+from listings import money
 
 CURRENCY_SYMBOLS = {"USD": "$", "CAD": "CA$", "EUR": "€", "GBP": "£"}
 
@@ -136,7 +139,11 @@ class Listing(models.Model):
         return ", ".join(part for part in (self.neighbourhood, self.city) if part)
 
     def formatted_price(self) -> str:
-        """The price as a visitor reads it: ``$350,000``, or ``$350,000.50`` with cents."""
+        """The price as a visitor reads it, in the listing's currency: ``$350,000``, or
+        ``$350,000.50`` with cents, in English; as CLDR writes it in another active language
+        (``listings.money``): ``350.000 US$``."""
+        if not (translation.get_language() or "en").startswith("en"):
+            return money.written(self.price, self.currency)
         amount = (
             f"{self.price:,.0f}" if self.price == self.price.to_integral() else f"{self.price:,.2f}"
         )

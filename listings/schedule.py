@@ -10,9 +10,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Prefetch
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from listings.agencytime import (
-    DAY_NAMES,
     agency_zone,
     format_day,
     format_slot,
@@ -23,6 +24,11 @@ from listings.models import Appointment, DayOff, Realtor, WorkingHours
 
 ACTIVE = (Appointment.Status.BOOKED, Appointment.Status.CONFIRMED)  # calls that take a time
 SLOT_STEP = timedelta(minutes=30)  # alternatives start on this grid from each opening time
+WEEKDAYS_PLURAL = (  # "we don't take calls on Saturdays"
+    gettext_noop("Mondays"), gettext_noop("Tuesdays"), gettext_noop("Wednesdays"),
+    gettext_noop("Thursdays"), gettext_noop("Fridays"), gettext_noop("Saturdays"),
+    gettext_noop("Sundays"),
+)
 
 
 @dataclass
@@ -94,17 +100,19 @@ class Schedule:
         )
 
     def why_not(self, starts_at: datetime) -> str:
-        """Why no realtor can take a call starting then, in words for the visitor."""
+        """Why no realtor can take a call starting then, in words for the visitor (in the
+        active language)."""
         moment = local(starts_at)
         if not self.realtors:
-            return "no realtor takes calls at the moment"
+            return _("no realtor takes calls at the moment")
         if not any(self.shifts(r, moment.date()) for r in self.realtors):
             if all(not _works_weekday(r, moment.weekday()) for r in self.realtors):
-                return f"we don't take calls on {DAY_NAMES[moment.weekday()]}s"
-            return f"our realtors are away on {format_day(starts_at)}"
+                return _("we don't take calls on %(days)s") % {
+                    "days": _(WEEKDAYS_PLURAL[moment.weekday()])}
+            return _("our realtors are away on %(day)s") % {"day": format_day(starts_at)}
         if not any(self.works(r, starts_at) for r in self.realtors):
-            return f"{moment:%H:%M} is outside our hours that day"
-        return f"all our realtors are busy at {format_slot(starts_at)}"
+            return _("%(clock)s is outside our hours that day") % {"clock": f"{moment:%H:%M}"}
+        return _("all our realtors are busy at %(when)s") % {"when": format_slot(starts_at)}
 
     def slots(self, start: datetime, end: datetime) -> list[datetime]:
         """Every free call start in ``[start, end]`` on the ``SLOT_STEP`` grid from each

@@ -9,6 +9,8 @@ from django.core.files.storage import default_storage
 from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from listings.facts import feature_name
 from listings.models import Feature, Listing, PropertyType
@@ -17,19 +19,27 @@ from listings.search import Criteria, search
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 24  # listings shown on /listings/ at most (the total is said)
+CHOICE_LABELS = (  # the form's choices and the statuses, for the catalogues
+    gettext_noop("House"), gettext_noop("Condo"), gettext_noop("Townhouse"),
+    gettext_noop("Apartment"), gettext_noop("Land"), gettext_noop("Garage"), gettext_noop("Pool"),
+    gettext_noop("Garden"), gettext_noop("Balcony"), gettext_noop("Fireplace"),
+    gettext_noop("Basement"), gettext_noop("Waterfront"), gettext_noop("Elevator"),
+    gettext_noop("Active"), gettext_noop("Under offer"), gettext_noop("Sold"),
+)
 
 
 class SearchForm(forms.Form):
     """The list page's filters, as GET parameters; all optional and bounded."""
 
-    place = forms.CharField(required=False, max_length=60, label="Town or neighbourhood")
+    place = forms.CharField(required=False, max_length=60, label=_("Town or neighbourhood"))
     max_price = forms.IntegerField(required=False, min_value=0, max_value=10**9,
-                                   label="Up to (price)")
+                                   label=_("Up to (price)"))
     min_bedrooms = forms.IntegerField(required=False, min_value=0, max_value=20,
-                                      label="Bedrooms at least")
-    property_type = forms.ChoiceField(required=False, label="Type",
-                                      choices=[("", "Any")] + PropertyType.choices)
-    features = forms.MultipleChoiceField(required=False, choices=Feature.choices,
+                                      label=_("Bedrooms at least"))
+    property_type = forms.ChoiceField(required=False, label=_("Type"), choices=[("", _("Any"))] + [
+        (value, _(label)) for value, label in PropertyType.choices])
+    features = forms.MultipleChoiceField(required=False, label=_("Features"), choices=[
+        (value, _(label)) for value, label in Feature.choices],
                                          widget=forms.CheckboxSelectMultiple)
 
     def criteria(self) -> Criteria:

@@ -67,6 +67,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -160,6 +161,9 @@ TIME_ZONE = AGENCY_TIMEZONE
 USE_TZ = True
 LANGUAGE_CODE = "en-us"
 USE_I18N = True
+# The languages visitors chat in (catalogues in locale/; English needs none); staff screens too.
+LANGUAGES = [("en", "English"), ("es", "Español")]
+LOCALE_PATHS = [BASE_DIR / "locale"]  # the gettext catalogues, compiled by `make install`
 
 # Hours and days when realtors take calls, in the agency's time zone.
 BUSINESS_HOURS = env_hours("BUSINESS_HOURS", "09:00-17:00")

@@ -19,6 +19,7 @@ urlpatterns = [
         name="handoff_detail",
     ),
     path("chat/session", views.chat_session, name="chat-session"),
+    path("chat/labels", views.chat_labels, name="chat-labels"),
     path("admin/", admin.site.urls),
     path("metrics", views.metrics, name="metrics"),
     path("listings/", listing_views.listing_list, name="listing-list"),

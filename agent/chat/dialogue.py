@@ -13,6 +13,8 @@ from datetime import date, datetime, time
 
 from dateparser.date import DateDataParser
 from dateparser.search import search_dates
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from agent.chat.reply import Reply
 from agent.llm.classifiers import Scheduling
@@ -25,16 +27,23 @@ from listings.models import Appointment, Listing
 logger = logging.getLogger(__name__)
 
 LISTING_ID = re.compile(r"(?<!\d)\d{6}(?!\d)")
-ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "last": -1}
+ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "last": -1,
+            "primera": 0, "primero": 0, "segunda": 1, "segundo": 1, "tercera": 2,
+            "tercero": 2, "última": -1, "último": -1}
+DATE_LANGUAGES = ["en", "es"]  # the languages dateparser reads a visitor's day and time in
 _ORDINAL = re.compile(r"\b(" + "|".join(ORDINALS) + r")\b")
-_NUMBERED = re.compile(r"^\s*(?:(?:number|option|no\.?|#)\s*)?([1-9])\s*[.!]?\s*$|"
-                       r"\b(?:number|option|no\.|#)\s*([1-9])\b")
-# Words and figures that name a day or a time, in English; dateparser reads only the text around
-# the first of them. Its time grows with the text: a crafted 2,000-character message took 1 to
-# 1.7 s (issue 13; bench/dateparse.py has the figures).
+_WORD = r"number|option|no\.?|#|opci[oó]n|n[uú]mero"  # "option 2", "la opción 2"
+_NUMBERED = re.compile(r"^\s*(?:(?:" + _WORD + r")\s*)?([1-9])\s*[.!]?\s*$|"
+                       r"\b(?:" + _WORD.replace(r"no\.?", r"no\.") + r")\s*([1-9])\b")
+# Words and figures that name a day or a time, in English and Spanish; dateparser reads only
+# the text around the first of them. Its time grows with the text: a crafted 2,000-character
+# message took 1 to 1.7 s (issue 13; bench/dateparse.py has the figures).
 _DATE_WORD = re.compile(
     r"\b(?:mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*"
     r"|\b(?:today|tomorrow|tonight|noon|midnight|morning|afternoon|evening|week|day|days)\b"
+    r"|\b(?:lunes|martes|mi[eé]rcoles|jueves|viernes|s[aá]bado|domingo|hoy|ma[nñ]ana|tarde"
+    r"|noche|mediod[ií]a|semana|d[ií]as?|enero|febrero|marzo|abril|mayo|junio|julio|agosto"
+    r"|septiembre|setiembre|octubre|noviembre|diciembre)\b|\ba\s+las?\s+\d"
     r"|\d{1,2}(?::\d{2})?\s*[ap]\.?m\b|\d{1,2}:\d{2}|\d{1,4}[/-]\d{1,2}(?:[/-]\d{1,4})?"
     r"|\d{1,2}(?:st|nd|rd|th)\b"
 )
@@ -97,7 +106,7 @@ def pick(
         return _book(conversation, picked[0], now)
     if picked:
         return _offer(
-            conversation, Route.BOOKING_NEEDS_TIME, "Which of these do you mean?", picked,
+            conversation, Route.BOOKING_NEEDS_TIME, _("Which of these do you mean?"), picked,
             offer.get("action", "book"),
         )
     return None
@@ -111,13 +120,14 @@ def cancel(conversation: Conversation, now: datetime) -> Reply:
     """
     appointment = booking.upcoming_appointment(conversation, now)
     if appointment is None:
-        return Reply(Route.BOOKING_NOT_FOUND, "I can't find an upcoming call of yours to cancel.")
+        return Reply(Route.BOOKING_NOT_FOUND,
+                     _("I can't find an upcoming call of yours to cancel."))
     booking.cancel(appointment)
     logger.info("cancelled appointment %s from the chat", appointment.pk)
     return Reply(
         Route.BOOKING_CANCELLED,
-        f"Your call with {appointment.realtor} on {format_slot(appointment.starts_at)} is "
-        "cancelled. Would you like another time?",
+        _("Your call with %(realtor)s on %(when)s is cancelled. Would you like another time?")
+        % {"realtor": appointment.realtor, "when": format_slot(appointment.starts_at)},
     )
 
 
@@ -134,15 +144,15 @@ def move(conversation: Conversation, scheduling: Scheduling, now: datetime) -> R
     """
     appointment = booking.upcoming_appointment(conversation, now)
     if appointment is None:
-        return Reply(Route.BOOKING_NOT_FOUND, "I can't find an upcoming call of yours to move.")
+        return Reply(Route.BOOKING_NOT_FOUND, _("I can't find an upcoming call of yours to move."))
     current = local(appointment.starts_at)
     day = _iso_date(scheduling.date)
     clock = scheduling.time
     if day is None and clock is None:
         return Reply(
             Route.BOOKING_NEEDS_TIME,
-            f"Your call is on {format_slot(appointment.starts_at)}. To which day and time "
-            "should I move your call?",
+            _("Your call is on %(when)s. To which day and time should I move your call?")
+            % {"when": format_slot(appointment.starts_at)},
         )
     try:
         starts_at = booking.parse_slot(
@@ -189,18 +199,23 @@ def _book(conversation: Conversation, starts_at: datetime, now: datetime) -> Rep
             "hold for you at once. To book another, cancel or move one of them first.",
         )
     logger.info("booked appointment %s for conversation %s", appointment.pk, conversation.pk)
-    return Reply(Route.BOOKING, _booked_text(conversation, appointment, "is booked for"))
+    return Reply(Route.BOOKING, _booked_text(conversation, appointment, "booked"))
 
 
 def _booked_text(conversation: Conversation, appointment: Appointment, verb: str) -> str:
-    text = f"Your call with {appointment.realtor} {verb} {format_slot(appointment.starts_at)}."
+    """``verb`` is "booked" or "moved"."""
+    words = {"realtor": appointment.realtor, "when": format_slot(appointment.starts_at)}
+    if verb == "moved":
+        text = _("Your call with %(realtor)s is moved to %(when)s.") % words
+    else:
+        text = _("Your call with %(realtor)s is booked for %(when)s.") % words
     if conversation.visitor_email:
-        text += f" A confirmation is on its way to {conversation.visitor_email}."
+        text += " " + _("A confirmation is on its way to %(email)s.") % {
+            "email": conversation.visitor_email}
     if not (conversation.visitor_phone or conversation.visitor_email):
-        text += (
-            f" How should {appointment.realtor} reach you? Please give me a phone number or an "
-            "email address."
-        )
+        text += " " + _(
+            "How should %(realtor)s reach you? Please give me a phone number or an email address."
+        ) % words
     return text
 
 
@@ -210,7 +225,7 @@ def _move_to(conversation, appointment: Appointment, starts_at: datetime, now) -
     except SlotUnavailable as exc:
         return _unavailable(conversation, str(exc), starts_at, now, "move", appointment)
     logger.info("moved appointment %s to %s", appointment.pk, new.pk)
-    return Reply(Route.BOOKING, _booked_text(conversation, new, "is moved to"))
+    return Reply(Route.BOOKING, _booked_text(conversation, new, "moved"))
 
 
 def _unavailable(
@@ -218,13 +233,13 @@ def _unavailable(
     action: str = "book", ignore: Appointment | None = None,
 ) -> Reply:
     """Say why a time can't be booked and offer the nearest free times (kept as the offer)."""
-    text = f"Sorry, I can't book that call: {why}."
+    text = _("Sorry, I can't book that call: %(why)s.") % {"why": why}
     slots = booking.nearest_free_slots(requested, now=now, ignore=ignore) if requested else []
     if not slots:
         return Reply(
             Route.BOOKING_UNAVAILABLE,
-            f"{text} We usually take calls {describe_hours()}. Which other day and time would "
-            "suit you?",
+            text + " " + _("We usually take calls %(hours)s. Which other day and time would suit "
+                           "you?") % {"hours": describe_hours()},
         )
     return _offer(conversation, Route.BOOKING_UNAVAILABLE, text, slots, action)
 
@@ -233,10 +248,11 @@ def _offer(conversation, route: str, text: str, slots: list[datetime], action: s
     """A reply listing numbered call times, stored as the conversation's offer."""
     conversation.offer = {"action": action, "slots": [s.isoformat() for s in slots]}
     listed = "; ".join(f"{n}) {format_slot(s)}" for n, s in enumerate(slots, start=1))
-    nearest = "The nearest free time is" if len(slots) == 1 else "The nearest free times are"
-    return Reply(
-        route, f"{text} {nearest}: {listed}. Which one suits you, or which other day and time?"
-    )
+    nearest = ngettext(
+        "The nearest free time is: %(times)s. Which one suits you, or which other day and time?",
+        "The nearest free times are: %(times)s. Which one suits you, or which other day and "
+        "time?", len(slots)) % {"times": listed}
+    return Reply(route, f"{text} {nearest}")
 
 
 def _needs_time(conversation, scheduling: Scheduling, now: datetime, action: str) -> Reply:
@@ -248,12 +264,12 @@ def _needs_time(conversation, scheduling: Scheduling, now: datetime, action: str
         if slots:
             return _offer(
                 conversation, Route.BOOKING_NEEDS_TIME,
-                f"What time on {format_day(slots[0])}?", slots, action,
+                _("What time on %(day)s?") % {"day": format_day(slots[0])}, slots, action,
             )
     return Reply(
         Route.BOOKING_NEEDS_TIME,
-        "I'd be glad to set up a call with one of our realtors. What day and time suit you? "
-        f"We usually take calls {describe_hours()}.",
+        _("I'd be glad to set up a call with one of our realtors. What day and time suit you? "
+          "We usually take calls %(hours)s.") % {"hours": describe_hours()},
     )
 
 
@@ -330,12 +346,12 @@ def mentioned_in(text: str, now: datetime) -> tuple[date | None, time | None]:
         "PREFER_DATES_FROM": "future",
         "RETURN_TIME_AS_PERIOD": True,
     }
-    parser = DateDataParser(languages=["en"], settings=settings)
-    found = search_dates(text, languages=["en"], settings=settings) or []
+    parser = DateDataParser(languages=DATE_LANGUAGES, settings=settings)
+    found = search_dates(text, languages=DATE_LANGUAGES, settings=settings) or []
     if not found:
         found = [(text, None)]
     day, clock = None, None
-    for substring, _ in found:
+    for substring, _found_at in found:
         data = parser.get_date_data(substring)
         if data.date_obj is None:
             continue

@@ -11,7 +11,10 @@ else a person takes over. Booking turns (a call asked for, picked, moved or canc
 import logging
 from datetime import datetime
 
-from agent.chat import dialogue, homes
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from agent.chat import dialogue, homes, language
 from agent.chat.contact import Contact, display_phone, find_contact
 from agent.chat.reply import Reply
 from agent.crm import leads
@@ -66,13 +69,18 @@ def route_turn(
         mentioned: ``agent.chat.dialogue.mentioned_in(message.text, ...)`` when the caller
             worked it out off the database thread; None: worked out here if needed.
     Returns:
-        The ``Reply``. Nothing here raises for a classifier's answer; database errors propagate.
+        The ``Reply``, in the conversation's language, which follows the message's
+        (``agent.chat.language.detect``). Nothing here raises for a classifier's answer;
+        database errors propagate.
     """
     contact = _save_contact(conversation, message.text, now)
     offer, conversation.offer = conversation.offer or {}, {}
-    criteria = conversation.search
-    reply = _decide(conversation, message, outcomes, now, contact, offer, mentioned)
-    changed = [name for name, before in (("offer", offer), ("search", criteria))
+    criteria, spoken = conversation.search, conversation.language
+    conversation.language = language.detect(message.text, spoken)
+    with translation.override(conversation.language):
+        reply = _decide(conversation, message, outcomes, now, contact, offer, mentioned)
+    changed = [name for name, before in (("offer", offer), ("search", criteria),
+                                         ("language", spoken))
                if getattr(conversation, name) != before]
     if changed:  # one UPDATE for both
         conversation.save(update_fields=changed)
@@ -107,7 +115,7 @@ def _decide(
             handoffs.queue_handoff(conversation, message, "listing question")
             return Reply(
                 Route.HANDOFF,
-                "Good question! I've passed it to one of our realtors. "
+                _("Good question! I've passed it to one of our realtors.") + " "
                 + hours.when_staff_answer(conversation, now),
             )
     picked = dialogue.pick(
@@ -122,7 +130,7 @@ def _decide(
         handoffs.queue_handoff(conversation, message, "no classifier matched")
         return Reply(
             Route.FALLBACK,
-            "Let me transfer you to a human representative. "
+            _("Let me transfer you to a human representative.") + " "
             + hours.when_staff_answer(conversation, now),
         )
     if all(not o.sent for o in failed):
@@ -133,8 +141,8 @@ def _decide(
     handoffs.queue_handoff(conversation, message, reason)
     return Reply(
         Route.FALLBACK,
-        "Sorry, I couldn't understand that one in time. I've passed your message to our team. "
-        + hours.when_staff_answer(conversation, now),
+        _("Sorry, I couldn't understand that one in time. I've passed your message to our "
+          "team.") + " " + hours.when_staff_answer(conversation, now),
     )
 
 
@@ -157,21 +165,22 @@ def _price(listing_id: str | None) -> Reply:
     if listing_id is None:
         return Reply(
             Route.PRICE_NEEDS_LISTING,
-            "Happy to help with prices! Which listing do you mean? Please give me its 6-digit "
-            "listing ID.",
+            _("Happy to help with prices! Which listing do you mean? Please give me its 6-digit "
+              "listing ID."),
         )
     listing = Listing.objects.filter(listing_id=listing_id).first()
     if listing is None:
         return Reply(
             Route.PRICE_UNKNOWN_LISTING,
-            f"I couldn't find listing {listing_id}. Could you check the 6-digit listing ID?",
+            _("I couldn't find listing %(id)s. Could you check the 6-digit listing ID?")
+            % {"id": listing_id},
         )
-    text = f"The price for listing {listing.listing_id} is {listing.formatted_price()}."
+    words = {"id": listing.listing_id, "price": listing.formatted_price()}
+    text = _("The price for listing %(id)s is %(price)s.") % words
     if listing.status == Listing.Status.UNDER_OFFER:
-        text += " It is currently under offer."
+        text += " " + _("It is currently under offer.")
     elif listing.status == Listing.Status.SOLD:
-        price = listing.formatted_price()
-        text = f"Listing {listing.listing_id} has been sold; it was listed at {price}."
+        text = _("Listing %(id)s has been sold; it was listed at %(price)s.") % words
     return Reply(Route.PRICE, text)
 
 
@@ -196,11 +205,9 @@ def _save_contact(conversation: Conversation, text: str, now: datetime) -> Conta
 def _contact_saved(conversation: Conversation, contact: Contact, now: datetime) -> Reply:
     given = [display_phone(contact.phone)] if contact.phone else []
     given += [contact.email] if contact.email else []
-    text = f"Thank you, I've noted {' and '.join(given)}."
+    text = _("Thank you, I've noted %(contact)s.") % {"contact": _(" and ").join(given)}
     appointment = booking.upcoming_appointment(conversation, now)
     if appointment is not None:
-        text += (
-            f" {appointment.realtor} will use it for your call on "
-            f"{format_slot(appointment.starts_at)}."
-        )
+        text += " " + _("%(realtor)s will use it for your call on %(when)s.") % {
+            "realtor": appointment.realtor, "when": format_slot(appointment.starts_at)}
     return Reply(Route.CONTACT_SAVED, text)

@@ -49,7 +49,9 @@ OPENAI_ROLES = {
 SESSION_CONVERSATION = "chat_conversation"
 
 
-def open_conversation(session, *, new_key: bool = True) -> Conversation | None:
+def open_conversation(
+    session, *, new_key: bool = True, language: str = "en"
+) -> Conversation | None:
     """The conversation a Django session names, created and named in the session if it has
     none (or only one that ``purge_conversations`` anonymised).
 
@@ -59,6 +61,7 @@ def open_conversation(session, *, new_key: bool = True) -> Conversation | None:
             as an empty session without a key, so it never reaches another's conversation.
         new_key: whether a session without a key may be saved under a new one, which only an
             HTTP response can give the browser (false on the websocket).
+        language: a ``settings.LANGUAGES`` code for a conversation created here.
     Returns:
         The conversation; ``None`` when ``session`` has no key the store knows and ``new_key``
         is false.
@@ -72,7 +75,7 @@ def open_conversation(session, *, new_key: bool = True) -> Conversation | None:
             return conversation
     if session.session_key is None and not new_key:
         return None
-    conversation = Conversation.objects.create()
+    conversation = Conversation.objects.create(language=language)
     session[SESSION_CONVERSATION] = str(conversation.id)
     session.save()
     return conversation

@@ -90,7 +90,9 @@ CHANGE_ACTIONS = ("none", "cancel", "move")
 
 
 AGENCY_CONTEXT = (
-    "You classify messages for a real-estate agency's chat. Today is {today}. Listings have "
+    "You classify messages for a real-estate agency's chat. "
+    "The messages may be in any language (English, Spanish or another). "
+    "Today is {today}. Listings have "
     "6-digit ids. After the conversation, a last system message asks one question about the "
     "visitor's latest message; answer it with one JSON object only."
 )
@@ -212,7 +214,9 @@ PARSERS: dict[str, Callable[[dict], Any]] = {
 PRICING = Classifier(
     name="pricing",
     instructions=(
-        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "You classify messages for a real-estate agency's chat. "
+        "The messages may be in any language (English, Spanish or another). "
+        "Decide whether the visitor's "
         "latest message asks for the price of a listing, counting a reply that gives the listing "
         "the assistant just asked for. Listings have 6-digit ids. Set listing_id to the 6-digit "
         "id the visitor means, taken from the conversation, or null if none is given. "
@@ -224,7 +228,9 @@ PRICING = Classifier(
 SCHEDULING = Classifier(
     name="scheduling",
     instructions=(
-        "You classify messages for a real-estate agency's chat. Today is {today}. Decide "
+        "You classify messages for a real-estate agency's chat. "
+        "The messages may be in any language (English, Spanish or another). "
+        "Today is {today}. Decide "
         "whether the visitor's latest message asks to schedule a call with an agent, counting a "
         "reply that gives the day or time the assistant just asked for and a request to move a "
         "call already booked to another day or time. Resolve relative dates "
@@ -241,7 +247,9 @@ SCHEDULING = Classifier(
 LISTING_QUESTION = Classifier(
     name="listing_question",
     instructions=(
-        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "You classify messages for a real-estate agency's chat. "
+        "The messages may be in any language (English, Spanish or another). "
+        "Decide whether the visitor's "
         "latest message is a question about a listing or property: its price, features, "
         "location, viewing or status. Greetings, small talk, other topics and requests to "
         "talk to an agent are not. "
@@ -253,7 +261,9 @@ LISTING_QUESTION = Classifier(
 APPOINTMENT_CHANGE = Classifier(
     name="appointment_change",
     instructions=(
-        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "You classify messages for a real-estate agency's chat. "
+        "The messages may be in any language (English, Spanish or another). "
+        "Decide whether the visitor's "
         "latest message asks to cancel or to move (reschedule) a call with an agent that is "
         "already booked, counting a reply that gives the new day or time the assistant just "
         "asked for. Booking a new call is none. "

@@ -67,7 +67,9 @@ def _list_of(values: tuple[str, ...]) -> dict:
 
 
 FACTS_PROMPT = (
-        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "You classify messages for a real-estate agency's chat. "
+        "The messages may be in any language (English, Spanish or another). "
+        "Decide whether the visitor's "
         "latest message asks about the facts of ONE listing (the one named by its 6-digit id "
         "in the conversation, or the one the visitor is looking at, or 'this one', 'it'). "
         "Asking for homes that match criteria, or for a price, is not. Set listing_id to the "
@@ -87,7 +89,9 @@ FACTS_SCHEMA = schema_object(
         features=_list_of(FEATURES), about_people=BOOLEAN,
 )
 SEARCH_PROMPT = (
-        "You classify messages for a real-estate agency's chat. Decide whether the visitor's "
+        "You classify messages for a real-estate agency's chat. "
+        "The messages may be in any language (English, Spanish or another). "
+        "Decide whether the visitor's "
         "latest message asks to see or find listings (homes for sale) matching criteria, "
         "counting a reply that refines or adds to a search ('what about with a garage?', "
         "'under 400k then'). A question about one listing's facts or price is not. Give only "

@@ -35,8 +35,9 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.text import Truncator
+from django.utils.translation import gettext as _
 
 from agent import metrics
 from agent.crm import leads
@@ -382,16 +383,21 @@ async def _broadcast_after(state: dict, delay: float) -> None:
         logger.exception("could not send the staff queue")
 
 
-def notice_frame(event: str, name: str) -> dict:
+def notice_frame(event: str, name: str, language: str | None = None) -> dict:
     """The visitor-facing frame for a staff member joining or leaving the chat.
 
     Args:
         event: ``"joined"`` or ``"left"``.
         name: the staff member's first name.
+        language: the conversation's language (``Conversation.language``); None: the active one.
     """
-    return {"type": "notice", "event": event, "name": name, "text": f"{name} has {event} the chat"}
+    with translation.override(language or translation.get_language()):
+        text = (_("%(name)s has joined the chat") if event == "joined"
+                else _("%(name)s has left the chat")) % {"name": name}
+    return {"type": "notice", "event": event, "name": name, "text": text}
 
 
 def _notice_on_commit(conversation_id, event: str, name: str) -> None:
-    frame = notice_frame(event, name)
+    spoken = Conversation.objects.filter(pk=conversation_id).values_list("language", flat=True)
+    frame = notice_frame(event, name, spoken.first())
     transaction.on_commit(lambda: async_to_sync(publish)(conversation_id, frame))

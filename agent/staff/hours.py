@@ -8,6 +8,7 @@ in the agency's time zone (``listings.booking.agency_zone``).
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from agent.models import Conversation
 from listings.agencytime import agency_zone, format_slot
@@ -40,14 +41,13 @@ def when_staff_answer(conversation: Conversation, now: datetime) -> str:
 
     During staff hours: "Someone from our team will reply here shortly." Outside them, the next
     opening in words ("... on Monday, November 30 at 09:00 EST."), and, when the conversation
-    has neither an email address nor a phone number, a request for one.
+    has neither an email address nor a phone number, a request for one. In the active language.
     """
     if staff_on_duty(now):
-        return "Someone from our team will reply here shortly."
-    text = (
-        "Our team is away right now; someone will reply here on "
-        f"{format_slot(next_staff_opening(now))}."
-    )
+        return _("Someone from our team will reply here shortly.")
+    text = _("Our team is away right now; someone will reply here on %(when)s.") % {
+        "when": format_slot(next_staff_opening(now))}
     if not (conversation.visitor_email or conversation.visitor_phone):
-        text += " Could you leave a phone number or email address, so we can reach you then?"
+        text += " " + _(
+            "Could you leave a phone number or email address, so we can reach you then?")
     return text

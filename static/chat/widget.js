@@ -29,6 +29,11 @@
   if (!script || document.querySelector("[data-chat-widget]")) return;
   const APP = new URL(script.src, location.href).origin;
   const conf = script.dataset;
+  // The page's language (data-lang, else <html lang>, else the browser's): the labels
+  // (GET APP/chat/labels?lang=, {"English": "translated"}) and the conversation's first language.
+  const LANG = (conf.lang || document.documentElement.lang || navigator.language || "").slice(0, 35);
+  let LABELS = {};
+  const tr = (text, n) => (LABELS[text] || text).replace("{n}", n);
   const TITLE = (conf.title || "Chat with us").slice(0, 80);
   const wanted = conf.colour || conf.color || "";
   const COLOUR = wanted && CSS.supports("color", wanted) ? wanted : "#1f4e79";
@@ -252,7 +257,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
       const a = el("a", { class: "home", href: url.href });
       if (typeof c.photo === "string") a.append(el("img", { src: new URL(c.photo, APP).href,
         alt: "" }));
-      const info = el("span", {}, c.bedrooms + " bed · " + c.bathrooms + " bath · " + c.town);
+      const info = el("span", {}, c.bedrooms + tr(" bed · ") + c.bathrooms + tr(" bath · ") + c.town);
       info.prepend(el("b", {}, c.price + " · " + c.listing_id));
       a.append(info);
       const li = el("li", {});
@@ -272,9 +277,9 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     shown.add(msg.seq);
     while (shown.has(held + 1)) held += 1;
     let role = ["user", "assistant", "staff"].includes(msg.role) ? msg.role : "assistant";
-    let who = role === "user" ? "You" : "Assistant";
-    if (role === "staff") who = typeof msg.name === "string" && msg.name ? msg.name + " (staff)"
-      : "Staff";
+    let who = tr(role === "user" ? "You" : "Assistant");
+    if (role === "staff") who = typeof msg.name === "string" && msg.name ? msg.name + tr(" (staff)")
+      : tr("Staff");
     const item = bubble(role, who, msg.text);
     if (Array.isArray(msg.listings)) item.append(cards(msg.listings));
     item.dataset.seq = String(msg.seq);
@@ -291,10 +296,10 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
   }
 
   function renderPending(item) {
-    const node = bubble("user pending", "You · sending", item.text);
+    const node = bubble("user pending", tr("You · sending"), item.text);
     node.dataset.pending = item.id;
     transcript.append(node);
-    if (paused()) markPending(item.id, "You · not sent yet");
+    if (paused()) markPending(item.id, tr("You · not sent yet"));
   }
   function markPending(id, who) { // id null: every pending message
     Array.from(transcript.children).filter((n) => n.dataset.pending !== undefined &&
@@ -324,11 +329,11 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
       ? frame.retry_after : 10;
     pausedUntil = Math.max(pausedUntil, Date.now() + seconds * 1000);
     const wait = Math.ceil((pausedUntil - Date.now()) / 1000);
-    const text = "You are sending messages faster than we can answer. Not sent yet: " +
-      "we will send it again in " + wait + " s.";
+    const text = tr("You are sending messages faster than we can answer. Not sent yet: " +
+      "we will send it again in {n} s.", wait);
     if (pauseNote !== null && pauseNote.isConnected) pauseNote.textContent = text;
     else pauseNote = addNote(text, true);
-    markPending(typeof frame.id === "string" ? frame.id : null, "You · not sent yet");
+    markPending(typeof frame.id === "string" ? frame.id : null, tr("You · not sent yet"));
     window.clearTimeout(pauseTimer);
     pauseTimer = window.setTimeout(resume, pausedUntil - Date.now());
   }
@@ -336,7 +341,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     pauseTimer = null;
     pausedUntil = 0;
     pauseNote = null; // the next refusal gets a line of its own
-    markPending(null, "You · sending");
+    markPending(null, tr("You · sending"));
     if (online()) queue.forEach(transmit);
   }
 
@@ -357,7 +362,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
           (msg) => renderMessage(msg, !firstHistory));
         firstHistory = false;
         ready = true;
-        setStatus("Online");
+        setStatus(tr("Online"));
         if (!paused()) queue.forEach(transmit); // what the history did not acknowledge, in order
         break;
       case "message":
@@ -383,7 +388,7 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
           return;
         }
         if (frame.code === "too_many_connections") return; // the close (4429) tells the visitor
-        addNote(typeof frame.message === "string" ? frame.message : "Something went wrong.",
+        addNote(typeof frame.message === "string" ? frame.message : tr("Something went wrong."),
           true);
         if (["empty_text", "text_too_long", "missing_text", "bad_id"].includes(frame.code)
             && queue.length) {
@@ -409,25 +414,25 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
     const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
     const delay = ceiling / 2 + Math.random() * (ceiling / 2); // "equal jitter"
     attempt += 1;
-    setStatus("Offline, reconnecting in " + Math.ceil(delay / 1000) + " s…" +
-      (queue.length ? " Your messages will be sent then." : ""));
+    setStatus(tr("Offline, reconnecting in {n} s…", Math.ceil(delay / 1000)) +
+      (queue.length ? tr(" Your messages will be sent then.") : ""));
     retryTimer = window.setTimeout(start, delay);
   }
 
   async function start() {
     retryTimer = null;
     if (refused) return;
-    setStatus("Connecting…");
+    setStatus(tr("Connecting…"));
     if (token === null) {
       try {
         const response = await fetch(APP + "/chat/session", {
           method: "POST",
           headers: { "Content-Type": "text/plain" }, // a "simple" request: no preflight
-          body: JSON.stringify({ token: null }),
+          body: JSON.stringify({ token: null, lang: LANG }),
         });
         if (response.status === 403) {
           refused = true;
-          setStatus("The chat is not available on this site.");
+          setStatus(tr("The chat is not available on this site."));
           return;
         }
         if (!response.ok) throw new Error("HTTP " + response.status);
@@ -461,8 +466,8 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
       showTyping(false);
       if (event.code === 4429) { // too many chats open from this network: wait longer
         const delay = BUSY_RETRY_MS / 2 + Math.random() * (BUSY_RETRY_MS / 2);
-        setStatus("Too many chats are open from your network. Trying again in " +
-          Math.ceil(delay / 1000) + " s…");
+        setStatus(tr("Too many chats are open from your network. Trying again in {n} s…",
+          Math.ceil(delay / 1000)));
         retryTimer = window.setTimeout(start, delay);
         return;
       }
@@ -517,4 +522,20 @@ textarea{width:100%;min-height:44px;max-height:140px;padding:8px 10px;font:inher
   if (load(sessionStorage, "open") === "1" || location.hash === "#chat") openPanel(false);
   setUnread(0);
   start();
+  // The labels in the page's language: the built elements are relabelled (not the transcript's
+  // messages), later texts read LABELS.
+  fetch(APP + "/chat/labels?lang=" + encodeURIComponent(LANG)).then((r) => r.json()).then((l) => {
+    LABELS = l && typeof l === "object" ? l : {};
+    root.querySelectorAll("*").forEach((node) => {
+      if (transcript.contains(node) && node !== transcript) return;
+      for (const name of ["aria-label", "placeholder"]) {
+        const value = node.getAttribute(name);
+        if (value && LABELS[value]) node.setAttribute(name, LABELS[value]);
+      }
+      const text = node.childNodes.length === 1 && node.firstChild.nodeType === 3 &&
+        node.textContent;
+      if (text && LABELS[text]) node.textContent = LABELS[text];
+    });
+    updateSend();
+  }).catch(() => {});
 })();

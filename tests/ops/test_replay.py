@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from agent.management.commands.replay_eval import in_process_chat, run_replay
 from agent.ops.evalset import expand, load
 from listings.models import Appointment
-from tests import EVAL_FILE, LISTINGS_EVAL_FILE
+from tests import EVAL_FILE, LANGUAGES_EVAL_FILE, LISTINGS_EVAL_FILE
 
 
 def test_placeholders_count_weekdays_and_sundays_after_today():
@@ -73,6 +73,22 @@ async def test_the_listing_conversations_get_their_routes_replies_effects_and_la
     assert turns == sum(len(c["turns"]) for c in conversations)
     assert (passed, labels_right) == (turns, labels), "\n".join(lines)
     assert labels > 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_spanish_and_mixed_conversations_are_answered_in_the_visitors_language(
+    standin, demo_listings, chat_client
+):
+    from django.utils import timezone
+
+    lines = []
+    conversations = load(LANGUAGES_EVAL_FILE, timezone.localdate())
+    assert len(conversations) >= 12
+    passed, turns, _labels_right, _labels = await run_replay(
+        conversations, in_process_chat, lines.append
+    )
+    assert turns == sum(len(c["turns"]) for c in conversations)
+    assert passed == turns, "\n".join(lines)
 
 
 @pytest.mark.django_db

@@ -3,9 +3,10 @@ classifiers of ``agent.llm.classifiers`` would (pricing, scheduling, listing_que
 appointment_change here; listing_search and listing_facts in ``listing_rules``), plus the
 date and time parsing they need.
 
-Deterministic, instant, and wrong wherever a keyword list is: for local runs, tests and
-benchmarks, never for judging the classifiers' accuracy. ``agent.llm.standin.server`` serves
-these answers over HTTP.
+English and the Spanish forms the demo needs (precio, cuánto cuesta, cita, llamada, mañana,
+the weekdays, "a las 3"). Deterministic, instant, and wrong wherever a keyword list is: for
+local runs, tests and benchmarks, never for judging the classifiers' accuracy.
+``agent.llm.standin.server`` serves these answers over HTTP.
 """
 
 import calendar
@@ -30,25 +31,34 @@ _PROMPT_FIELDS = {"asks_price": "pricing", "wants_call": "scheduling",
 _LISTING_ID = re.compile(r"(?<!\d)\d{6}(?!\d)")
 _PRICE_WORDS = re.compile(
     r"\b(price[sd]?|pricing|costs?|how much|asking|worth|want for|expensive|cheap(er|est)?|"
-    r"afford(able)?|value)\b"
+    r"afford(able)?|value|precios?|cu[aá]nto (cuesta|cuestan|vale|valen|piden)|cuesta|"
+    r"costo|coste|caro|barat[oa])\b"
 )
 _CALL_WORDS = re.compile(
     r"\b(call|calls|phone|ring|schedul(e|ed|ing)|book|booking|appointment|meet|meeting|"
-    r"speak|talk|viewing|visit|tour)\b|\bsee (it|this|the (house|place|home|flat|condo))\b"
+    r"speak|talk|viewing|visit|tour|llamada|llamar|ll[aá]m[ae]me|llamen|cita|reservar|"
+    r"reserv[ae]|agendar|visita|visitar|hablar)\b|"
+    r"\bsee (it|this|the (house|place|home|flat|condo))\b"
 )
-_CANCEL_WORDS = re.compile(r"\b(cancel(s|led|ling)?|call (it )?off)\b")
+_CANCEL_WORDS = re.compile(
+    r"\b(cancel(s|led|ling)?|call (it )?off|cancel(ar|a|e|en)|anular)\b")
 _MOVE_WORDS = re.compile(
     r"\b(move|push|shift) (it|the call|my call|our call|the appointment|my appointment)\b|"
-    r"\breschedul(e|ed|ing)\b|\bpostpone\b"
+    r"\breschedul(e|ed|ing)\b|\bpostpone\b|"
+    r"\b(cambiar|mover|pasar) (la|mi) (llamada|cita)\b|\breprogramar\b|\b(aplazar|posponer)\b"
 )
-_ASKS_MOVE = re.compile(r"\bmove your call\b")
+_ASKS_MOVE = re.compile(r"\bmove your call\b|\bque la cambie\b")
 _LISTING_WORDS = re.compile(
     r"\b(listings?|house|houses|home|homes|property|properties|place|apartments?|flat|condo|"
     r"bedrooms?|bathrooms?|beds?|baths?|garage|garden|yard|pool|kitchen|basement|sq ?ft|"
-    r"square (feet|foot|metres|meters)|viewing|for sale)\b"
+    r"square (feet|foot|metres|meters)|viewing|for sale|casas?|viviendas?|propiedad(es)?|"
+    r"apartamentos?|pisos?|habitaci[oó]n(es)?|dormitorios?|baños?|garaje|jard[ií]n|piscina|"
+    r"cocina|s[oó]tano|en venta)\b"
 )
-_ASKS_FOR_LISTING = re.compile(r"\b(listing (id|number)|which listing)\b")
-_ASKS_WHEN = re.compile(r"\bwhen\b|\b(what|which)\b[^.?!]*\b(day|date|time)\b")
+_ASKS_FOR_LISTING = re.compile(r"\b(listing (id|number)|which listing|n[uú]mero de referencia|"
+                               r"qu[eé] propiedad)\b")
+_ASKS_WHEN = re.compile(r"\bwhen\b|\b(what|which)\b[^.?!]*\b(day|date|time)\b|\bcu[aá]ndo\b|"
+                        r"\b(qu[eé]|cu[aá]l)\b[^.?!]*\b(d[ií]a|fecha|hora|horario)\b")
 
 _TODAY = re.compile(r"Today is [A-Za-z]+, (\d{4}-\d{2}-\d{2})")
 _ISO_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
@@ -57,9 +67,18 @@ _WEEKDAY = re.compile(r"\b(" + "|".join(_WEEKDAYS) + r")\b")
 _MONTHS = {name.lower(): number for number, name in enumerate(calendar.month_name) if name}
 _MONTHS |= {name.lower(): number for number, name in enumerate(calendar.month_abbr) if name}
 _MONTHS["sept"] = 9
+_MONTHS |= {name: number for number, name in enumerate(  # Spanish
+    ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
+     "octubre", "noviembre", "diciembre"), start=1)}
 _MONTH = "(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 _MONTH_DAY = re.compile(r"\b" + _MONTH + r"\s+(\d{1,2})(?:st|nd|rd|th)?\b")
-_DAY_MONTH = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r"\b")
+_DAY_MONTH = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+|de\s+)?" + _MONTH + r"\b")
+_DIAS = ["lunes", "martes", "mi[eé]rcoles", "jueves", "viernes", "s[aá]bado", "domingo"]
+_DIA = re.compile(r"\b(" + "|".join(_DIAS) + r")\b")  # Spanish weekdays, Monday first
+_MANANA = re.compile(r"(?<!la )(?<!las )\bmañana\b")  # "tomorrow"; "por la mañana" is "morning"
+_A_LAS = re.compile(  # "a las 3", "a la 1", "a las 10:30", "a las 5 de la tarde"
+    r"\ba (?:las|la) (\d{1,2})(?::([0-5]\d))?(?:\s*h)?(?:\s+de la (mañana|tarde|noche))?\b"
+)
 _TIME_12H = re.compile(r"(?<![\d:])(\d{1,2})(?::([0-5]\d))?\s*([ap])\.?m\b\.?")
 _TIME_24H = re.compile(r"(?<![\d:])([01]?\d|2[0-3]):([0-5]\d)(?![\d:])")
 
@@ -100,7 +119,8 @@ def parse_date(text: str, today: date) -> str | None:
 
     Tried in order: an ISO date (returned as written), "December 3" / "3rd of December" (the
     first such day from today on), "today", "day after tomorrow", "tomorrow", and a weekday
-    name, bare or after "next"/"this" (its next occurrence strictly after today).
+    name, bare or after "next"/"this" (its next occurrence strictly after today). In Spanish:
+    "3 de diciembre", "hoy", "pasado mañana", "mañana" and the weekdays ("el jueves").
     """
     lowered = text.lower()
     found = _ISO_DATE.search(lowered)
@@ -116,11 +136,19 @@ def parse_date(text: str, today: date) -> str | None:
         return today.isoformat()
     if re.search(r"\bday after tomorrow\b", lowered):
         return (today + timedelta(days=2)).isoformat()
-    if re.search(r"\btomorrow\b", lowered):
+    if re.search(r"\bhoy\b", lowered):
+        return today.isoformat()
+    if re.search(r"\bpasado mañana\b", lowered):
+        return (today + timedelta(days=2)).isoformat()
+    if re.search(r"\btomorrow\b", lowered) or _MANANA.search(lowered):
         return (today + timedelta(days=1)).isoformat()
     found = _WEEKDAY.search(lowered)
+    weekday = _WEEKDAYS.index(found.group(1)) if found else None
+    found = _DIA.search(lowered) if weekday is None else None
     if found:
-        ahead = (_WEEKDAYS.index(found.group(1)) - today.weekday()) % 7 or 7
+        weekday = next(n for n, name in enumerate(_DIAS) if re.fullmatch(name, found.group(1)))
+    if weekday is not None:
+        ahead = (weekday - today.weekday()) % 7 or 7
         return (today + timedelta(days=ahead)).isoformat()
     return None
 
@@ -139,9 +167,17 @@ def _month_day(month: int, day: int, today: date) -> date | None:
 def parse_time(text: str) -> str | None:
     """The time of day a message names, as 24-hour ``HH:MM``, or None.
 
-    Understands "3pm", "3 pm", "3:30pm", "10 a.m.", "15:00", "noon" and "midnight".
+    Understands "3pm", "3 pm", "3:30pm", "10 a.m.", "15:00", "noon" and "midnight"; in
+    Spanish "a las 3" (1 to 7 o'clock alone are afternoon calls: 15:00), "a las 10:30",
+    "a las 9 de la mañana", "a las 5 de la tarde" and "mediodía".
     """
     lowered = text.lower()
+    found = _A_LAS.search(lowered)
+    if found and 0 <= int(found.group(1)) <= 23:
+        hour, part = int(found.group(1)), found.group(3)
+        if hour < 12 and (part in ("tarde", "noche") or (part is None and 1 <= hour <= 7)):
+            hour += 12
+        return f"{hour:02d}:{found.group(2) or '00'}"
     found = _TIME_12H.search(lowered)
     if found and 1 <= int(found.group(1)) <= 12:
         hour = int(found.group(1)) % 12 + (12 if found.group(3) == "p" else 0)
@@ -149,7 +185,7 @@ def parse_time(text: str) -> str | None:
     found = _TIME_24H.search(lowered)
     if found:
         return f"{int(found.group(1)):02d}:{found.group(2)}"
-    if re.search(r"\bnoon\b|\bmidday\b", lowered):
+    if re.search(r"\bnoon\b|\bmidday\b|\bmediod[ií]a\b", lowered):
         return "12:00"
     if re.search(r"\bmidnight\b", lowered):
         return "00:00"

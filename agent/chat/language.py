@@ -1,0 +1,82 @@
+"""The conversation's language: which of ``settings.LANGUAGES`` a visitor reads and writes.
+
+It starts as the widget's page says (``<html lang>`` or ``data-lang``), else the browser's
+``Accept-Language``, else ``LANGUAGE_CODE``; each message then may switch it, when
+``langdetect`` (Nakatani Shuyo's profiles, shipped inside the package: no download) is sure
+the message is in another supported language.
+"""
+
+import logging
+
+from django.conf import settings
+from django.utils import translation
+from langdetect import DetectorFactory, LangDetectException, detect_langs
+
+logger = logging.getLogger(__name__)
+
+DetectorFactory.seed = 0  # langdetect samples at random: a fixed seed makes it deterministic
+DETECT_CHARS = 300  # a message's first characters that detection reads (bounds its time)
+MIN_LETTERS = 6  # shorter messages ("ok", "sí", "3pm") never switch the language
+MIN_PROBABILITY = 0.9  # how sure langdetect must be before the language switches
+
+
+def supported(code: str | None) -> str | None:
+    """The supported language (a ``settings.LANGUAGES`` code: "en", "es") for a language tag
+    such as "es-MX" or "en_US", or None when the tag names none of them."""
+    if not code or not isinstance(code, str) or len(code) > 35:
+        return None
+    try:
+        return translation.get_supported_language_variant(code.strip().replace("_", "-").lower())
+    except LookupError:
+        return None
+
+
+def default_language() -> str:
+    """``LANGUAGE_CODE`` as a supported language ("en" for "en-us")."""
+    return supported(settings.LANGUAGE_CODE) or settings.LANGUAGES[0][0]
+
+
+def of_request(request, page_lang: str | None = None) -> str:
+    """A new conversation's language: the page's (``page_lang``), else the browser's
+    (``Accept-Language``), else the default.
+
+    Args:
+        request: the Django request of ``POST /chat/session`` or the page.
+        page_lang: the widget page's language tag, maybe None.
+    Returns:
+        A ``settings.LANGUAGES`` code.
+    """
+    header = request.headers.get("Accept-Language", "")
+    from_browser = translation.trans_real.parse_accept_lang_header(header[:500]) if header else ()
+    for code in [page_lang, *(tag for tag, _q in from_browser)]:
+        found = supported(code)
+        if found:
+            return found
+    return default_language()
+
+
+def detect(text: str, current: str) -> str:
+    """The language a visitor's message is written in, or ``current`` when unsure.
+
+    Reads the first ``DETECT_CHARS`` characters; a message with fewer than ``MIN_LETTERS``
+    letters, one langdetect gives less than ``MIN_PROBABILITY``, or one in an unsupported
+    language keeps ``current``. Deterministic (seeded).
+
+    Args:
+        text: the visitor's message.
+        current: the conversation's language so far.
+    Returns:
+        A ``settings.LANGUAGES`` code.
+    """
+    sample = text[:DETECT_CHARS]
+    if sum(char.isalpha() for char in sample) < MIN_LETTERS:
+        return current
+    try:
+        best = detect_langs(sample)[0]
+    except LangDetectException:
+        return current
+    found = supported(best.lang)
+    if found is None or best.prob < MIN_PROBABILITY or found == current:
+        return current
+    logger.info("the visitor writes %s (p=%.2f), not %s", found, best.prob, current)
+    return found
