@@ -139,7 +139,7 @@ def test_a_handoff_in_spanish_says_when_staff_answer(conversation):
 
 
 def test_dateparser_reads_a_spanish_weekday_or_time_when_picking():
-    from agent.chat.dialogue import _mentioned
+    from agent.chat.dialogue import mentioned_in as _mentioned  # the window Spanish opens too
 
     assert _mentioned("el jueves me va bien", NOW) == (date(2026, 11, 26), None)
     day, clock = _mentioned("mejor a las 10:30", NOW)
