@@ -49,6 +49,7 @@ class Route(models.TextChoices):
     FALLBACK = "fallback", "Fallback to a human"
     STAFF = "staff", "For staff (conversation claimed)"
     BUSY = "busy", "Busy: answer delayed (the process was at capacity)"
+    QUALIFY_ANSWER = "qualify_answer", "Lead question answered"
 
 
 class Conversation(models.Model):
@@ -76,6 +77,13 @@ class Conversation(models.Model):
         editable=False,
         help_text="The visitor's listing-search criteria so far (listings.search.Criteria as "
         "a dict), carried to the next search turn; {} when none.",
+    )
+    qualification = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The lead questions asked (agent.crm.qualify): "
+        '{"asked": {"<fact>": times}, "pending": "<fact>", "after": <seq>}; {} when none.',
     )
 
     class Meta:

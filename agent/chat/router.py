@@ -14,7 +14,7 @@ from datetime import datetime
 from agent.chat import dialogue, homes
 from agent.chat.contact import Contact, display_phone, find_contact
 from agent.chat.reply import Reply
-from agent.crm import leads
+from agent.crm import leads, qualify
 from agent.llm.classifiers import (
     AppointmentChange,
     ListingFacts,
@@ -48,7 +48,9 @@ def route_turn(
     merged with the conversation's earlier ones; any other question about a listing). When
     none does: a pick from the offered times; contact details alone; else a person takes
     over. A phone number or email in the message
-    is saved whatever the route.
+    is saved whatever the route. A reply that found homes or booked a call may end with one
+    lead question (``agent.crm.qualify``), whose answer the next turn reads into the lead;
+    an answer nothing else routes is thanked (``qualify_answer``).
 
     Runs in a database transaction of the caller's (sync code; call it off the event loop);
     emails go out when it commits.
@@ -70,18 +72,24 @@ def route_turn(
     """
     contact = _save_contact(conversation, message.text, now)
     offer, conversation.offer = conversation.offer or {}, {}
-    criteria = conversation.search
-    reply = _decide(conversation, message, outcomes, now, contact, offer, mentioned)
-    changed = [name for name, before in (("offer", offer), ("search", criteria))
+    criteria, asked = conversation.search, conversation.qualification
+    answer = qualify.read_answer(conversation, message)  # the lead question asked last turn
+    reply = _decide(conversation, message, outcomes, now, contact, offer, mentioned, answer)
+    lead = leads.record_turn(conversation, outcomes, now, answer)  # and its webhook events
+    reply = qualify.follow_up(
+        conversation, lead, message, reply, asked_last_turn="pending" in (asked or {})
+    )
+    changed = [name for name, before in
+               (("offer", offer), ("search", criteria), ("qualification", asked))
                if getattr(conversation, name) != before]
-    if changed:  # one UPDATE for both
+    if changed:  # one UPDATE for all
         conversation.save(update_fields=changed)
-    leads.record_turn(conversation, outcomes, now)  # the CRM's lead, and its webhook events
     return reply
 
 
 def _decide(
-    conversation, message, outcomes, now, contact: Contact, offer: dict, mentioned
+    conversation, message, outcomes, now, contact: Contact, offer: dict, mentioned,
+    answer: dict,
 ) -> Reply:
     for outcome in outcomes:  # in the classifiers' priority order: the first "yes" decides
         said = outcome.output
@@ -117,6 +125,8 @@ def _decide(
         return picked
     if contact:
         return _contact_saved(conversation, contact, now)
+    if answer:  # the visitor answered our lead question, and nothing else
+        return Reply(Route.QUALIFY_ANSWER, qualify.THANKS)
     failed = [o for o in outcomes if o.status in ("error", "timeout") or o.error]
     if not failed:
         handoffs.queue_handoff(conversation, message, "no classifier matched")
