@@ -49,6 +49,7 @@ class Route(models.TextChoices):
     FALLBACK = "fallback", "Fallback to a human"
     STAFF = "staff", "For staff (conversation claimed)"
     BUSY = "busy", "Busy: answer delayed (the process was at capacity)"
+    QUALIFY_ANSWER = "qualify_answer", "Lead question answered"
 
 
 class Conversation(models.Model):
@@ -84,6 +85,13 @@ class Conversation(models.Model):
         db_index=True,
         help_text="The language the bot writes in: the widget page's or the browser's at first, "
         "then the one the visitor writes in (agent.chat.language).",
+    )
+    qualification = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The lead questions asked (agent.crm.qualify): "
+        '{"asked": {"<fact>": times}, "pending": "<fact>", "after": <seq>}; {} when none.',
     )
 
     class Meta:

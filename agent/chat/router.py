@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from agent.chat import dialogue, homes, language
 from agent.chat.contact import Contact, display_phone, find_contact
 from agent.chat.reply import Reply
-from agent.crm import leads
+from agent.crm import leads, qualify
 from agent.llm.classifiers import (
     AppointmentChange,
     ListingFacts,
@@ -51,7 +51,9 @@ def route_turn(
     merged with the conversation's earlier ones; any other question about a listing). When
     none does: a pick from the offered times; contact details alone; else a person takes
     over. A phone number or email in the message
-    is saved whatever the route.
+    is saved whatever the route. A reply that found homes or booked a call may end with one
+    lead question (``agent.crm.qualify``), whose answer the next turn reads into the lead;
+    an answer nothing else routes is thanked (``qualify_answer``).
 
     Runs in a database transaction of the caller's (sync code; call it off the event loop);
     emails go out when it commits.
@@ -76,20 +78,26 @@ def route_turn(
     contact = _save_contact(conversation, message.text, now)
     offer, conversation.offer = conversation.offer or {}, {}
     criteria, spoken = conversation.search, conversation.language
+    asked = conversation.qualification
     conversation.language = language.detect(message.text, spoken)
+    answer = qualify.read_answer(conversation, message)  # the lead question asked last turn
     with translation.override(conversation.language):
-        reply = _decide(conversation, message, outcomes, now, contact, offer, mentioned)
+        reply = _decide(conversation, message, outcomes, now, contact, offer, mentioned, answer)
+        lead = leads.record_turn(conversation, outcomes, now, answer)  # and its webhook events
+        reply = qualify.follow_up(
+            conversation, lead, message, reply, asked_last_turn="pending" in (asked or {})
+        )
     changed = [name for name, before in (("offer", offer), ("search", criteria),
-                                         ("language", spoken))
+                                         ("language", spoken), ("qualification", asked))
                if getattr(conversation, name) != before]
-    if changed:  # one UPDATE for both
+    if changed:  # one UPDATE for all
         conversation.save(update_fields=changed)
-    leads.record_turn(conversation, outcomes, now)  # the CRM's lead, and its webhook events
     return reply
 
 
 def _decide(
-    conversation, message, outcomes, now, contact: Contact, offer: dict, mentioned
+    conversation, message, outcomes, now, contact: Contact, offer: dict, mentioned,
+    answer: dict,
 ) -> Reply:
     for outcome in outcomes:  # in the classifiers' priority order: the first "yes" decides
         said = outcome.output
@@ -125,6 +133,8 @@ def _decide(
         return picked
     if contact:
         return _contact_saved(conversation, contact, now)
+    if answer:  # the visitor answered our lead question, and nothing else
+        return Reply(Route.QUALIFY_ANSWER, str(qualify.THANKS))
     failed = [o for o in outcomes if o.status in ("error", "timeout") or o.error]
     if not failed:
         handoffs.queue_handoff(conversation, message, "no classifier matched")

@@ -80,8 +80,9 @@ def criteria_of(conversation) -> dict:
     stored search criteria (``Conversation.search``: ``listings.search.Criteria`` as a dict).
 
     The place a visitor searched is kept as written (a town or a neighbourhood), bounded by
-    ``apply_criteria``. Intent, timeline and pre-approval are not learnt yet: no classifier
-    asks them. Unknown keys and None values are ignored by ``apply_criteria``.
+    ``apply_criteria``. Intent, timeline and pre-approval come from the answers to the lead
+    questions instead (``agent.crm.qualify``). Unknown keys and None values are ignored by
+    ``apply_criteria``.
     """
     search = getattr(conversation, "search", None)
     if not isinstance(search, dict):
@@ -115,7 +116,7 @@ def apply_criteria(lead: Lead, criteria: dict) -> list[str]:
     return changed
 
 
-def record_turn(conversation, outcomes: list, now: datetime) -> Lead:
+def record_turn(conversation, outcomes: list, now: datetime, answer: dict | None = None) -> Lead:
     """Fill the conversation's lead with what this turn learnt; see the module docstring.
 
     Args:
@@ -123,6 +124,8 @@ def record_turn(conversation, outcomes: list, now: datetime) -> Lead:
         outcomes: the turn's ``agent.llm.fanout.Outcome`` list; a parsed output with a
             ``listing_id`` (the pricing classifier's) adds that listing to the lead.
         now: the current time, aware.
+        answer: ``Lead`` field values the visitor's answer to a lead question gave
+            (``agent.crm.qualify.read_answer``: intent, timeline, preapproved), or None.
     Returns:
         The lead (the surviving one after a merge).
     """
@@ -137,6 +140,7 @@ def record_turn(conversation, outcomes: list, now: datetime) -> Lead:
         lead.listing_ids = [*lead.listing_ids, *new_ids][-50:]
         changed.append("listing_ids")
     changed += apply_criteria(lead, criteria_of(conversation))
+    changed += apply_criteria(lead, answer or {})
     lead.last_contact_at = now
     lead.save()
     merged_from = None

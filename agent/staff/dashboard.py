@@ -1,5 +1,6 @@
 """The admin dashboard: turns per route, handoffs and their wait, turn latency and classifier
-errors over the last 24 hours and 7 days, as small server-rendered SVG charts.
+errors, leads per day and the funnel from chat to booked viewing (``agent.crm.funnel``) over
+the last 24 hours and 7 days, as small server-rendered SVG charts.
 
 ``window_stats`` computes the figures with a few aggregate queries (percentiles by PostgreSQL's
 ``percentile_cont``); ``hbars`` and ``columns`` turn them into chart geometry for the template
@@ -7,7 +8,7 @@ errors over the last 24 hours and 7 days, as small server-rendered SVG charts.
 """
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Aggregate, Count, DurationField, F, FloatField, Q
@@ -15,6 +16,7 @@ from django.db.models.functions import Trunc
 from django.utils import timezone
 from django.views.generic import TemplateView
 
+from agent.crm import funnel as crm_funnel
 from agent.models import ClassifierCall, Handoff, Message
 from agent.staff.review import route_label
 
@@ -75,6 +77,8 @@ class WindowStats:
     classifier_calls: int = 0
     classifier_errors: int = 0
     errors_by_classifier: list[tuple[str, int, int]] = field(default_factory=list)
+    leads_per_day: list[tuple[date, int]] = field(default_factory=list)
+    funnel: crm_funnel.Funnel | None = None
 
     @property
     def error_rate(self) -> float | None:
@@ -90,6 +94,7 @@ def window_stats(window: Window, now: datetime) -> WindowStats:
     - Handoffs are those queued in the window; the wait is from queued to claimed, over those
       claimed (``handoffs_waiting`` still queued ones are not in it, so a long queue shows there).
     - A classifier call failed when it has an error (HTTP error, timeout, unparsable answer).
+    - Leads per day and the funnel: ``agent.crm.funnel`` (its docstring has the steps).
     """
     since = now - window.length
     stats = WindowStats(window, since)
@@ -139,6 +144,8 @@ def window_stats(window: Window, now: datetime) -> WindowStats:
     stats.errors_by_classifier = [(row["classifier"], row["errors"], row["n"]) for row in calls]
     stats.classifier_calls = sum(n for _, _, n in stats.errors_by_classifier)
     stats.classifier_errors = sum(e for _, e, _ in stats.errors_by_classifier)
+    stats.leads_per_day = crm_funnel.leads_per_day(since, now)
+    stats.funnel = crm_funnel.funnel(since, now)
     return stats
 
 
@@ -256,6 +263,11 @@ def chart_context(stats: WindowStats) -> dict:
             for name, errors, n in stats.errors_by_classifier
         ]),
         "latency_chart": columns(stats.latency_by_bucket, stats.window.bucket),
+        "leads_chart": hbars([(f"{day:%a %d %b}", n, str(n)) for day, n in stats.leads_per_day]),
+        "funnel_chart": hbars([
+            (label, n, f"{n} ({n / top:.0%})" if top else str(n))
+            for top in [stats.funnel.conversations] for label, n in stats.funnel.steps
+        ]),
     }
 
 

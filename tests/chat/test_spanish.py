@@ -86,6 +86,7 @@ def test_manana_a_las_3_books_tomorrow_at_three_pm_in_spanish(
     assert reply.text == (
         "Su llamada con Anna Novak está reservada para el martes, 24 de noviembre a las 15:00 "
         "EST. Le estamos enviando una confirmación a ana@example.com."
+        "\n¿Busca comprar, alquilar o vender?"  # the lead's question, in Spanish too
     )
     assert Appointment.objects.get().starts_at == datetime(2026, 11, 24, 15, 0, tzinfo=NY)
     [email] = mail.outbox

@@ -125,7 +125,7 @@ def test_the_page_draws_the_figures_as_svg(admin_client, conversation):
     assert response.status_code == 200
     page = response.content.decode()
     assert "Last 24 hours" in page and "Last 7 days" in page
-    assert page.count('<svg class="chart"') == 8  # four charts per window
+    assert page.count('<svg class="chart"') == 12  # six charts per window
     assert "<title>Price given: 2</title>" in page
     assert "25.0% of 12 calls" in page
     assert "wait p90" in page
