@@ -90,7 +90,8 @@ def test_a_question_asked_twice_without_an_answer_is_not_asked_again(conversatio
 
 def test_a_booking_reply_asks_once_a_contact_is_known(conversation, realtors):
     reply = book(conversation)  # no contact: the booking reply asks for it itself
-    assert reply.route == Route.BOOKING and not reply.text.endswith(str(qualify.QUESTIONS["intent"]))
+    assert reply.route == Route.BOOKING
+    assert not reply.text.endswith(str(qualify.QUESTIONS["intent"]))
     assert conversation.qualification == {}
     booking_chat.say(conversation, "ann@example.com")
     reply = booking_chat.say(
