@@ -12,11 +12,16 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
-from listings import ics
-from listings.agencytime import format_slot
+from listings import ics, links
+from listings.agencytime import format_day, format_slot, local
 from listings.models import Appointment
 
 logger = logging.getLogger(__name__)
+
+LINK_LINE = "\nTo cancel or move this call: {url}\n"
+REMINDER_SUBJECT = "Reminder: your call with {realtor} on {when}"
+REMINDER_BODY = "This is a reminder of your call, in {lead}. {realtor} will call you.\n\n"
+AGENDA_SUBJECT = "Your calls on {day}"
 
 
 def _send(subject: str, body: str, to: str, appointment: Appointment, summary: str) -> bool:
@@ -61,7 +66,8 @@ def send_confirmation(appointment: Appointment, *, realtor: bool = True) -> int:
         sent += _send(
             f"Your call with {appointment.realtor} on {when}",
             f"Your call is booked. {appointment.realtor} will call you.\n\n"
-            f"{_details(appointment)}\n",
+            f"{_details(appointment)}\n"
+            + LINK_LINE.format(url=links.url_for(appointment)),
             appointment.visitor_email,
             appointment,
             f"Call with {appointment.realtor}",
@@ -96,7 +102,46 @@ def send_cancellation(appointment: Appointment, moved_to: Appointment | None = N
                 f"Call cancelled: {when}",
                 f"This call is cancelled.\n{note}\n{_details(appointment)}\n",
                 address,
-                appointment,
+                moved_to or appointment,  # a move's .ics updates the event, same UID
                 summary,
             )
     return sent
+
+
+def send_reminder(appointment: Appointment, lead: str) -> bool:
+    """Email the visitor a reminder of their call, with the cancel/move link and the .ics.
+
+    Args:
+        appointment: an active appointment with a ``visitor_email``.
+        lead: how long before the call, in words ("24 hours", "1 hour").
+    Returns:
+        Whether it went out.
+    """
+    when = format_slot(appointment.starts_at)
+    body = (REMINDER_BODY.format(lead=lead, realtor=appointment.realtor)
+            + f"{_details(appointment)}\n" + LINK_LINE.format(url=links.url_for(appointment)))
+    subject = REMINDER_SUBJECT.format(realtor=appointment.realtor, when=when)
+    return _send(subject, body, appointment.visitor_email, appointment,
+                 f"Call with {appointment.realtor}")
+
+
+def send_agenda(realtor, appointments: list[Appointment]) -> bool:
+    """Email a realtor their calls of one agency-local day, earliest first (no .ics: their
+    calendar feed has them).
+
+    Args:
+        realtor: the ``Realtor``, with a user email.
+        appointments: that day's active appointments, at least one.
+    Returns:
+        Whether it went out.
+    """
+    subject = AGENDA_SUBJECT.format(day=format_day(appointments[0].starts_at))
+    body = "\n\n".join(
+        f"{local(a.starts_at):%H:%M %Z}\n{_details(a)}" for a in appointments) + "\n"
+    message = EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, [realtor.user.email])
+    try:
+        message.send()
+    except Exception:  # SMTP and socket errors alike: logged, staff see it
+        logger.exception("could not email %s their agenda", realtor.user.email)
+        return False
+    return True
