@@ -23,11 +23,14 @@ NOT_OFFERED = "Please pick one of the times offered."
 
 
 def _offered(appointment: Appointment, day: date | None, now: datetime) -> list[datetime]:
+    """Free times to move to, the call's own time left out."""
     if day is not None:
-        return booking.free_slots_on(day, now=now, count=SLOTS_OFFERED, ignore=appointment)
-    return booking.nearest_free_slots(
-        appointment.starts_at, now=now, count=SLOTS_OFFERED, ignore=appointment
-    )
+        slots = booking.free_slots_on(day, now=now, count=SLOTS_OFFERED + 1, ignore=appointment)
+    else:
+        slots = booking.nearest_free_slots(
+            appointment.starts_at, now=now, count=SLOTS_OFFERED + 1, ignore=appointment
+        )
+    return [s for s in slots if s != appointment.starts_at][:SLOTS_OFFERED]
 
 
 def _day(raw: str) -> date | None:

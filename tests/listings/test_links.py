@@ -45,6 +45,7 @@ def test_the_confirmation_carries_the_link_and_the_page_offers_free_times(call, 
     text = page.content.decode()
     assert "Tuesday, November 24 at 10:00 EST" in text
     assert "Tuesday, November 24 at 09:30 EST" in text  # a free time near the call
+    assert 'value="2026-11-24T15:00:00+00:00"' not in text  # not the call's own time
     assert 'value="cancel"' in text and "csrfmiddlewaretoken" in text
     day = client.get(path_of(call), {"day": "2026-11-27"}).content.decode()
     assert "Friday, November 27 at 09:00 EST" in day
