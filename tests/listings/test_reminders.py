@@ -166,3 +166,16 @@ def test_the_realtor_gets_the_days_agenda_once_from_the_morning_hour():
     assert agenda.subject == "Your calls on Tuesday, March 16"
     assert agenda.body.index("10:00 EDT") < agenda.body.index("14:00 EDT")
     assert reminders.send_agendas(day.replace(hour=7, minute=1), 7) == 0  # once a day
+
+
+@pytest.mark.django_db
+def test_the_periodic_task_sends_what_is_due_at_its_tick():
+    from agent import tasks
+
+    starts = datetime(2027, 3, 16, 10, 0, tzinfo=NY)
+    make_call(make_realtor(), starts, booked_at=starts - timedelta(days=3))
+    tick = int((starts - timedelta(hours=1)).timestamp())
+    # procrastinate calls the task with the tick's unix time; 09:00 is past AGENDA_HOUR (7)
+    assert tasks.reminders(tick) == 2
+    assert tasks.reminders(tick + 60) == 0
+    assert sorted(m.to[0] for m in mail.outbox) == ["anna@agency.example", "vera@example.com"]
