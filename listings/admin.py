@@ -244,6 +244,13 @@ class AppointmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["listing", "conversation"]
     actions = ["confirm", "cancel"]
 
+    def save_model(self, request, obj, form, change):
+        """Save; an edit of the call's time, realtor or status is a change of its calendar
+        event (``sequence`` + 1, listings/ics.py)."""
+        if change and {"starts_at", "ends_at", "realtor", "status"} & set(form.changed_data):
+            obj.sequence += 1
+        super().save_model(request, obj, form, change)
+
     @admin.action(description="Confirm selected calls", permissions=["change"])
     def confirm(self, request, queryset):
         count = queryset.filter(status=Appointment.Status.BOOKED).update(
