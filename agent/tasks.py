@@ -6,6 +6,8 @@ worker`` runs them, several workers at once safely).
   ``notify_overdue_handoffs --every 60``; the command stays for cron).
 - ``purge``, daily at 03:30 (server time): ``agent.ops.retention.purge`` with
   ``RETENTION_DAYS`` (the command stays for ``--dry-run`` and ``--delete``).
+- ``reminders``, every minute: ``listings.reminders.send_due`` (visitor reminders 24 h and
+  1 h before a call, realtors' morning agendas), each email claimed once across workers.
 - ``rescue_stalled``, every minute: jobs left ``doing`` by a worker that died (no heartbeat
   for ``TASKS_STALLED_SECONDS``) go back to ``todo``, so a killed worker loses nothing.
 
@@ -42,6 +44,15 @@ def purge(timestamp: int) -> None:
 
     counts = run_purge(datetime.fromtimestamp(timestamp, UTC), settings.RETENTION_DAYS)
     logger.info("retention: %s", counts)
+
+
+@app.periodic(cron="* * * * *", periodic_id="reminders")
+@app.task(name="reminders", queueing_lock="reminders")
+def reminders(timestamp: int) -> int:
+    """Send the reminders and agendas due at the tick's unix time. Returns emails sent."""
+    from listings.reminders import send_due
+
+    return send_due(datetime.fromtimestamp(timestamp, UTC))
 
 
 @app.periodic(cron="* * * * *", periodic_id="rescue_stalled")

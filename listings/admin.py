@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from agent.admin import contact, conversation_link
-from listings import booking
+from listings import booking, feeds
 from listings.agencytime import local, local_midnight
 from listings.models import (
     Appointment,
@@ -130,6 +130,24 @@ class RealtorAdmin(admin.ModelAdmin):
     list_select_related = ["user"]
     search_fields = ["user__first_name", "user__last_name", "user__email", "phone"]
     inlines = [WorkingHoursInline, DayOffInline]
+    actions = ["regenerate_feed", "revoke_feed"]
+
+    def has_manage_calendar_feed_permission(self, request):
+        """Feed actions need ``listings.manage_calendar_feed``."""
+        return request.user.has_perm("listings.manage_calendar_feed")
+
+    @admin.action(description="New calendar feed URL (the old one stops)",
+                  permissions=["manage_calendar_feed"])
+    def regenerate_feed(self, request, queryset):
+        for realtor in queryset:
+            url = feeds.regenerate(realtor)
+            self.message_user(request, f"{realtor}'s calendar feed: {url}", messages.SUCCESS)
+
+    @admin.action(description="Revoke calendar feed URL", permissions=["manage_calendar_feed"])
+    def revoke_feed(self, request, queryset):
+        for realtor in queryset:
+            feeds.revoke(realtor)
+        self.message_user(request, f"Revoked {queryset.count()} feed(s).", messages.SUCCESS)
 
     @admin.display(ordering="user__first_name")
     def name(self, obj):
@@ -225,6 +243,13 @@ class AppointmentAdmin(admin.ModelAdmin):
     search_fields = ["visitor_name", "visitor_email", "visitor_phone", "listing__listing_id"]
     raw_id_fields = ["listing", "conversation"]
     actions = ["confirm", "cancel"]
+
+    def save_model(self, request, obj, form, change):
+        """Save; an edit of the call's time, realtor or status is a change of its calendar
+        event (``sequence`` + 1, listings/ics.py)."""
+        if change and {"starts_at", "ends_at", "realtor", "status"} & set(form.changed_data):
+            obj.sequence += 1
+        super().save_model(request, obj, form, change)
 
     @admin.action(description="Confirm selected calls", permissions=["change"])
     def confirm(self, request, queryset):

@@ -283,7 +283,8 @@ def cancel(appointment: Appointment) -> None:
     """Cancel an appointment, which frees its time, and email the visitor and the realtor
     once the transaction commits."""
     appointment.status = Appointment.Status.CANCELLED
-    appointment.save(update_fields=["status"])
+    appointment.sequence += 1  # the calendar event's change (listings/ics.py)
+    appointment.save(update_fields=["status", "sequence"])
     transaction.on_commit(lambda: emails.send_cancellation(appointment))
     leads.appointment_event("appointment.cancelled", appointment)  # webhook outbox
 
@@ -291,7 +292,8 @@ def cancel(appointment: Appointment) -> None:
 def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> Appointment:
     """Move a call to a new time: book the new one (same realtor preferred), cancel the old one.
 
-    Both happen or neither does; emails go out once the transaction commits.
+    Both happen or neither does; emails go out once the transaction commits. The new row keeps
+    the old one's ``calendar_uid`` with the next ``sequence``: calendars move the same event.
 
     Returns:
         The new ``Appointment``.
@@ -316,6 +318,8 @@ def move(appointment: Appointment, starts_at: datetime, *, now: datetime) -> App
             appointment.status = old_status
             appointment.save(update_fields=["status"])
             raise
+        new.calendar_uid, new.sequence = appointment.calendar_uid, appointment.sequence + 1
+        new.save(update_fields=["calendar_uid", "sequence"])  # the same calendar event, moved
         leads.appointment_event(  # webhook outbox, with the move
             "appointment.moved", new, now, moved_from=leads.appointment_data(appointment)
         )

@@ -15,11 +15,19 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from listings import ics
-from listings.agencytime import format_slot
+from listings import ics, links
+from listings.agencytime import format_day, format_slot, local
 from listings.models import Appointment
 
 logger = logging.getLogger(__name__)
+
+# The visitor's texts, translated when sent, in their conversation's language.
+LINK_LINE = gettext_noop("To cancel or move this call: %(url)s")
+REMINDER_SUBJECT = gettext_noop("Reminder: your call with %(realtor)s on %(when)s")
+REMINDER_BODY = gettext_noop("This is a reminder of your call, in %(lead)s. %(realtor)s will "
+                             "call you.")
+REMINDER_LEADS = {"24 hours": gettext_noop("24 hours"), "1 hour": gettext_noop("1 hour")}
+AGENDA_SUBJECT = "Your calls on {day}"
 
 
 def _send(subject: str, body: str, to: str, appointment: Appointment, summary: str) -> bool:
@@ -72,7 +80,8 @@ def send_confirmation(appointment: Appointment, *, realtor: bool = True) -> int:
             sent += _send(
                 _("Your call with %(realtor)s on %(when)s") % words,
                 _("Your call is booked. %(realtor)s will call you.") % words
-                + f"\n\n{_details(appointment)}\n",
+                + f"\n\n{_details(appointment)}\n"
+                + link_line(appointment),
                 appointment.visitor_email,
                 appointment,
                 _("Call with %(realtor)s") % words,
@@ -115,7 +124,53 @@ def send_cancellation(appointment: Appointment, moved_to: Appointment | None = N
                 _("Call cancelled: %(when)s") % words,
                 _("This call is cancelled.") + f"\n{note}\n{_details(appointment)}\n",
                 address,
-                appointment,
+                moved_to or appointment,  # a move's .ics updates the event, same UID
                 _(summary) % words,
             )
     return sent
+
+
+def send_reminder(appointment: Appointment, lead: str) -> bool:
+    """Email the visitor a reminder of their call, with the cancel/move link and the .ics.
+
+    Args:
+        appointment: an active appointment with a ``visitor_email``.
+        lead: how long before the call, in words ("24 hours", "1 hour").
+    Returns:
+        Whether it went out.
+    """
+    with translation.override(visitor_language(appointment)):
+        words = {"realtor": appointment.realtor, "when": format_slot(appointment.starts_at),
+                 "lead": _(REMINDER_LEADS.get(lead, lead))}
+        body = (_(REMINDER_BODY) % words + f"\n\n{_details(appointment)}\n"
+                + link_line(appointment))
+        return _send(_(REMINDER_SUBJECT) % words, body, appointment.visitor_email, appointment,
+                     _("Call with %(realtor)s") % words)
+
+
+def link_line(appointment: Appointment) -> str:
+    """The confirmation's and reminders' line with the signed link to cancel or move the call
+    (``listings.links``), in the active language."""
+    return "\n" + _(LINK_LINE) % {"url": links.url_for(appointment)} + "\n"
+
+
+def send_agenda(realtor, appointments: list[Appointment]) -> bool:
+    """Email a realtor their calls of one agency-local day, earliest first (no .ics: their
+    calendar feed has them).
+
+    Args:
+        realtor: the ``Realtor``, with a user email.
+        appointments: that day's active appointments, at least one.
+    Returns:
+        Whether it went out.
+    """
+    subject = AGENDA_SUBJECT.format(day=format_day(appointments[0].starts_at))
+    body = "\n\n".join(
+        f"{local(a.starts_at):%H:%M %Z}\n{_details(a)}" for a in appointments) + "\n"
+    message = EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, [realtor.user.email])
+    try:
+        message.send()
+    except Exception:  # SMTP and socket errors alike: logged, staff see it
+        logger.exception("could not email %s their agenda", realtor.user.email)
+        return False
+    return True

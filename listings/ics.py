@@ -1,84 +1,106 @@
-"""The iCalendar (RFC 5545) text of one appointment, attached to booking emails.
+"""The iCalendar (RFC 5545) of appointments, built with the ``icalendar`` library: the .ics
+attached to booking emails and each realtor's calendar feed (``/calendar/<token>.ics``).
 
-Times are written in UTC (``...Z``), which every calendar shows in its user's own zone, so no
-VTIMEZONE block is needed. Lines end in CRLF and are folded at 75 octets, as RFC 5545 asks.
+Times are written in the agency's zone (``TZID``) with its ``VTIMEZONE``; escaping and line
+folding are the library's. An appointment's event keeps one ``UID`` across a move (the new row
+carries ``calendar_uid``) and a ``SEQUENCE`` that grows with each change, so a calendar updates
+the event it has rather than adding another.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from icalendar import Alarm, Calendar, Event, vCalAddress
 
+from listings.agencytime import local
 from listings.models import Appointment
 
 PRODID = "-//Real-estate agency chat//Bookings//EN"
-
-
-def escape(text: str) -> str:
-    """Escape a TEXT value: backslash, semicolon, comma and newlines (RFC 5545 3.3.11)."""
-    return (
-        text.replace("\\", "\\\\")
-        .replace(";", "\\;")
-        .replace(",", "\\,")
-        .replace("\r\n", "\\n")
-        .replace("\n", "\\n")
-    )
-
-
-def fold(line: str) -> str:
-    """Fold a content line into chunks of at most 75 octets, continuations starting with a
-    space (RFC 5545 3.1); never splits a UTF-8 character."""
-    chunks, current, size = [], "", 0
-    for char in line:
-        width = len(char.encode())
-        limit = 75 if not chunks else 74  # a continuation line starts with one space
-        if size + width > limit:
-            chunks.append(current)
-            current, size = "", 0
-        current += char
-        size += width
-    chunks.append(current)
-    return "\r\n ".join(chunks)
-
-
-def stamp(moment: datetime) -> str:
-    """A UTC DATE-TIME value: ``20261124T150000Z``."""
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+ALARM_BEFORE = timedelta(minutes=15)  # the VALARM's display reminder before each call
 
 
 def uid(appointment: Appointment) -> str:
-    """The event's stable UID, so a cancellation replaces the invitation in calendars."""
+    """The event's stable UID, ``<calendar_uid>@<from-address domain>``, the same for a call
+    and the call it was moved to."""
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
-    return f"appointment-{appointment.pk}@{domain}"
+    return f"{appointment.calendar_uid}@{domain}"
+
+
+def event(appointment: Appointment, *, summary: str, description: str, now: datetime) -> Event:
+    """The VEVENT of one appointment, ``STATUS:CANCELLED`` once cancelled, with a VALARM
+    ``ALARM_BEFORE`` the start.
+
+    Args:
+        appointment: a saved appointment (UTC times).
+        summary, description: plain text for the event's title and notes.
+        now: the time of writing, aware (DTSTAMP).
+    """
+    cancelled = appointment.status == Appointment.Status.CANCELLED
+    item = Event()
+    item.add("uid", uid(appointment))
+    item.add("dtstamp", now.astimezone(UTC))
+    item.add("dtstart", local(appointment.starts_at))
+    item.add("dtend", local(appointment.ends_at))
+    item.add("sequence", appointment.sequence)
+    item.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    item.add("summary", summary)
+    item.add("description", description)
+    organizer = vCalAddress(f"mailto:{settings.DEFAULT_FROM_EMAIL.strip('<>')}")
+    item.add("organizer", organizer)
+    if not cancelled:
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", summary)
+        alarm.add("trigger", -ALARM_BEFORE)
+        item.add_component(alarm)
+    return item
+
+
+def _calendar(method: str | None, events: list[Event], name: str = "") -> str:
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    if method:
+        cal.add("method", method)
+    if name:
+        cal.add("x-wr-calname", name)
+    for item in events:
+        cal.add_component(item)
+    cal.add_missing_timezones()
+    return cal.to_ical().decode()
 
 
 def calendar(appointment: Appointment, *, summary: str, description: str, now: datetime) -> str:
-    """The VCALENDAR text for an appointment: an invitation (``METHOD:REQUEST``) while it is
-    active, a cancellation (``METHOD:CANCEL``, ``STATUS:CANCELLED``) once cancelled.
+    """The VCALENDAR text for an email: an invitation (``METHOD:REQUEST``) while the
+    appointment is active, a cancellation (``METHOD:CANCEL``) once cancelled.
 
-    Args:
-        appointment: a saved appointment.
-        summary, description: plain text for the event's title and notes.
-        now: the time of writing, aware (DTSTAMP).
-    Returns:
-        The iCalendar text, CRLF line endings.
+    Args: as ``event``. Returns: the iCalendar text, CRLF line endings, folded.
     """
     cancelled = appointment.status == Appointment.Status.CANCELLED
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        f"PRODID:{PRODID}",
-        "CALSCALE:GREGORIAN",
-        f"METHOD:{'CANCEL' if cancelled else 'REQUEST'}",
-        "BEGIN:VEVENT",
-        f"UID:{uid(appointment)}",
-        f"DTSTAMP:{stamp(now)}",
-        f"DTSTART:{stamp(appointment.starts_at)}",
-        f"DTEND:{stamp(appointment.ends_at)}",
-        f"SEQUENCE:{1 if cancelled else 0}",
-        f"STATUS:{'CANCELLED' if cancelled else 'CONFIRMED'}",
-        f"SUMMARY:{escape(summary)}",
-        f"DESCRIPTION:{escape(description)}",
-        "END:VEVENT",
-        "END:VCALENDAR",
-    ]
-    return "".join(fold(line) + "\r\n" for line in lines)
+    method = "CANCEL" if cancelled else "REQUEST"
+    return _calendar(method, [event(appointment, summary=summary, description=description,
+                                    now=now)])
+
+
+def feed(realtor, appointments, *, now: datetime) -> str:
+    """A realtor's calendar feed: one event per appointment given (the caller picks the
+    upcoming active ones), named after the realtor, no METHOD (a subscription, RFC 5545).
+
+    Args:
+        realtor: the ``Realtor``.
+        appointments: their appointments, with ``listing`` loaded.
+        now: the time of writing, aware.
+    Returns:
+        The iCalendar text.
+    """
+    events = []
+    for appointment in appointments:
+        who = appointment.visitor_name or "a chat visitor"
+        contact = (appointment.visitor_name, appointment.visitor_email, appointment.visitor_phone)
+        lines = ["Visitor: " + (" · ".join(v for v in contact if v) or "no contact details")]
+        if appointment.listing is not None:
+            lines.append(f"Listing: {appointment.listing}")
+        events.append(event(appointment, summary=f"Call with {who}",
+                            description="\n".join(lines), now=now))
+    return _calendar(None, events, name=f"Calls: {realtor}")

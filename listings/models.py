@@ -1,5 +1,6 @@
 """Listings, the realtors who take calls, and the appointments booked with them."""
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -175,9 +176,15 @@ class Realtor(models.Model):
     buffer_minutes = models.PositiveSmallIntegerField(
         "buffer after each call (minutes)", default=0, validators=[MaxValueValidator(240)]
     )
+    # SHA-256 (hex) of the private calendar feed token; the token itself is shown once.
+    calendar_token_hash = models.CharField(
+        max_length=64, null=True, blank=True, unique=True, editable=False
+    )
+    agenda_sent_on = models.DateField(null=True, blank=True, editable=False)  # agency-local
 
     class Meta:
         ordering = ["user__first_name", "user__last_name"]
+        permissions = [("manage_calendar_feed", "Can regenerate or revoke calendar feed URLs")]
 
     def __str__(self):
         return self.user.get_full_name() or self.user.get_username()
@@ -271,6 +278,13 @@ class Appointment(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     blocked_until = models.DateTimeField(editable=False)
+    # The calendar event's UID, carried to the new row when a call moves; SEQUENCE counts
+    # the event's changes (RFC 5545 3.8.7.4), so a move or cancellation updates the event.
+    calendar_uid = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
+    sequence = models.PositiveIntegerField(default=0, editable=False)
+    # When each visitor reminder was claimed (listings/reminders.py); null: not yet.
+    reminded_24h_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reminded_1h_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["starts_at"]

@@ -188,6 +188,12 @@ HANDOFF_ALERT_EMAIL = env_emails("HANDOFF_ALERT_EMAIL")
 HANDOFF_ALERT_MINUTES = env_float("HANDOFF_ALERT_MINUTES", 10, minimum=1)
 # The site's address, for links in emails.
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
+# Days a signed cancel/move link in a booking email works (listings/links.py).
+APPOINTMENT_LINK_DAYS = env_int("APPOINTMENT_LINK_DAYS", 90, minimum=1)
+# Agency-local hour when each realtor gets the day's agenda by email (listings/reminders.py).
+AGENDA_HOUR = env_int("AGENDA_HOUR", 7, minimum=0)
+if AGENDA_HOUR > 23:
+    raise ImproperlyConfigured("AGENDA_HOUR must be an hour, 0 to 23")
 
 # Outgoing email (bookings, handoff alerts): on the console unless EMAIL_HOST names SMTP.
 EMAIL_HOST = env_str("EMAIL_HOST")

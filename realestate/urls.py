@@ -5,6 +5,7 @@ from django.urls import path
 
 from agent.chat import views
 from agent.staff import views as staff_views
+from listings import callpage, feeds
 from listings import views as listing_views
 
 urlpatterns = [
@@ -24,6 +25,9 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("listings/", listing_views.listing_list, name="listing-list"),
     path("listings/<str:listing_id>/", listing_views.listing_detail, name="listing-detail"),
+    # A realtor's private calendar feed, and a visitor's signed link to cancel or move a call.
+    path("calendar/<str:token>.ics", feeds.calendar_feed, name="calendar-feed"),
+    path("call/<str:token>/", callpage.call_page, name="call-link"),
 ]
 # Uploaded photos, served by Django only with DEBUG (static() adds nothing otherwise).
 urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -272,8 +272,9 @@ def test_emails_carry_the_right_local_time_and_an_ics(
         assert "Monday, March 15 at 10:00 EDT" in message.subject + message.body
         (name, ics, mimetype), = message.attachments
         assert (name, mimetype) == ("call.ics", "text/calendar")
-        assert "DTSTART:20270315T140000Z\r\n" in ics
-        assert "DTEND:20270315T143000Z\r\n" in ics
+        assert "DTSTART;TZID=America/New_York:20270315T100000\r\n" in ics
+        assert "DTEND;TZID=America/New_York:20270315T103000\r\n" in ics
+        assert "BEGIN:VTIMEZONE\r\n" in ics and "BEGIN:VALARM\r\n" in ics
         assert "METHOD:REQUEST\r\n" in ics
         assert all(len(line.encode()) <= 75 for line in ics.split("\r\n"))
 

@@ -123,3 +123,16 @@ def test_a_staff_booking_that_overlaps_is_a_form_error(admin_client, anna):
     assert response.status_code == 200
     assert "already has a call then" in str(response.context["adminform"].form.errors)
     assert Appointment.objects.count() == 1
+
+
+def test_a_staff_edit_of_the_time_is_a_new_sequence_of_the_same_event(admin_client, anna):
+    booked = call(anna, datetime(2030, 1, 8, 15, 0, tzinfo=UTC))
+    data = {"realtor": anna.pk, "status": "booked",
+            "starts_at_0": "2030-01-08", "starts_at_1": "11:00:00",
+            "ends_at_0": "2030-01-08", "ends_at_1": "11:30:00"}
+    url = reverse("admin:listings_appointment_change", args=[booked.pk])
+    assert admin_client.post(url, data).status_code == 302
+    edited = Appointment.objects.get()
+    assert (edited.calendar_uid, edited.sequence) == (booked.calendar_uid, 1)
+    admin_client.post(url, {**data, "visitor_name": "Vera"})  # not the time: same sequence
+    assert Appointment.objects.get().sequence == 1
