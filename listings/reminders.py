@@ -7,17 +7,21 @@ of their ``reminded_*_at`` in one transaction, so with several workers each goes
 send that fails after the claim is logged, not retried). The agenda is claimed by a
 conditional UPDATE of ``Realtor.agenda_sent_on``.
 
-Lead times are elapsed time on UTC datetimes: the 1 hour reminder of a 10:00 call goes out at
-09:00 local whatever the clocks did overnight; the 24 hour one 24 real hours before.
-A reminder is due once ``now`` passes the start minus its lead, if the call was booked before
-that moment (the confirmation said it all otherwise) and no nearer reminder is due yet.
+Lead times are taken off the call's agency-local wall-clock time, in PostgreSQL (issue 17: "a
+reminder for a 10:00 call the morning after the clocks change goes out at 10:00 local minus the
+lead time, not an hour off"): the 24 hour reminder of a 10:00 call goes out at 10:00 the day
+before (23 or 25 real hours before, across a change), the 1 hour one at 09:00. A reminder is
+due once ``now`` passes that moment, if the call was booked before it (the confirmation said it
+all otherwise) and no nearer reminder is due yet.
 """
 
 import logging
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import DateTimeField, F
+from django.db.models.expressions import RawSQL
 
 from listings import emails
 from listings.agencytime import local, local_midnight
@@ -35,12 +39,20 @@ LEADS = (
 
 def claim(field: str, lead: timedelta, nearer: timedelta | None, now: datetime) -> list[int]:
     """Mark as sent, and return the ids of, the appointments whose reminder ``field`` is due
-    at ``now``: active, with an email, starting within ``lead`` but not within ``nearer``
-    (whose own reminder will say it), booked before ``starts_at - lead``, not yet reminded.
-    Rows another worker holds are skipped (it has claimed them)."""
-    due = Appointment.objects.filter(
+    at ``now``: active, with an email, not yet reminded, whose reminder moment has come (the
+    call's agency-local wall-clock time minus ``lead``: a 10:00 call's 24-hour reminder goes
+    out at 10:00 the day before even when the clocks change in between, as issue 17 asks),
+    booked before that moment, and starting later than ``nearer`` from now (that nearer
+    reminder will say it). Rows another worker holds are skipped (it has claimed them)."""
+    zone = settings.AGENCY_TIMEZONE
+    due = Appointment.objects.annotate(
+        reminder_at=RawSQL(
+            f'(("{Appointment._meta.db_table}"."starts_at" AT TIME ZONE %s) - %s) AT TIME ZONE %s',
+            (zone, lead, zone), output_field=DateTimeField(),
+        )
+    ).filter(
         status__in=ACTIVE, starts_at__gt=now + (nearer or timedelta(0)),
-        starts_at__lte=now + lead, created_at__lte=F("starts_at") - lead,
+        reminder_at__lte=now, created_at__lte=F("reminder_at"),
         **{f"{field}__isnull": True},
     ).exclude(visitor_email="")
     with transaction.atomic():
@@ -90,6 +102,4 @@ def send_agendas(now: datetime, hour: int) -> int:
 def send_due(now: datetime) -> int:
     """Everything due at ``now``: visitor reminders and realtors' agendas (``AGENDA_HOUR``).
     Returns how many emails went out."""
-    from django.conf import settings
-
     return send_reminders(now) + send_agendas(now, settings.AGENDA_HOUR)

@@ -51,9 +51,9 @@ def reminder_ticks(start: datetime, end: datetime, step=timedelta(minutes=5)):
     ("call_local", "day_before_local"),
     [
         # Clocks go forward at 02:00 on 2027-03-14: the call is in EDT, the day before in EST.
-        (datetime(2027, 3, 14, 10, 0, tzinfo=NY), datetime(2027, 3, 13, 9, 0, tzinfo=NY)),
+        (datetime(2027, 3, 14, 10, 0, tzinfo=NY), datetime(2027, 3, 13, 10, 0, tzinfo=NY)),
         # Clocks go back at 02:00 on 2027-11-07: the call is in EST, the day before in EDT.
-        (datetime(2027, 11, 7, 10, 0, tzinfo=NY), datetime(2027, 11, 6, 11, 0, tzinfo=NY)),
+        (datetime(2027, 11, 7, 10, 0, tzinfo=NY), datetime(2027, 11, 6, 10, 0, tzinfo=NY)),
     ],
 )
 def test_reminders_go_out_24_hours_and_1_hour_before_across_a_clock_change(
@@ -62,12 +62,14 @@ def test_reminders_go_out_24_hours_and_1_hour_before_across_a_clock_change(
     call = make_call(make_realtor(), call_local, booked_at=call_local - timedelta(days=5))
     seen = reminder_ticks(call_local - timedelta(hours=26), call_local + timedelta(minutes=5))
     start = call_local.astimezone(UTC)
-    assert [tick for tick, _ in seen] == [start - timedelta(hours=24), start - timedelta(hours=1)]
+    assert [tick for tick, _ in seen] == [day_before_local, start - timedelta(hours=1)]
     # The 1 hour one at 09:00 local on the morning of the change, not 08:00 or 10:00.
     assert seen[1][0].astimezone(NY).replace(tzinfo=None) == datetime(2027, 1, 1, 9).replace(
         year=call_local.year, month=call_local.month, day=call_local.day)
-    # The 24 hour one 24 real hours before: 09:00 EST in March, 11:00 EDT in November.
+    # The 24 hour one at 10:00 local the day before (issue 17: 10:00 local minus the lead,
+    # not an hour off): 23 real hours before in March, 25 in November.
     assert seen[0][0] == day_before_local
+    assert start - seen[0][0] == timedelta(hours=23 if call_local.month == 3 else 25)
     assert all("Reminder: your call with Anna" in subject for _, subject in seen)
     call.refresh_from_db()
     assert call.reminded_24h_at == seen[0][0] and call.reminded_1h_at == seen[1][0]
@@ -179,3 +181,21 @@ def test_the_periodic_task_sends_what_is_due_at_its_tick():
     assert tasks.reminders(tick) == 2
     assert tasks.reminders(tick + 60) == 0
     assert sorted(m.to[0] for m in mail.outbox) == ["anna@agency.example", "vera@example.com"]
+
+
+@pytest.mark.django_db
+def test_a_spanish_visitors_reminder_is_in_spanish_with_its_link():
+    from agent.models import Conversation
+
+    starts = datetime(2027, 3, 16, 10, 0, tzinfo=NY)
+    call = make_call(make_realtor(), starts, booked_at=starts - timedelta(days=3))
+    Appointment.objects.filter(pk=call.pk).update(
+        conversation=Conversation.objects.create(language="es")
+    )
+    reminders.send_reminders(starts - timedelta(hours=1))
+    [email] = mail.outbox
+    assert email.subject == (
+        "Recordatorio: su llamada con Anna el martes, 16 de marzo a las 10:00 EDT"
+    )
+    assert email.body.startswith("Le recordamos su llamada, dentro de 1 hora. Anna le llamará.")
+    assert "Para cancelar o cambiar esta llamada: http" in email.body
