@@ -3,8 +3,10 @@
 With DEBUG off the settings refuse the public local key (issue 13), so the local tools, which
 all import ``realestate.dev.devdb``, give their processes a key of their own: 50 random
 characters made once and kept in ``.local-secret-key`` (git-ignored, mode 0600) beside
-``manage.py``, so sessions and widget tokens survive a restart. A SECRET_KEY already in the
-environment wins. Production never imports this package.
+``manage.py``, so sessions and widget tokens survive a restart. ``manage.py`` uses the file
+when it exists, so plain management commands work in such a checkout too; where it does not
+(a production host, which never runs the local tools), the settings' refusal stands. A
+SECRET_KEY already in the environment wins.
 """
 
 import os
