@@ -56,11 +56,8 @@ def of_request(request, page_lang: str | None = None) -> str:
 
 
 def detect(text: str, current: str) -> str:
-    """The language a visitor's message is written in, or ``current`` when unsure.
-
-    Reads the first ``DETECT_CHARS`` characters; a message with fewer than ``MIN_LETTERS``
-    letters, one langdetect gives less than ``MIN_PROBABILITY``, or one in an unsupported
-    language keeps ``current``. Deterministic (seeded).
+    """The language a visitor's message is written in, or ``current`` when unsure
+    (``guess``).
 
     Args:
         text: the visitor's message.
@@ -68,15 +65,25 @@ def detect(text: str, current: str) -> str:
     Returns:
         A ``settings.LANGUAGES`` code.
     """
+    return guess(text) or current
+
+
+def guess(text: str) -> str:
+    """The supported language a visitor's message is surely written in, or "" when unsure.
+
+    Reads the first ``DETECT_CHARS`` characters; a message with fewer than ``MIN_LETTERS``
+    letters, one langdetect gives less than ``MIN_PROBABILITY``, or one in an unsupported
+    language gives "". Deterministic (seeded). About 2 ms of CPU for a sentence: the turn runs
+    it in a worker thread while the classifiers answer, not on a database trip.
+    """
     sample = text[:DETECT_CHARS]
     if sum(char.isalpha() for char in sample) < MIN_LETTERS:
-        return current
+        return ""
     try:
         best = detect_langs(sample)[0]
     except LangDetectException:
-        return current
+        return ""
     found = supported(best.lang)
-    if found is None or best.prob < MIN_PROBABILITY or found == current:
-        return current
-    logger.info("the visitor writes %s (p=%.2f), not %s", found, best.prob, current)
+    if found is None or best.prob < MIN_PROBABILITY:
+        return ""
     return found

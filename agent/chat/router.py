@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 def route_turn(
     conversation: Conversation, message: Message, outcomes: list[Outcome], now: datetime,
-    mentioned: tuple | None = None,
+    mentioned: tuple | None = None, written: str | None = None,
 ) -> Reply:
     """Decide a turn's route and act on it: look up a price, book, cancel or move a call, save
     contact details, or queue a handoff.
@@ -70,6 +70,8 @@ def route_turn(
         now: the current time, aware.
         mentioned: ``agent.chat.dialogue.mentioned_in(message.text, ...)`` when the caller
             worked it out off the database thread; None: worked out here if needed.
+        written: ``agent.chat.language.guess(message.text)`` when the caller worked it out
+            off the database thread ("": unsure); None: worked out here.
     Returns:
         The ``Reply``, in the conversation's language, which follows the message's
         (``agent.chat.language.detect``). Nothing here raises for a classifier's answer;
@@ -79,7 +81,11 @@ def route_turn(
     offer, conversation.offer = conversation.offer or {}, {}
     criteria, spoken = conversation.search, conversation.language
     asked = conversation.qualification
-    conversation.language = language.detect(message.text, spoken)
+    if written is None:
+        written = language.guess(message.text)
+    conversation.language = written or spoken
+    if conversation.language != spoken:
+        logger.info("conversation %s now in %s, not %s", conversation.pk, written, spoken)
     answer = qualify.read_answer(conversation, message)  # the lead question asked last turn
     with translation.override(conversation.language):
         reply = _decide(conversation, message, outcomes, now, contact, offer, mentioned, answer)

@@ -7,6 +7,7 @@ synchronous ones touch the database and must run off the event loop (``sync_to_a
 import asyncio
 import logging
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -15,7 +16,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from agent import metrics
-from agent.chat import abuse, capacity, dialogue
+from agent.chat import abuse, capacity, dialogue, language
 from agent.chat.router import route_turn
 from agent.dbgate import db_trip
 from agent.llm.classifiers import HISTORY_MESSAGES, Classifier, as_label
@@ -133,7 +134,7 @@ def prepare_turn(
 
 
 def finish_turn(
-    message: Message, outcomes: list[Outcome], started: float, mentioned: tuple | None = None
+    message: Message, outcomes: list[Outcome], started: float, read: tuple | None = None
 ) -> Message | None:
     """Log the classifier calls, then route and store the assistant's reply in one transaction.
 
@@ -147,8 +148,9 @@ def finish_turn(
         message: the visitor's message of this turn.
         outcomes: what each classifier said.
         started: ``time.perf_counter()`` when the turn started.
-        mentioned: the day and time the message names (``dialogue.mentioned_in``), worked
-            out off the database thread; None: the router works it out if it needs it.
+        read: ``read_text(message.text, ...)``, worked out off the database thread: the day
+            and time the message names and the language it is written in; None: the router
+            works them out.
     Returns:
         The stored assistant message, with its route and the turn's latency in ms; or None
         when the bot stays silent: staff claimed the conversation while the classifiers ran
@@ -174,7 +176,10 @@ def finish_turn(
         if not mark_answered(message, unless_claimed=True):
             handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
             return None  # or another turn answered it
-        reply = route_turn(message.conversation, message, outcomes, timezone.now(), mentioned)
+        mentioned, written = read or (None, None)
+        reply = route_turn(
+            message.conversation, message, outcomes, timezone.now(), mentioned, written
+        )
         latency_ms = round((time.perf_counter() - started) * 1000)
         transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
         return Message.objects.store(
@@ -246,13 +251,17 @@ async def run_turn(
         deadline = asyncio.get_running_loop().time() + settings.TURN_BUDGET
         # dateparser's CPU work, in a worker thread while the classifiers answer: never on a
         # database thread (issue 13).
-        mentioned = asyncio.ensure_future(
-            asyncio.to_thread(dialogue.mentioned_in, message.text, timezone.now())
-        )
+        read = asyncio.ensure_future(asyncio.to_thread(read_text, message.text, timezone.now()))
         outcomes = await fan_out(
             client or get_client(), classifiers, history, timezone.localdate(), deadline
         )
-        return await db_trip(finish_turn, message, outcomes, started, await mentioned)
+        return await db_trip(finish_turn, message, outcomes, started, await read)
+
+
+def read_text(text: str, now: datetime) -> tuple:
+    """The CPU work on a visitor's text that the router needs, done in a worker thread while
+    the classifiers answer: ``(dialogue.mentioned_in(text, now), language.guess(text))``."""
+    return dialogue.mentioned_in(text, now), language.guess(text)
 
 
 BUSY_TEXT = (

@@ -8,7 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 
-from agent.chat import dialogue, turn
+from agent.chat import dialogue, language, turn
 from agent.llm.classifiers import Scheduling
 from agent.models import Conversation, Message, Route
 from listings.models import Appointment, Listing, Realtor
@@ -71,7 +71,8 @@ async def test_the_turn_parses_dates_off_the_database_thread(
 
     def finish_turn(*args):
         threads["database"] = threading.get_ident()
-        assert args[3] == (None, None)  # worked out before the trip
+        mentioned, written = args[3]  # worked out before the trip: dates and language
+        assert mentioned == (None, None) and written == language.guess("Hello there!")
         return finish(*args)
 
     monkeypatch.setattr(dialogue, "mentioned_in", mentioned_in)
