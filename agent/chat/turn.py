@@ -10,9 +10,7 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists
-from django.db.models.expressions import RawSQL
+from django.db import connection, transaction
 from django.utils import timezone
 
 from agent import metrics
@@ -27,6 +25,7 @@ from agent.models import (
     ClassifierCall,
     ClassifierConfig,
     Conversation,
+    Handoff,
     Message,
     Route,
 )
@@ -94,21 +93,32 @@ def page_note(listing_id: str) -> str:
     return f"The visitor is looking at listing {listing_id}."
 
 
-def _history_and_stamp(conversation_id) -> tuple[list[dict], int | None]:
-    """``chat_history`` and, in the same statement, the classifier configuration's stamp
-    (``agent.models.config_stamp``); None when the conversation has no message."""
-    latest = (
-        Message.objects.filter(conversation_id=conversation_id)
-        .exclude(route=Route.BUSY)  # our apology for a wait is nothing to classify
-        .order_by("-seq")
-        .annotate(config_stamp=RawSQL(f"({CONFIG_STAMP_SQL})", ()))
-        .only("role", "text", "page_listing")[:HISTORY_MESSAGES]
-    )
-    rows = list(latest)
-    history = [{"role": OPENAI_ROLES[m.role], "content": m.text} for m in reversed(rows)]
-    if rows and rows[0].role == Message.Role.USER and rows[0].page_listing:
-        history.append({"role": "system", "content": page_note(rows[0].page_listing)})
-    return history, rows[0].config_stamp if rows else None
+# The turn's first read, in one statement (raw SQL: the ORM's compiling of it cost more CPU
+# than PostgreSQL's running it, bench/README.md): the latest messages, the classifier
+# configuration's stamp and whether staff hold the conversation.
+HISTORY_SQL = (
+    f"SELECT m.role, m.text, m.page_listing, ({CONFIG_STAMP_SQL}), EXISTS ("
+    f"SELECT 1 FROM {Handoff._meta.db_table} h WHERE h.conversation_id = m.conversation_id "
+    f"AND h.status = '{Handoff.Status.CLAIMED}') "
+    f"FROM {Message._meta.db_table} m WHERE m.conversation_id = %s AND m.route <> '{Route.BUSY}' "
+    "ORDER BY m.seq DESC LIMIT %s"
+)
+
+
+def _history_and_stamp(conversation_id) -> tuple[list[dict], int | None, bool]:
+    """``chat_history``, and in the same statement the classifier configuration's stamp
+    (``agent.models.config_stamp``; None when the conversation has no message) and whether
+    staff hold the conversation (a claimed handoff). Our apologies for a wait (route
+    ``busy``) are nothing to classify and are left out."""
+    with connection.cursor() as cursor:
+        cursor.execute(HISTORY_SQL, [conversation_id, HISTORY_MESSAGES])
+        rows = cursor.fetchall()
+    history = [{"role": OPENAI_ROLES[role], "content": text} for role, text, *_ in reversed(rows)]
+    if rows and rows[0][0] == Message.Role.USER and rows[0][2]:
+        history.append({"role": "system", "content": page_note(rows[0][2])})
+    if not rows:
+        return history, None, False
+    return history, rows[0][3], rows[0][4]
 
 
 def prepare_turn(
@@ -116,18 +126,20 @@ def prepare_turn(
 ) -> tuple[list[dict], list[Classifier]] | None:
     """What a turn asks, in one trip off the event loop: the chat history and the enabled
     classifiers (cached until an edit, ``ClassifierConfig.enabled_classifiers``); one query
-    when the cache holds them.
+    when the cache holds them and staff do not hold the conversation.
 
     Args:
         conversation_id: the conversation's UUID.
-        message: the turn's visitor message, to check first whether staff hold the
-            conversation (``agent.staff.handoffs.route_to_staff``, which then marks it).
+        message: the turn's visitor message, to check whether staff hold the conversation,
+            and if so to mark it theirs (``agent.staff.handoffs.route_to_staff``, which checks
+            again in its UPDATE). A claim after this read is caught when the reply is stored
+            (``mark_answered``).
     Returns:
         ``(history, classifiers)``, or None when ``message`` is now for staff.
     """
-    if message is not None and handoffs.route_to_staff(message):
+    history, stamp, claimed = _history_and_stamp(conversation_id)
+    if message is not None and (claimed or stamp is None) and handoffs.route_to_staff(message):
         return None
-    history, stamp = _history_and_stamp(conversation_id)
     classifiers = ClassifierConfig.enabled_classifiers(stamp)
     abuse.saw_classifiers(len(classifiers))  # what the next turns are charged
     return history, classifiers
@@ -204,13 +216,25 @@ def mark_answered(message: Message, unless_claimed: bool = False) -> bool:
         True when this call marked it, so the caller's turn is the one to answer it.
     """
     now = timezone.now()
-    marked = Message.objects.filter(pk=message.pk, answered_at=None, route="")
-    if unless_claimed:
-        marked = marked.exclude(Exists(handoffs.claimed_handoffs()))
-    if marked.update(answered_at=now):
+    sql = MARK_SQL + (MARK_UNLESS_CLAIMED_SQL if unless_claimed else "")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, message.pk])
+        marked = cursor.rowcount
+    if marked:
         message.answered_at = now
         return True
     return False
+
+
+# mark_answered's UPDATE, raw for the reason of HISTORY_SQL's.
+MARK_SQL = (
+    f"UPDATE {Message._meta.db_table} m SET answered_at = %s "
+    "WHERE m.id = %s AND m.answered_at IS NULL AND m.route = ''"
+)
+MARK_UNLESS_CLAIMED_SQL = (
+    f" AND NOT EXISTS (SELECT 1 FROM {Handoff._meta.db_table} h "
+    f"WHERE h.conversation_id = m.conversation_id AND h.status = '{Handoff.Status.CLAIMED}')"
+)
 
 
 async def run_turn(
