@@ -142,7 +142,7 @@ def record_turn(conversation, outcomes: list, now: datetime, answer: dict | None
     changed += apply_criteria(lead, criteria_of(conversation))
     changed += apply_criteria(lead, answer or {})
     lead.last_contact_at = now
-    lead.save(update_fields=[*dict.fromkeys(changed), "last_contact_at"])  # a smaller UPDATE
+    lead.save(update_fields=[*dict.fromkeys(changed), "last_contact_at", "updated_at"])
     merged_from = None
     if "email" in changed or "phone" in changed:
         lead, merged_from = _merge(lead)
