@@ -28,6 +28,7 @@ from agent.models import (
     Handoff,
     Message,
     Route,
+    insert_rows,
 )
 from agent.staff import handoffs
 
@@ -168,7 +169,7 @@ def finish_turn(
         when the bot stays silent: staff claimed the conversation while the classifiers ran
         (the message is then theirs, route ``staff``), or another turn answered it first.
     """
-    ClassifierCall.objects.bulk_create(
+    insert_rows([
         ClassifierCall(
             message=message,
             classifier=o.classifier,
@@ -183,7 +184,7 @@ def finish_turn(
             error=o.error,
         )
         for o in outcomes
-    )
+    ])
     with transaction.atomic():
         if not mark_answered(message, unless_claimed=True):
             handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
