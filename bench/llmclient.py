@@ -15,7 +15,10 @@ Clients, each on a fresh event loop and a fresh client (a warm-up round first, n
 * ``httpx-pool``: the same with the keep-alive pool unbounded, the tuning option for httpx;
 * ``aiohttp``: ``agent.llm.client.LLMClient`` as it is now;
 * ``bare``: a plain ``aiohttp.ClientSession`` streamed post read to the end, no parsing or
-  checks: the floor.
+  checks: aiohttp's floor;
+* ``proto``: a sketch of the third option, a minimal HTTP/1.1 client on ``asyncio.Protocol``
+  (keep-alive pool, chunked bodies, the same SSE parsing and checks; no TLS, timeouts or
+  error handling): that option's floor, to weigh against writing and keeping one.
 
 Cases: ``C`` workers each making calls one after another (C = 1, 50, and 300 = 50 chats x 6
 calls), and ``early-exit``: C chats each sending the six classifiers at once, where two answer
@@ -33,6 +36,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,11 +114,100 @@ class BareClient:
         await self.session.close()
 
 
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection of ``ProtoClient``: bytes received wait in ``buffer``."""
+
+    def __init__(self):
+        self.transport = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future | None = None
+        self.lost = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.buffer += data
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def connection_lost(self, exc):
+        self.lost = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def more(self):
+        if self.lost:
+            raise ConnectionError("connection lost")
+        self.waiter = asyncio.get_running_loop().create_future()
+        await self.waiter
+
+    async def chunks(self):
+        """The pieces of a chunked body, to its end."""
+        buffer = self.buffer
+        while True:
+            while (eol := buffer.find(b"\r\n")) < 0:
+                await self.more()
+            size = int(bytes(buffer[:eol]).split(b";")[0], 16)
+            while len(buffer) < eol + 4 + size:
+                await self.more()
+            piece = bytes(buffer[eol + 2 : eol + 2 + size])
+            del buffer[: eol + 4 + size]
+            if not size:
+                return
+            yield piece
+
+
+class ProtoClient(llm.LLMClient):
+    """The sketch of a minimal HTTP/1.1 client on ``asyncio.Protocol`` (plain HTTP only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.idle: dict[tuple[str, int], list[_Connection]] = {}
+
+    async def _post(self, url, data, headers, timeout, api_style):
+        parts = urlsplit(url)
+        where = (parts.hostname, parts.port or 80)
+        idle = self.idle.setdefault(where, [])
+        if idle:
+            conn = idle.pop()
+        else:
+            _, conn = await asyncio.get_running_loop().create_connection(_Connection, *where)
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        conn.transport.write(
+            f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{head}"
+            f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        try:
+            while (end := conn.buffer.find(b"\r\n\r\n")) < 0:
+                await conn.more()
+            status = int(conn.buffer[9:12])
+            del conn.buffer[: end + 4]
+            chunks = conn.chunks()
+            if status != 200:
+                raise llm.LLMError(f"HTTP {status}", permanent=False)
+            content = await llm._openai_stream(chunks)
+            async for _ in chunks:  # the body's end: the connection can be reused
+                pass
+        except BaseException:
+            conn.transport.abort()
+            raise
+        idle.append(conn)
+        return content
+
+    async def aclose(self):
+        for conns in self.idle.values():
+            for conn in conns:
+                conn.transport.close()
+
+
 CLIENTS = {
     "httpx": HttpxClient,
     "httpx-pool": lambda: HttpxClient(keepalive=None),
     "aiohttp": llm.LLMClient,
     "bare": BareClient,
+    "proto": ProtoClient,
 }
 
 

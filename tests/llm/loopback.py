@@ -11,6 +11,7 @@ requests and answers; the client under test talks real HTTP/1.1 over TCP.
 """
 
 import inspect
+import ssl
 from dataclasses import replace
 
 import aiohttp.web
@@ -30,8 +31,9 @@ class LoopbackLLM:
     being sent) still running when the client hangs up is cancelled.
     """
 
-    def __init__(self, handler):
+    def __init__(self, handler, tls: ssl.SSLContext | None = None):
         self.handler = handler
+        self.tls = tls
         self.requests: list[httpx.Request] = []
         self.peers: set[tuple[str, int]] = set()
         self.port = 0
@@ -39,8 +41,9 @@ class LoopbackLLM:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1``."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        """``http://127.0.0.1:PORT/v1`` (``https://`` when made with ``tls``, a server-side
+        context)."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1"
 
     def at(self, server: Server) -> Server:
         """``server`` (style, key variable, slots) with its base URL pointed at this one."""
@@ -50,7 +53,7 @@ class LoopbackLLM:
         web_server = aiohttp.web.Server(self._handle, handler_cancellation=True)
         self._runner = aiohttp.web.ServerRunner(web_server, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         return self

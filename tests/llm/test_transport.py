@@ -1,12 +1,22 @@
 """The LLM client's connections: reused across turns, closed when a call is cancelled, never
-redirected; against loopback servers (``tests/llm/loopback.py``)."""
+redirected, TLS verified; against loopback servers (``tests/llm/loopback.py``). The self-signed
+certificate is made with ``cryptography`` (installed with daphne's TLS support)."""
 
 import asyncio
 import json
+import ssl
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from agent.llm import client as client_module
 from agent.llm.client import LLMClient, LLMError, Server
 from tests.llm.loopback import LoopbackLLM
 
@@ -128,3 +138,71 @@ async def test_a_server_that_does_not_answer_in_time_is_a_timeout():
         finally:
             await client.aclose()
     assert caught.value.timeout and not caught.value.permanent
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: ``(certificate PEM, key PEM)`` paths."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def tls_server(certificate) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+async def test_an_https_server_whose_certificate_is_not_trusted_gets_no_request(certificate):
+    async with LoopbackLLM(
+        lambda request: streamed('{"ok": true}'), tls=tls_server(certificate)
+    ) as llm:
+        client = LLMClient()
+        try:
+            with pytest.raises(LLMError, match="connection failed") as caught:
+                await client.complete_json(llm.at(Server("https://llm.test/v1")), BODY, 5)
+        finally:
+            await client.aclose()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+    assert not caught.value.permanent
+    assert llm.requests == []
+
+
+async def test_an_https_server_with_a_trusted_certificate_is_called(certificate, monkeypatch):
+    trusting = ssl.create_default_context(cafile=str(certificate[0]))
+    monkeypatch.setattr(client_module, "_tls_context", lambda: trusting)
+    async with LoopbackLLM(
+        lambda request: streamed('{"ok": true}'), tls=tls_server(certificate)
+    ) as llm:
+        client = LLMClient()
+        try:
+            data, _ = await client.complete_json(llm.at(Server("https://llm.test/v1")), BODY, 5)
+        finally:
+            await client.aclose()
+    assert data == {"ok": True}
+    assert [str(r.url) for r in llm.requests] == [f"{llm.base_url}/chat/completions"]
