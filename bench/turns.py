@@ -24,7 +24,7 @@ database, router or websocket (which flatters them):
 * ``sequential``: the three calls one after another, on one pooled ``httpx.AsyncClient``;
 * ``tutorial``: the tutorial's code as written: ``asyncio.gather`` of the three calls, each
   with a new ``aiohttp.ClientSession``, run by ``asyncio.run`` once per turn, each visitor on a
-  thread of its own as a threaded web server would, prices from a dict (aiohttp: bench-only).
+  thread of its own as a threaded web server would, prices from a dict.
 
 ``over ideal`` is the p50 turn latency minus what a perfect parallel engine would take: the
 slowest classifier's latency, or with early exit the deciding (pricing) classifier's.
@@ -487,8 +487,6 @@ def tutorial_peer(standin_url: str, concurrency: int, turns: int,
     """The tutorial's code as written: C threads (a threaded web server's), each running its
     visitor's turns with ``asyncio.run``; a turn is an ``asyncio.gather`` of the three calls,
     each on a new ``aiohttp.ClientSession``, and the price comes from a dict.
-
-    aiohttp is a bench-only install (``.venv/bin/pip install aiohttp``, bench/README.md).
     """
     import aiohttp
 

@@ -1,4 +1,4 @@
-"""The one seam for calls to LLM servers: streamed chat requests over one shared httpx client.
+"""The one seam for calls to LLM servers: streamed chat requests over one shared aiohttp session.
 
 Two API styles, chosen per server:
 
@@ -15,15 +15,19 @@ transient otherwise (timeouts, connection errors, cut streams, 429, 5xx).
 """
 
 import asyncio
+import functools
 import json
 import logging
 import os
+import ssl
 import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from time import time
 
-import httpx
+import aiohttp
+import certifi
 from django.conf import settings
 
 from agent.llm.guard import EndpointRefused, check_base_url, check_key_variable
@@ -145,18 +149,18 @@ def anthropic_body(body: dict) -> dict:
 
 
 class LLMClient:
-    """One shared ``httpx.AsyncClient`` for every LLM server, and each server's call slots.
+    """One shared ``aiohttp.ClientSession`` for every LLM server, and each server's call slots.
 
-    Args:
-        transport: an httpx transport, e.g. ``httpx.MockTransport`` in tests.
+    The session is made on the first call, on the running event loop, and bound to it: one
+    client per loop (``get_client``). Its pool has no cap (the per-server slots bound the
+    connections in flight) and keeps every connection handed back whole for
+    ``KEEPALIVE_SECONDS``, so a busy server's connections are reused rather than opened and
+    closed each turn; a call cancelled or failed mid-answer closes its connection instead.
+    aiohttp, not httpx, because it costs about a fifth of the CPU per call (bench/llmclient.py).
     """
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None):
-        # No pool cap: the per-server slots bound the connections.
-        self.http = httpx.AsyncClient(
-            transport=transport,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-        )
+    def __init__(self):
+        self._session: aiohttp.ClientSession | None = None
         self._slots: dict[Server, asyncio.Semaphore] = {}
 
     def slot(self, server: Server) -> asyncio.Semaphore:
@@ -164,6 +168,17 @@ class LLMClient:
         if server not in self._slots:
             self._slots[server] = asyncio.Semaphore(max(server.max_in_flight, 1))
         return self._slots[server]
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=0, keepalive_timeout=KEEPALIVE_SECONDS, ssl=_tls_context()
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),  # no server's cookie goes to another
+                trust_env=False,  # no proxy from the environment: calls go where the row says
+            )
+        return self._session
 
     async def complete_json(self, server: Server, body: dict, timeout: float) -> tuple[dict, str]:
         """Send one streamed chat request whose answer must be one JSON object.
@@ -187,87 +202,154 @@ class LLMClient:
             logger.error("LLM endpoint %s refused: %s", server.base_url, exc)
             raise LLMError(f"endpoint refused: {exc}", permanent=True) from exc
         base = server.base_url.rstrip("/")
+        headers = {"Content-Type": "application/json"}
         if server.api_style == "anthropic":
             url, payload = f"{base}/messages", anthropic_body(body)
-            headers = {"anthropic-version": ANTHROPIC_VERSION} | ({"x-api-key": key} if key else {})
+            headers["anthropic-version"] = ANTHROPIC_VERSION
+            if key:
+                headers["x-api-key"] = key
         else:
             url, payload = f"{base}/chat/completions", {**body, "stream": True}
-            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            if key:
+                headers["Authorization"] = f"Bearer {key}"
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        content = await self._post(url, data, headers, timeout, server.api_style)
+        return decode_answer(content)
+
+    async def _post(
+        self, url: str, data: bytes, headers: dict[str, str], timeout: float, api_style: str
+    ) -> str:
+        """POST ``data`` to ``url`` and return the answer's content text (``complete_json``).
+
+        Redirects are not followed (a 3xx is an ``HTTP 3xx`` error): an LLM endpoint must not
+        send our key elsewhere. A call that ends before its answer is whole (cancelled, an
+        error) closes its connection, which the server sees as the client going away.
+        """
+        steps = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
         try:
-            async with self.http.stream(
-                "POST", url, json=payload, headers=headers, timeout=httpx.Timeout(timeout)
-            ) as response:
-                if response.status_code != 200:
-                    raw = (await _read_bounded(response)).decode(errors="replace")[:RAW_LIMIT]
-                    status = response.status_code
+            response = await self._http().post(
+                url, data=data, headers=headers, timeout=steps, allow_redirects=False
+            )
+            try:
+                chunks = response.content.iter_any()
+                if response.status != 200:
+                    raw = (await _read_bounded(chunks)).decode(errors="replace")[:RAW_LIMIT]
+                    status = response.status
                     raise LLMError(
                         f"HTTP {status}",
                         permanent=400 <= status < 500 and status != 429,
                         raw=raw,
                         retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                     )
-                if server.api_style == "anthropic":
-                    content = await _anthropic_stream(response)
-                elif response.headers.get("content-type", "").startswith("text/event-stream"):
-                    content = await _openai_stream(response)
+                if api_style == "anthropic":
+                    content = await _anthropic_stream(chunks)
+                elif response.headers.get("Content-Type", "").startswith("text/event-stream"):
+                    content = await _openai_stream(chunks)
                 else:  # a server that ignored ``stream``
-                    content = _openai_completion(await _read_bounded(response))
-        except httpx.TimeoutException as exc:
+                    content = _openai_completion(await _read_bounded(chunks))
+                await _finish(response)
+            except BaseException:
+                response.close()  # mid-answer: never back to the pool
+                raise
+        except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
             raise LLMError(
                 f"timed out: {type(exc).__name__}", permanent=False, timeout=True
             ) from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise LLMError(f"connection failed: {exc!r}", permanent=False) from exc
-        content = content[:READ_LIMIT]
-        try:
-            data = json.loads(content)
-        except (ValueError, RecursionError) as exc:
-            raise LLMError("content is not JSON", permanent=True, raw=content[:RAW_LIMIT]) from exc
-        if not isinstance(data, dict):
-            raise LLMError(
-                "content is not a JSON object", permanent=True, raw=content[:RAW_LIMIT]
-            )
-        if not _shallow(data):
-            raise LLMError(
-                f"content nests deeper than {MAX_JSON_DEPTH} levels",
-                permanent=True,
-                raw=content[:RAW_LIMIT],
-            )
-        return data, content[:RAW_LIMIT]
+        return content
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+# Seconds an idle connection to an LLM server is kept for reuse (aiohttp's default too).
+KEEPALIVE_SECONDS = 15.0
+# Seconds allowed, once the answer is whole, for the rest of the body (the chunked terminator
+# that follows ``[DONE]`` at once); a slower server's connection is closed, its answer kept.
+DRAIN_SECONDS = 0.05
+DRAIN_LIMIT = 4096  # bytes of body after the answer read to save the connection
+
+
+async def _finish(response: aiohttp.ClientResponse) -> None:
+    """Hand the connection back to the pool once the body is read to its end, else close it.
+
+    After ``[DONE]`` or ``message_stop`` only the end of the chunked body is left; reading it
+    keeps the connection for the next call instead of opening a new one.
+    """
+    if not response.content.is_eof():
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                rest = await response.content.read(DRAIN_LIMIT + 1)
+                if len(rest) > DRAIN_LIMIT or not response.content.is_eof():
+                    response.close()
+                    return
+        except (TimeoutError, aiohttp.ClientError):
+            response.close()
+            return
+    response.release()
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS context of https endpoints: certificates verified against certifi's roots (as
+    httpx does), host names checked."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def decode_answer(content: str) -> tuple[dict, str]:
+    """The answer's content decoded: ``(JSON object, raw text for the log)``.
+
+    Raises:
+        LLMError: permanent, the content is not a JSON object or nests too deep.
+    """
+    content = content[:READ_LIMIT]
+    try:
+        data = json.loads(content)
+    except (ValueError, RecursionError) as exc:
+        raise LLMError("content is not JSON", permanent=True, raw=content[:RAW_LIMIT]) from exc
+    if not isinstance(data, dict):
+        raise LLMError("content is not a JSON object", permanent=True, raw=content[:RAW_LIMIT])
+    if not _shallow(data):
+        raise LLMError(
+            f"content nests deeper than {MAX_JSON_DEPTH} levels",
+            permanent=True,
+            raw=content[:RAW_LIMIT],
+        )
+    return data, content[:RAW_LIMIT]
 
 
 def _too_long() -> LLMError:
     return LLMError(f"answer over {READ_LIMIT} bytes", permanent=True)
 
 
-async def _read_bounded(response: httpx.Response) -> bytes:
-    """The response body, read up to ``READ_LIMIT`` bytes.
+async def _read_bounded(chunks: AsyncIterator[bytes]) -> bytes:
+    """The body from ``chunks`` (its pieces as they arrive), read up to ``READ_LIMIT`` bytes.
 
     Raises:
         LLMError: the body is longer (permanent); what was read is not kept.
     """
     body = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in chunks:
         body += chunk
         if len(body) > READ_LIMIT:
             raise _too_long()
     return bytes(body)
 
 
-async def _events(response: httpx.Response):
+async def _events(chunks: AsyncIterator[bytes]):
     """The ``data:`` payloads of a server-sent-events body, as strings, reading at most
     ``READ_LIMIT`` bytes of it (``LLMError`` past that, as from ``_read_bounded``).
 
     Lines are split from the raw bytes (``\n``, ``\r\n``; a payload is UTF-8 JSON or
-    ``[DONE]``, per the SSE spec and OpenAI's stream format) rather than through httpx's text
-    decoder and line splitter, which cost about a third of the stream's CPU (issue 16).
+    ``[DONE]``, per the SSE spec and OpenAI's stream format), with no text decoder or line
+    splitter of the HTTP library in the way (issue 16).
     """
     seen, rest = 0, b""
-    async for chunk in response.aiter_bytes():
+    async for chunk in chunks:
         seen += len(chunk)
         if seen > READ_LIMIT:
             raise _too_long()
@@ -299,7 +381,7 @@ def _not_a_stream(what: str, raw: list[str]) -> LLMError:
     return LLMError(f"not a {what} stream", permanent=True, raw="\n".join(raw)[:RAW_LIMIT])
 
 
-async def _openai_stream(response: httpx.Response) -> str:
+async def _openai_stream(chunks: AsyncIterator[bytes]) -> str:
     """The message content of a streamed chat completion.
 
     Raises:
@@ -307,7 +389,7 @@ async def _openai_stream(response: httpx.Response) -> str:
             error frame, or the stream ended before ``[DONE]`` (transient).
     """
     parts, raw = [], []
-    async for data in _events(response):
+    async for data in _events(chunks):
         raw.append(data)
         if data == "[DONE]":
             return "".join(parts)
@@ -339,7 +421,7 @@ def _openai_completion(body: bytes) -> str:
     return content
 
 
-async def _anthropic_stream(response: httpx.Response) -> str:
+async def _anthropic_stream(chunks: AsyncIterator[bytes]) -> str:
     """The forced tool call's input JSON, from a streamed Messages API response.
 
     Raises:
@@ -347,7 +429,7 @@ async def _anthropic_stream(response: httpx.Response) -> str:
             the stream ended before ``message_stop`` (transient).
     """
     parts, raw = [], []
-    async for data in _events(response):
+    async for data in _events(chunks):
         raw.append(data)
         try:
             event = json.loads(data)

@@ -2,7 +2,7 @@
 (issue 13, section 1): the admin form refuses it, and a row written past the form makes no
 request at all."""
 
-import httpx
+import aiohttp
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
@@ -99,6 +99,39 @@ def test_the_allow_lists_come_from_the_settings(settings):
         check_key_variable("LLM_API_KEY")
 
 
+def call_recording(monkeypatch, server, sent: list) -> None:
+    """Call ``server`` with every HTTP request the client would send recorded in ``sent``
+    (``(method, url)``) and not sent."""
+
+    async def record(session, method, url, **kwargs):  # every aiohttp request passes here
+        sent.append((method, str(url)))
+        raise RequestSent
+
+    monkeypatch.setattr(aiohttp.ClientSession, "_request", record)
+
+    async def call():
+        client = LLMClient()
+        try:
+            return await client.complete_json(server, BODY, timeout=2)
+        finally:
+            await client.aclose()
+
+    async_to_sync(call)()
+
+
+class RequestSent(Exception):
+    """What the recorder raises in place of sending."""
+
+
+def test_the_recorder_sees_the_request_of_an_allowed_row(monkeypatch):
+    server = ClassifierConfig.objects.select_related("endpoint").get(name="pricing")
+    server = server.as_classifier().server
+    sent = []
+    with pytest.raises(RequestSent):
+        call_recording(monkeypatch, server, sent)
+    assert sent == [("POST", f"{server.base_url.rstrip('/')}/chat/completions")]
+
+
 @pytest.mark.parametrize(
     ("fields", "says"),
     [
@@ -114,17 +147,8 @@ def test_a_row_forced_in_by_sql_makes_no_request(monkeypatch, fields, says):
     server = ClassifierConfig.objects.select_related("endpoint").get(name="pricing")
     server = server.as_classifier().server
     sent = []
-
-    async def call():
-        record = httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(500))
-        client = LLMClient(transport=record)
-        try:
-            return await client.complete_json(server, BODY, timeout=2)
-        finally:
-            await client.aclose()
-
     with pytest.raises(LLMError, match=says) as caught:
-        async_to_sync(call)()
+        call_recording(monkeypatch, server, sent)
     assert caught.value.permanent  # never retried
     assert sent == []
     assert "the-django-secret" not in str(caught.value)

@@ -1,7 +1,8 @@
 """The fan-out: parallel calls, one deadline per turn, retries, slots, and the early exit.
 
-Request shapes and retry rules run against ``httpx.MockTransport``; anything about the wire
-(streams cut short, hang-ups seen by the server, two servers) against the stand-in on loopback.
+Request shapes and retry rules run against a loopback server whose answers each test writes
+(``tests/llm/loopback.py``); streams cut short, hang-ups seen by the server and two servers
+against the stand-in on loopback.
 """
 
 import asyncio
@@ -25,6 +26,7 @@ from agent.llm.classifiers import (
 from agent.llm.client import RAW_LIMIT, READ_LIMIT, LLMClient, Server
 from agent.llm.fanout import fan_out
 from agent.llm.standin.server import StandinServer
+from tests.llm.loopback import LoopbackLLM
 
 TODAY = date(2026, 11, 22)
 HISTORY = [{"role": "user", "content": "How much is listing 654321?"}]
@@ -70,12 +72,16 @@ def answer(request: httpx.Request) -> httpx.Response:
 
 
 async def ask(handler, classifiers=ON_SERVER, budget: float = 2.0, history=HISTORY):
-    client = LLMClient(transport=httpx.MockTransport(handler))
-    try:
-        deadline = asyncio.get_running_loop().time() + budget
-        return await fan_out(client, classifiers, history, TODAY, deadline)
-    finally:
-        await client.aclose()
+    """Fan out over a loopback server answering with ``handler``; each classifier keeps its
+    server's style, key variable and slots, at the loopback's URL."""
+    async with LoopbackLLM(handler) as llm:
+        client = LLMClient()
+        try:
+            deadline = asyncio.get_running_loop().time() + budget
+            here = [replace(c, server=llm.at(c.server)) for c in classifiers]
+            return await fan_out(client, here, history, TODAY, deadline)
+        finally:
+            await client.aclose()
 
 
 # --- requests and answers ---------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The LLM client's adapters: request shapes and stream parsing, against httpx.MockTransport."""
+"""The LLM client's adapters: request shapes and stream parsing, against a loopback server
+whose answers each test writes (``tests/llm/loopback.py``)."""
 
 import json
 from datetime import date
@@ -8,6 +9,7 @@ import pytest
 
 from agent.llm.classifiers import PRICING, SCHEDULING
 from agent.llm.client import LLMClient, LLMError, Server, anthropic_body, retry_after_seconds
+from tests.llm.loopback import LoopbackLLM
 
 TODAY = date(2026, 11, 22)
 HISTORY = [
@@ -39,11 +41,14 @@ def anthropic_events(*partial_json: str, stop: bool = True) -> httpx.Response:
 
 
 async def call(server: Server, body: dict, handler) -> tuple[dict, str]:
-    client = LLMClient(transport=httpx.MockTransport(handler))
-    try:
-        return await client.complete_json(server, body, timeout=2)
-    finally:
-        await client.aclose()
+    """One call to ``server``'s style and key, sent to a loopback server answering with
+    ``handler``."""
+    async with LoopbackLLM(handler) as llm:
+        client = LLMClient()
+        try:
+            return await client.complete_json(llm.at(server), body, timeout=2)
+        finally:
+            await client.aclose()
 
 
 async def test_the_anthropic_adapter_sends_the_system_apart_and_the_schema_as_a_forced_tool(
@@ -62,7 +67,7 @@ async def test_the_anthropic_adapter_sends_the_system_apart_and_the_schema_as_a_
     assert data == {"asks_price": True, "listing_id": "654321"}
     assert raw == '{"asks_price": true, "listing_id": "654321"}'
     (request,) = seen
-    assert request.url == "https://anthropic.test/v1/messages"
+    assert request.url.path == "/v1/messages" and request.url.host == "127.0.0.1"
     assert request.headers["x-api-key"] == "sk-test"
     assert request.headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in request.headers
