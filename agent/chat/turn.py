@@ -190,6 +190,12 @@ def finish_turn(
             handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
             return None  # or another turn answered it
         mentioned, written = read or (None, None)
+        if not message._state.fields_cache.get("conversation"):
+            # Raw, for the reason of HISTORY_SQL's; the router reads it through the message.
+            message.conversation = next(iter(Conversation.objects.raw(
+                f"SELECT * FROM {Conversation._meta.db_table} WHERE id = %s",
+                [message.conversation_id],
+            )))
         reply = route_turn(
             message.conversation, message, outcomes, timezone.now(), mentioned, written
         )

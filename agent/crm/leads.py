@@ -45,6 +45,12 @@ def hot_q(now: datetime) -> Q:
     return reachable & concrete & Q(last_contact_at__gte=now - timedelta(days=HOT_DAYS))
 
 
+LEAD_OF_SQL = (
+    f"SELECT l.* FROM {Lead._meta.db_table} l JOIN {LeadConversation._meta.db_table} c "
+    "ON c.lead_id = l.id WHERE c.conversation_id = %s LIMIT 1"
+)
+
+
 def lead_for(conversation, now: datetime) -> Lead:
     """The conversation's lead, created (with ``lead.created``) when it has none.
 
@@ -55,9 +61,9 @@ def lead_for(conversation, now: datetime) -> Lead:
         The ``Lead``.
     """
     link = LeadConversation.objects.select_related("lead").filter(conversation=conversation)
-    found = link.first()
-    if found is not None:
-        return found.lead
+    # Raw, as every turn asks: the ORM's compiling of the join cost more CPU than running it.
+    for found in Lead.objects.raw(LEAD_OF_SQL, [conversation.pk]):
+        return found
     try:
         with transaction.atomic():
             lead = Lead.objects.create(
