@@ -94,7 +94,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "agent.live.LocalChannelLayer"}}
 
 TEMPLATES = [
     {
