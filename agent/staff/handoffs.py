@@ -297,7 +297,8 @@ def queue_frame() -> dict:
 
 def queue_counts() -> dict:
     """``{"waiting": queued handoffs, "open": queued and claimed ones, "counted": c}`` in one
-    query, whatever the queue's length (the ``status, created_at`` index).
+    query, whatever the queue's length; it counts entries of the ``status, created_at`` index
+    and reads no handoff's texts.
 
     ``counted`` is the next value of ``COUNT_SEQUENCE``, taken in the statement that counts:
     of two readings, the one with the higher ``counted`` is (but for two statements starting
