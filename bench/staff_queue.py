@@ -63,8 +63,7 @@ def main() -> int:
             for _ in range(n)
         )
         messages = Message.objects.bulk_create(
-            Message(conversation=c, seq=1, role=Message.Role.USER, text=TEXT)
-            for c in conversations
+            Message(conversation=c, seq=1, role=Message.Role.USER, text=TEXT) for c in conversations
         )
         Handoff.objects.bulk_create(
             Handoff(conversation=c, message=m, reason=TEXT)
@@ -78,8 +77,10 @@ def main() -> int:
 
         return change
 
-    print(f"{'open':>5} {'whole queue ms':>15} {'bytes':>7} {'change ms':>10} {'bytes':>6} "
-          f"{'new/old':>8}")
+    print(
+        f"{'open':>5} {'whole queue ms':>15} {'bytes':>7} {'change ms':>10} {'bytes':>6} "
+        f"{'new/old':>8}"
+    )
     total = 0
     for n in OPEN:
         add(n - total)
@@ -87,8 +88,10 @@ def main() -> int:
         newest = Handoff.objects.order_by("-pk").values_list("pk", flat=True).first()
         old_ms, old_bytes = best_ms(handoffs.queue_frame, args.runs)
         new_ms, new_bytes = best_ms(change_of(newest), args.runs)
-        print(f"{n:>5} {old_ms:>15.2f} {old_bytes:>7} {new_ms:>10.2f} {new_bytes:>6} "
-              f"{new_ms / old_ms:>8.2f}")
+        print(
+            f"{n:>5} {old_ms:>15.2f} {old_bytes:>7} {new_ms:>10.2f} {new_bytes:>6} "
+            f"{new_ms / old_ms:>8.2f}"
+        )
     return 0
 
 

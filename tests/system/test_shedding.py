@@ -71,7 +71,10 @@ def cluster(django_db_setup, llm, tmp_path_factory):
         "TURN_QUEUE_TIMEOUT": "60",
     }
     group = scaled.Cluster(
-        free_port(), [free_port(), free_port()], env, tmp_path_factory.mktemp("cluster"),
+        free_port(),
+        [free_port(), free_port()],
+        env,
+        tmp_path_factory.mktemp("cluster"),
         worker_env=[saturable, {}],
     )
     group.start()
