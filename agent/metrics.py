@@ -61,6 +61,12 @@ TURNS_SHED = Counter(
     "normal answer once a slot came.",
     registry=REGISTRY,
 )
+CONNECTIONS_SHED = Counter(
+    "chat_connections_shed",
+    "New chat sockets refused with HTTP 503 at the handshake because CHAT_SHED_WAITING turns "
+    "waited for a slot (agent.chat.shedding); nginx opens them on another worker.",
+    registry=REGISTRY,
+)
 TURN_QUEUE_SECONDS = Histogram(
     "chat_turn_queue_wait_seconds",
     "Time a turn waited for a turn slot before its classifier calls started.",

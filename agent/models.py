@@ -354,6 +354,12 @@ class Handoff(models.Model):
     alerted_at = models.DateTimeField(
         null=True, blank=True, help_text="When the overdue email went out (it goes once)."
     )
+    version = models.PositiveIntegerField(
+        default=1,
+        editable=False,
+        help_text="1 when queued, one more at each claim, release and resolve (under the row's "
+        "lock): staff screens apply a queue_change only if it is newer than what they hold.",
+    )
 
     class Meta:
         ordering = ["created_at"]

@@ -176,9 +176,8 @@ def postmaster_pid(database_url: str) -> int | None:
 def clear_staff_queue() -> int:
     """Resolve every open handoff, as staff who cleared the queue: each run starts alike.
 
-    Every handoff queued during a turn sends staff the queue of up to 200 open handoffs
-    (``agent.staff.handoffs.broadcast_queue``), whose cost grows with the queue; runs differ less
-    when none is open at the start. Returns how many were open.
+    Every handoff queued during a turn counts the open ones (``agent.staff.handoffs.
+    queue_counts``); runs differ less when none is open at the start. Returns how many were open.
     """
     from django.db import connections
     from django.utils import timezone

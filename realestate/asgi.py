@@ -11,10 +11,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from agent.chat import shedding  # noqa: E402
 from agent.chat.consumer import ChatConsumer  # noqa: E402
 from agent.chat.widget import ChatOriginValidator  # noqa: E402
 from agent.staff.consumer import StaffConsumer  # noqa: E402
 from realestate.proxy import TrustedProxies  # noqa: E402
+
+# A saturated worker's refusal of a new chat is an HTTP 503, which nginx retries elsewhere.
+shedding.install_daphne_denial()
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),

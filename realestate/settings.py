@@ -229,6 +229,9 @@ LLM_MAX_IN_FLIGHT = env_int("LLM_MAX_IN_FLIGHT", 96, minimum=1)
 TURN_MAX_OPEN = env_int("TURN_MAX_OPEN", 16, minimum=0)
 # Seconds a turn waits for one of those before the visitor is told "busy" (it goes on waiting).
 TURN_QUEUE_TIMEOUT = env_float("TURN_QUEUE_TIMEOUT", 3.0, minimum=0.1)
+# New chat sockets get HTTP 503 (nginx tries the next worker) while this many turns of the
+# process wait for one of those slots; 0: never (agent.chat.capacity.saturated).
+CHAT_SHED_WAITING = env_int("CHAT_SHED_WAITING", 16, minimum=0)
 # Retries of one classifier call after a connection error, 429 or 5xx (within TURN_BUDGET).
 LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3, minimum=0)
 # shared_prefix: context first, for vLLM's prefix cache; system_first: as in the tutorial.

@@ -9,8 +9,12 @@ turns past the gate never wait for an LLM slot. A turn that has waited ``TURN_QU
 seconds calls its ``on_busy`` (the consumer tells the visitor "busy, one moment") and goes on
 waiting: its message is answered when a slot comes, with no resend.
 
+While ``CHAT_SHED_WAITING`` turns wait (``saturated``), the chat socket refuses new
+connections with HTTP 503 and nginx opens them on another worker (``agent.chat.shedding``);
+the chats already open go on being served.
+
 Measured in ``/metrics``: ``chat_turns_waiting``, ``chat_turns_shed_total``,
-``chat_turn_queue_wait_seconds``.
+``chat_turn_queue_wait_seconds``, ``chat_connections_shed_total``.
 """
 
 import asyncio
@@ -25,6 +29,14 @@ from agent import metrics
 logger = logging.getLogger(__name__)
 
 _gates: "dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Semaphore]" = {}
+_waiting = 0  # turns of this process in turn_slot, waiting for their slot
+
+
+def saturated() -> bool:
+    """Whether at least ``CHAT_SHED_WAITING`` turns of this process wait for a turn slot
+    (never when it is 0): the process should take no new chats."""
+    bound = settings.CHAT_SHED_WAITING
+    return bool(bound) and _waiting >= bound
 
 
 def _gate(size: int) -> asyncio.Semaphore:
@@ -49,8 +61,10 @@ async def turn_slot(on_busy=None):
         yield 0.0
         return
     gate = _gate(size)
+    global _waiting
     started = time.perf_counter()
     metrics.TURNS_WAITING.inc()
+    _waiting += 1
     # One acquire, never cancelled by the timeout (so a slot granted at that instant is not
     # lost); cancelled only with this turn, giving back a slot it got meanwhile.
     acquire = asyncio.ensure_future(gate.acquire())
@@ -71,6 +85,7 @@ async def turn_slot(on_busy=None):
         raise
     finally:
         metrics.TURNS_WAITING.dec()
+        _waiting -= 1
     waited = time.perf_counter() - started
     metrics.TURN_QUEUE_SECONDS.observe(waited)
     try:

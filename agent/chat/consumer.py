@@ -28,7 +28,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
 from agent import metrics
-from agent.chat import abuse, orphans, turn
+from agent.chat import abuse, capacity, orphans, shedding, turn
 from agent.chat.widget import read_token
 from agent.dbgate import TripsOnly, db_trip
 from agent.live import conversation_group, publish
@@ -153,6 +153,10 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
                 self.address = None
 
     async def connect(self):
+        if capacity.saturated():  # HTTP 503: nginx opens the chat on another worker
+            metrics.CONNECTIONS_SHED.inc()
+            await shedding.refuse(self.base_send)
+            return
         address = abuse.client_address(self.scope)
         if not abuse.open_socket(address):
             # Accepted, so the client can read why (a refused handshake only shows as 1006).

@@ -11,27 +11,8 @@ user's sockets (4403) too. Every admin page of a user with the queue permission 
 the waiting-handoffs badge; the handoff screens use it for the queue, the transcript and the
 staff actions.
 
-Protocol (JSON text frames):
-    client → server  {"type": "watch", "conversation": "<uuid>", "after": n}
-                         follow a conversation (instead of the one watched before); ``after``
-                         (optional) is the last ``seq`` the screen holds
-                     {"type": "claim"|"release"|"resolve", "handoff": id}
-                     {"type": "message", "handoff": id, "text": "..."}   a reply to the visitor,
-                         1 to 2,000 characters after trimming, on a handoff one has claimed
-    server → client  {"type": "queue", "waiting": n, "handoffs": [...]}   on connect and after
-                         changes to the queue (``agent.staff.handoffs.queue_frame``): the
-                         oldest open handoffs, at most 50 and 24,000 bytes, plus "more": k
-                         when k open ones are left out, so the frame stays under daphne's
-                         32 KiB; the bot's new handoffs come at most once a second, together
-                     {"type": "history", "conversation": "<uuid>", "messages": [...]}  on watch
-                     the watched conversation's frames, as its visitor gets them: "message"
-                         (any role), "typing", "notice", "error" (a failed turn)
-                     {"type": "error", "code": ..., "message": ...}   a refused frame or action:
-                         bad_json, unknown_type, bad_handoff, bad_conversation, empty_text,
-                         text_too_long, not_found, resolved, not_claimed, already_claimed
-                         (the message names who has it), forbidden (see above), failed (a
-                         server error); the connection stays open, unless the user is no
-                         longer active staff
+The protocol (frames, error codes, close codes, how a screen orders the queue frames) is
+specified in README.md, section "Staff socket".
 
 Frames are decoded and encoded by channels' ``AsyncJsonWebsocketConsumer`` (``json.dumps`` with
 its default separators), as on the visitor's socket. Database trips go through
@@ -123,7 +104,8 @@ class StaffConsumer(AsyncJsonWebsocketConsumer):
         await self.receive_json(frame, **kwargs)
 
     async def receive_json(self, content, **kwargs):
-        """A decoded frame: watch a conversation, act on a handoff, or reply to a visitor."""
+        """A decoded frame: resend the queue, watch a conversation, act on a handoff, or reply
+        to a visitor."""
         frame = content
         kind = frame.get("type")
         try:
@@ -131,6 +113,8 @@ class StaffConsumer(AsyncJsonWebsocketConsumer):
                 return
             if kind == "watch":
                 await self.watch(frame)
+            elif kind == "queue":
+                await self.send_json(await db_trip(handoffs.queue_frame))
             elif kind in ACTIONS:
                 await db_trip(ACTIONS[kind], handoff_id(frame), self.user)
             elif kind == "message":
@@ -138,7 +122,7 @@ class StaffConsumer(AsyncJsonWebsocketConsumer):
                 await db_trip(handoffs.post_staff_message, handoff_id(frame), self.user, text)
             else:
                 await self.send_error(
-                    "unknown_type", "Frames are watch, claim, release, resolve or message."
+                    "unknown_type", "Frames are queue, watch, claim, release, resolve or message."
                 )
         except handoffs.HandoffRefused as exc:
             await self.send_error(exc.code, str(exc))
@@ -197,7 +181,8 @@ class StaffConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event["frame"])
 
     async def staff_frame(self, event):
-        """A frame for every staff socket (``agent.staff.handoffs.broadcast_queue``)."""
+        """A frame for every staff socket (``agent.staff.handoffs.send_to_staff``): a
+        ``queue_change``."""
         await self.send_json(event["frame"])
 
     async def send_error(self, code: str, message: str) -> None:

@@ -15,25 +15,23 @@ Every change is published once its transaction commits:
         {"type": "notice", "event": "joined"|"left", "name": "Anna",
          "text": "Anna has joined the chat"}
         {"type": "message", "role": "staff", "text": ..., "seq": n, "name": "Anna"}
-    to every staff socket (``STAFF_GROUP``): the queue frame of ``queue_frame()``.
+    to every staff socket (``STAFF_GROUP``): a ``queue_change`` frame of that one handoff
+    (``change_frame``). The whole (bounded) ``queue_frame()`` goes to a socket only when it
+    connects or asks for it. Both frames are specified in README.md, "Staff socket".
 
 Staff hours are in ``agent.staff.hours``, the overdue-handoff emails in ``agent.staff.alerts``.
 
 The functions touch the database: call them off the event loop (``agent.dbgate.db_trip``).
 """
 
-import asyncio
 import contextvars
 import json
 import logging
-import threading
-import time
-import weakref
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
-from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.text import Truncator
@@ -41,7 +39,6 @@ from django.utils.translation import gettext as _
 
 from agent import metrics
 from agent.crm import leads
-from agent.dbgate import db_trip
 from agent.live import publish
 from agent.models import Conversation, Handoff, Message, Route
 
@@ -51,7 +48,8 @@ STAFF_GROUP = "staff.queue"
 QUEUE_LIMIT = 50  # open handoffs listed in a queue frame, oldest first; ``waiting`` counts all
 # Bytes of JSON the listed handoffs may take: the frame stays under daphne's 32,768 (README).
 QUEUE_FRAME_BYTES = 24_000
-BROADCAST_EVERY = 1.0  # seconds: the bot's handoffs reach staff screens at most this often
+# Numbers each reading of the queue's counts, so a screen keeps the newest (migration 0024).
+COUNT_SEQUENCE = "agent_handoff_count_seq"
 
 
 class HandoffRefused(Exception):
@@ -86,7 +84,7 @@ def queue_handoff(conversation: Conversation, message: Message | None, reason: s
     if waiting is not None:
         return waiting
     handoff = Handoff.objects.create(conversation=conversation, message=message, reason=reason)
-    transaction.on_commit(broadcast_queue_soon)
+    _change_on_commit(handoff)
     transaction.on_commit(metrics.record_handoff_queued)  # a rolled-back turn queued none
     leads.handoff_event("handoff.queued", handoff)  # webhook outbox, in this transaction
     return handoff
@@ -143,9 +141,10 @@ def claim(handoff_id: int, user) -> Handoff:
         handoff.status = Handoff.Status.CLAIMED
         handoff.claimed_by = user
         handoff.claimed_at = handoff.claimed_at or timezone.now()
-        handoff.save(update_fields=["status", "claimed_by", "claimed_at"])
+        handoff.version += 1
+        handoff.save(update_fields=["status", "claimed_by", "claimed_at", "version"])
         _notice_on_commit(handoff.conversation_id, "joined", staff_name(user))
-        transaction.on_commit(broadcast_queue)
+        _change_on_commit(handoff)
     return handoff
 
 
@@ -169,9 +168,10 @@ def release(handoff_id: int, user) -> Handoff:
             raise HandoffRefused("not_claimed", "This handoff is not claimed.")
         handoff.status = Handoff.Status.QUEUED
         handoff.claimed_by = None
-        handoff.save(update_fields=["status", "claimed_by"])
+        handoff.version += 1
+        handoff.save(update_fields=["status", "claimed_by", "version"])
         _notice_on_commit(handoff.conversation_id, "left", staff_name(user))
-        transaction.on_commit(broadcast_queue)
+        _change_on_commit(handoff)
     return handoff
 
 
@@ -198,8 +198,9 @@ def resolve(handoff_id: int, user) -> Handoff:
         handoff.claimed_by = user
         handoff.claimed_at = handoff.claimed_at or now
         handoff.resolved_at = now
-        handoff.save(update_fields=["status", "claimed_by", "claimed_at", "resolved_at"])
-        transaction.on_commit(broadcast_queue)
+        handoff.version += 1
+        handoff.save(update_fields=["status", "claimed_by", "claimed_at", "resolved_at", "version"])
+        _change_on_commit(handoff)
         leads.handoff_event("handoff.resolved", handoff, now)  # webhook outbox
     return handoff
 
@@ -263,21 +264,19 @@ def route_to_staff(message: Message) -> bool:
 
 def queue_frame() -> dict:
     """The staff queue as a frame, small enough for any socket: ``{"type": "queue", "waiting":
-    n, "handoffs": [...]}``, plus ``"more": k`` when the list leaves open handoffs out.
+    n, "open": m, "counted": c, "limit": QUEUE_LIMIT, "handoffs": [...]}``, plus ``"more": k``
+    when the list leaves open handoffs out. Sent on connect and on a ``queue`` request
+    (README.md, "Staff socket"); each change after that is a ``change_frame``.
 
-    ``waiting`` counts the queued (unclaimed) handoffs.
+    ``waiting`` counts the queued (unclaimed) handoffs, ``open`` the queued and claimed ones,
+    ``counted`` numbers that reading of the counts (see ``queue_counts``).
     ``handoffs`` lists the oldest open ones, at most ``QUEUE_LIMIT`` and as many as fit in
-    ``QUEUE_FRAME_BYTES`` of JSON, each ``{"id", "conversation", "status", "queued_at" (ISO
-    8601), "reason", "text" (the visitor message, up to 200 characters), "visitor" (contact
-    details or ""), "claimed_by" (first name or null), "claimed_by_id" (user id or null),
-    "url" (the handoff's staff screen)}``; ``more`` is how many open ones it leaves out. So the
-    frame stays under daphne's 32 KiB message limit however long the queue: with 566 handoffs
-    queued, the whole list was 81,600 bytes, the socket closed and every badge showed "?"
-    (issue 16).
+    ``QUEUE_FRAME_BYTES`` of JSON, as ``queue_item``; ``more`` is how many open ones it leaves
+    out. So the frame stays under daphne's 32 KiB message limit however long the queue: with
+    566 handoffs queued, the whole list was 81,600 bytes, the socket closed and every badge
+    showed "?" (issue 16).
     """
-    counts = Handoff.objects.filter(
-        status__in=(Handoff.Status.QUEUED, Handoff.Status.CLAIMED)
-    ).aggregate(open=Count("pk"), waiting=Count("pk", filter=Q(status=Handoff.Status.QUEUED)))
+    frame = {"type": "queue", **queue_counts(), "limit": QUEUE_LIMIT}
     handoffs = (
         Handoff.objects.filter(status__in=(Handoff.Status.QUEUED, Handoff.Status.CLAIMED))
         .select_related("claimed_by", "message", "conversation")
@@ -290,14 +289,38 @@ def queue_frame() -> dict:
         if size > QUEUE_FRAME_BYTES:
             break
         items.append(item)
-    frame = {"type": "queue", "waiting": counts["waiting"], "handoffs": items}
-    if counts["open"] > len(items):
-        frame["more"] = counts["open"] - len(items)
+    frame["handoffs"] = items
+    if frame["open"] > len(items):
+        frame["more"] = frame["open"] - len(items)
     return frame
 
 
+def queue_counts() -> dict:
+    """``{"waiting": queued handoffs, "open": queued and claimed ones, "counted": c}`` in one
+    query, whatever the queue's length; it counts entries of the ``status, created_at`` index
+    and reads no handoff's texts.
+
+    ``counted`` is the next value of ``COUNT_SEQUENCE``, taken in the statement that counts:
+    of two readings, the one with the higher ``counted`` is (but for two statements starting
+    in the same instant) the later, so a screen keeps the counts of the highest it has seen
+    whatever order the frames arrive in.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT nextval('{COUNT_SEQUENCE}'),"  # a constant name, not input
+            " COUNT(*) FILTER (WHERE status = %s), COUNT(*)"
+            f" FROM {Handoff._meta.db_table} WHERE status IN (%s, %s)",
+            [Handoff.Status.QUEUED, Handoff.Status.QUEUED, Handoff.Status.CLAIMED],
+        )
+        counted, waiting, open_ = cursor.fetchone()
+    return {"waiting": waiting, "open": open_, "counted": counted}
+
+
 def queue_item(handoff: Handoff) -> dict:
-    """One handoff as an item of ``queue_frame()``'s ``handoffs`` list (keys as listed there).
+    """One handoff for staff screens: ``{"id", "conversation", "status" (queued, claimed or
+    resolved), "queued_at" (ISO 8601), "reason", "text" (the visitor message, up to 200
+    characters), "visitor" (contact details or ""), "claimed_by" (first name or null),
+    "claimed_by_id" (user id or null), "url" (the handoff's staff screen), "version"}``.
 
     ``handoff`` comes with ``conversation``, ``message`` and ``claimed_by`` loaded, or each
     costs a query.
@@ -321,45 +344,54 @@ def queue_item(handoff: Handoff) -> dict:
         "claimed_by": staff_name(handoff.claimed_by) if handoff.claimed_by else None,
         "claimed_by_id": handoff.claimed_by_id,
         "url": reverse("handoff_detail", args=[handoff.pk]),
+        "version": handoff.version,
     }
 
 
-def broadcast_queue() -> None:
-    """Send the current ``queue_frame()`` to every staff socket (sync code only)."""
-    async_to_sync(get_channel_layer().group_send)(
-        STAFF_GROUP, {"type": "staff.frame", "frame": queue_frame()}
+def change_frame(item: dict) -> dict:
+    """The frame that tells staff screens of one handoff's change: ``{"type": "queue_change",
+    "handoff": item, "waiting": n, "open": m, "counted": c}``, the counts as ``queue_counts``
+    reads them now (one query). ``item`` is ``queue_item`` of the handoff as changed; the frame
+    stays a few KB (under 32 KiB whatever the texts: ``queue_item`` cuts them to 200
+    characters)."""
+    return {"type": "queue_change", "handoff": item, **queue_counts()}
+
+
+def _change_on_commit(handoff: Handoff) -> None:
+    """Once the transaction commits, send ``change_frame`` of ``handoff`` to every staff
+    socket. The item is read now, under the row's lock (one query at most), so it is the
+    state of this very version; the counts are read after the commit."""
+    loaded = (
+        Handoff.conversation.is_cached(handoff)
+        and (handoff.message_id is None or Handoff.message.is_cached(handoff))
+        and (handoff.claimed_by_id is None or Handoff.claimed_by.is_cached(handoff))
     )
+    if not loaded:
+        handoff = Handoff.objects.select_related("claimed_by", "message", "conversation").get(
+            pk=handoff.pk
+        )
+    item = queue_item(handoff)
+    transaction.on_commit(lambda: send_to_staff(change_frame(item)))
 
 
-_soon = threading.Lock()
-# Per event loop: {"pending": a broadcast is scheduled and has not read the queue yet,
-# "after": time.monotonic() before which the next one waits}.
-_soon_state: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = (
-    weakref.WeakKeyDictionary()
-)
+def send_to_staff(frame: dict) -> None:
+    """Send ``frame`` to every staff socket (``STAFF_GROUP``), from sync code.
 
-
-def broadcast_queue_soon() -> None:
-    """``broadcast_queue``, coalesced: the first change after a quiet second goes out at once,
-    later ones together at most every ``BROADCAST_EVERY`` seconds, from the event loop (sync
-    code of a database trip or view; elsewhere it broadcasts at once). A spike of bot
-    handoffs then costs staff screens one frame a second instead of one per handoff (the
-    broadcast was 8% of the database thread under load, issue 16)."""
+    From a database trip or view run for the event loop, the send is scheduled on that loop
+    and this returns at once, so the database thread does not wait for the channel layer; a
+    failure is then logged. Elsewhere (a management command, a task) it is sent before this
+    returns.
+    """
     loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
     if loop is None or not loop.is_running():
-        broadcast_queue()
+        async_to_sync(get_channel_layer().group_send)(
+            STAFF_GROUP, {"type": "staff.frame", "frame": frame}
+        )
         return
-    with _soon:
-        state = _soon_state.setdefault(loop, {"pending": False, "after": 0.0})
-        if state["pending"]:
-            return
-        state["pending"] = True
-    delay = max(0.0, state["after"] - time.monotonic())
-    # A fresh context: the calling thread's (a database trip's) would make the broadcast's own
-    # trip look like a nested one to asgiref.
+    # A fresh context: the calling thread's (a database trip's) would make anything the send
+    # runs look nested in that trip to asgiref.
     loop.call_soon_threadsafe(
-        lambda: _keep(loop.create_task(_broadcast_after(state, delay))),
-        context=contextvars.Context(),
+        lambda: _keep(loop.create_task(_send(frame))), context=contextvars.Context()
     )
 
 
@@ -371,16 +403,11 @@ def _keep(task) -> None:
     task.add_done_callback(_tasks.discard)
 
 
-async def _broadcast_after(state: dict, delay: float) -> None:
-    await asyncio.sleep(delay)
-    with _soon:
-        state["pending"] = False  # a change from now on is not in the frame read below
-    state["after"] = time.monotonic() + BROADCAST_EVERY
+async def _send(frame: dict) -> None:
     try:
-        frame = await db_trip(queue_frame)
         await get_channel_layer().group_send(STAFF_GROUP, {"type": "staff.frame", "frame": frame})
     except Exception:
-        logger.exception("could not send the staff queue")
+        logger.exception("could not send staff a queue change")
 
 
 def notice_frame(event: str, name: str, language: str | None = None) -> dict:

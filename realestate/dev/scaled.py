@@ -105,19 +105,23 @@ class Cluster:
         env: the workers' environment (DATABASE_URL, REDIS_URL, LLM_BASE_URL, ...).
         folder: nginx's prefix and the logs, ``worker-<port>.log`` and ``error.log``.
         sockets_per_ip: nginx's cap on open websockets per client address.
+        worker_env: per worker, variables to add to ``env`` (one dict each, or None), e.g.
+            a worker of its own LLM server or turn cap in a test.
 
     ``kill_worker(i)`` and ``start_worker(i)`` take a worker away (SIGKILL, as a crash) and
     bring it back on the same port.
     """
 
     def __init__(self, port: int, worker_ports: list[int], env: dict[str, str], folder: Path,
-                 sockets_per_ip: int = SOCKETS_PER_IP):
+                 sockets_per_ip: int = SOCKETS_PER_IP,
+                 worker_env: list[dict[str, str]] | None = None):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.worker_ports = list(worker_ports)
         self.env = env
         self.folder = Path(folder)
         self.sockets_per_ip = sockets_per_ip
+        self.worker_env = worker_env or [{} for _ in self.worker_ports]
         self.workers: list[subprocess.Popen | None] = [None] * len(self.worker_ports)
         self.nginx: subprocess.Popen | None = None
 
@@ -145,7 +149,8 @@ class Cluster:
         self.folder.mkdir(parents=True, exist_ok=True)
         with log.open("a") as out:
             self.workers[index] = subprocess.Popen(
-                worker_command(port), cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+                worker_command(port), cwd=ROOT, env={**self.env, **self.worker_env[index]},
+                stdout=out, stderr=subprocess.STDOUT,
             )
         self._wait(port, self.workers[index], log)
 

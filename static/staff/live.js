@@ -1,7 +1,7 @@
 /*
  * The staff side of the chat, on every admin page (templates/admin/base_site.html).
  *
- * One websocket per tab at /ws/staff/ (protocol: agent/staff/consumer.py). Everywhere: the count
+ * One websocket per tab at /ws/staff/ (protocol: README.md, "Staff socket"). Everywhere: the count
  * of waiting handoffs in the header, with an optional sound when it goes up. On the handoff
  * queue: the list, live, with how long each visitor has waited. On a handoff: its live
  * transcript, claim / release / resolve, and the reply box.
@@ -70,7 +70,7 @@
     return td;
   }
 
-  function renderQueue(items) {
+  function renderQueue(items, more) {
     const body = queueTable.tBodies[0];
     const rows = items.map(function (item) {
       const row = document.createElement("tr");
@@ -85,27 +85,121 @@
       cell(row, "").appendChild(link);
       return row;
     });
-    if (!rows.length) {
+    if (!rows.length && !more) {
       const row = document.createElement("tr");
       cell(row, "No one is waiting.").colSpan = 6;
+      rows.push(row);
+    }
+    if (more) {
+      const row = document.createElement("tr");
+      row.className = "queue-more";
+      cell(row, "+ " + more + " more").colSpan = 6;
       rows.push(row);
     }
     body.replaceChildren(...rows);
   }
 
+  // The queue as this tab knows it (README.md, "Staff socket", on ordering): the oldest open
+  // handoffs, the newest version seen of each, and the counts of the highest "counted".
+  const queue = {
+    synced: false, // a "queue" frame came since the socket opened
+    early: [], // queue_change frames that came before it
+    items: [], // open handoffs shown, oldest first, at most limit
+    versions: new Map(), // handoff id -> highest version seen
+    resolved: new Set(), // ids seen resolved: they never come back
+    limit: 50,
+    counted: -1,
+    waiting: 0,
+    open: 0,
+    askedAt: 0,
+  };
+
+  function newer(item) {
+    if (queue.resolved.has(item.id)) return false;
+    return item.version > (queue.versions.get(item.id) || 0);
+  }
+
+  function remember(item) {
+    queue.versions.set(item.id, Math.max(item.version, queue.versions.get(item.id) || 0));
+    if (item.status === "resolved") queue.resolved.add(item.id);
+  }
+
+  function takeCounts(frame) {
+    if (frame.counted <= queue.counted) return;
+    queue.counted = frame.counted;
+    queue.waiting = frame.waiting;
+    queue.open = frame.open;
+  }
+
+  function byAge(a, b) {
+    return a.queued_at < b.queued_at ? -1 : a.queued_at > b.queued_at ? 1 : a.id - b.id;
+  }
+
+  // One handoff's change; returns whether it changed what this tab shows.
+  function applyChange(frame) {
+    takeCounts(frame);
+    const item = frame.handoff;
+    if (!newer(item)) return;
+    const complete = queue.items.length >= queue.open - 1; // held every open one before
+    remember(item);
+    const at = queue.items.findIndex(function (h) { return h.id === item.id; });
+    if (item.status === "resolved") {
+      if (at >= 0) queue.items.splice(at, 1);
+    } else if (at >= 0) {
+      queue.items[at] = item;
+    } else if (complete && queue.items.length < queue.limit) {
+      queue.items.push(item);
+      queue.items.sort(byAge);
+    }
+    if (screen && item.id === Number(screen.dataset.handoff)) showState(item);
+  }
+
   function onQueue(frame) {
-    count.textContent = String(frame.waiting);
-    count.classList.toggle("handoff-count--waiting", frame.waiting > 0);
-    if (lastWaiting !== null && frame.waiting > lastWaiting && soundBox.checked) beep();
-    lastWaiting = frame.waiting;
-    if (waitingText) waitingText.textContent = String(frame.waiting);
-    if (queueTable) renderQueue(frame.handoffs);
+    queue.synced = true;
+    // As many as the server's bound let it list (its limit, or fewer when its bytes ran out).
+    queue.limit = frame.more ? frame.handoffs.length : frame.limit;
+    takeCounts(frame);
+    queue.items = frame.handoffs.filter(function (item) {
+      return !queue.resolved.has(item.id);
+    });
+    queue.items.forEach(remember);
     if (screen) {
       const id = Number(screen.dataset.handoff);
       const item = frame.handoffs.find(function (h) { return h.id === id; });
       // Not listed: resolved, unless the frame left open handoffs out ("more").
       if (item) showState(item);
       else if (!frame.more) showState({ status: "resolved", claimed_by: null, claimed_by_id: null });
+    }
+    const early = queue.early;
+    queue.early = [];
+    early.forEach(applyChange);
+    showQueue();
+  }
+
+  function onQueueChange(frame) {
+    if (!queue.synced) {
+      queue.early.push(frame);
+      return;
+    }
+    applyChange(frame);
+    showQueue();
+  }
+
+  function showQueue() {
+    const waiting = queue.waiting;
+    count.textContent = String(waiting);
+    count.classList.toggle("handoff-count--waiting", waiting > 0);
+    if (lastWaiting !== null && waiting > lastWaiting && soundBox.checked) beep();
+    lastWaiting = waiting;
+    if (waitingText) waitingText.textContent = String(waiting);
+    if (!queueTable) return;
+    const more = Math.max(0, queue.open - queue.items.length);
+    renderQueue(queue.items, more);
+    // Resolved ones left a gap that handoffs this tab never got should fill: ask again.
+    if (more && queue.items.length < queue.limit && Date.now() - queue.askedAt > 2000) {
+      queue.askedAt = Date.now();
+      // As on connect: changes that come before the answer are applied after it.
+      if (send({ type: "queue" })) queue.synced = false;
     }
   }
 
@@ -199,6 +293,7 @@
 
   function handle(frame) {
     if (frame.type === "queue") onQueue(frame);
+    else if (frame.type === "queue_change") onQueueChange(frame);
     if (!screen) return;
     if (frame.type === "history") frame.messages.forEach(addMessage);
     else if (frame.type === "message") addMessage(frame);
@@ -212,6 +307,8 @@
     socket = new WebSocket(scheme + location.host + "/ws/staff/");
     socket.addEventListener("open", function () {
       retryMs = 1000;
+      queue.synced = false; // hold changes until this socket's "queue" frame
+      queue.early = [];
       if (screen) showError("");
       if (screen) send({ type: "watch", conversation: screen.dataset.conversation, after: lastSeq });
     });

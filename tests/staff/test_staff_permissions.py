@@ -111,7 +111,7 @@ async def test_chat_staff_get_in(staff_socket):
     history = await socket.receive_json_from(timeout=5)
     assert history["type"] == "history" and history["messages"][0]["text"] == "Is there a garage?"
     await socket.send_json_to({"type": "claim", "handoff": handoff.pk})
-    assert (await socket.receive_json_from(timeout=5))["type"] in ("notice", "queue")
+    assert (await socket.receive_json_from(timeout=5))["type"] in ("notice", "queue_change")
     await socket.disconnect()
 
 

@@ -93,7 +93,8 @@ async def frames_until(communicator, done, timeout=5):
 
 
 def is_queue(waiting):
-    return lambda frame: frame["type"] == "queue" and frame["waiting"] == waiting
+    """A ``queue_change`` frame (README, "Staff socket") leaving ``waiting`` handoffs queued."""
+    return lambda frame: frame["type"] == "queue_change" and frame["waiting"] == waiting
 
 
 def turn_over(frame):
@@ -109,7 +110,7 @@ async def queue_a_handoff(visitor, staff):
     """The visitor says something no classifier matches; return the queued handoff's id."""
     await say(visitor, NOBODY_ASKS)
     queue = (await frames_until(staff, is_queue(1)))[-1]
-    return queue["handoffs"][0]["id"]
+    return queue["handoff"]["id"]
 
 
 async def test_while_staff_hold_the_chat_the_bot_is_silent_and_messages_flow_both_ways(
@@ -117,7 +118,10 @@ async def test_while_staff_hold_the_chat_the_bot_is_silent_and_messages_flow_bot
 ):
     visitor, history = await connect()
     anna, queue = await staff_socket(sessions["anna"])
-    assert queue == {"type": "queue", "waiting": 0, "handoffs": []}
+    assert queue == {
+        "type": "queue", "waiting": 0, "open": 0, "counted": queue["counted"], "limit": 50,
+        "handoffs": [],
+    }
     handoff_id = await queue_a_handoff(visitor, anna)
 
     await anna.send_json_to({"type": "watch", "conversation": history["conversation"]})
@@ -132,8 +136,8 @@ async def test_while_staff_hold_the_chat_the_bot_is_silent_and_messages_flow_bot
     assert await visitor.receive_json_from(timeout=5) == joined
     frames = await frames_until(anna, is_queue(0))
     assert joined in frames
-    assert frames[-1]["handoffs"][0]["status"] == "claimed"
-    assert frames[-1]["handoffs"][0]["claimed_by"] == "Anna"
+    assert frames[-1]["handoff"]["status"] == "claimed"
+    assert frames[-1]["handoff"]["claimed_by"] == "Anna"
 
     calls_before = await ClassifierCall.objects.acount()
     await visitor.send_json_to({"type": "message", "text": "How much is listing 123456?"})
@@ -236,8 +240,8 @@ async def test_a_release_gives_the_chat_back_to_the_bot_and_queues_the_handoff_a
         "type": "notice", "event": "left", "name": "Anna", "text": "Anna has left the chat",
     }
     queue = (await frames_until(anna, is_queue(1)))[-1]
-    assert queue["handoffs"][0]["status"] == "queued"
-    assert queue["handoffs"][0]["claimed_by"] is None
+    assert queue["handoff"]["status"] == "queued"
+    assert queue["handoff"]["claimed_by"] is None
 
     frames = await say(visitor, "How much is listing 123456?")
     (reply,) = [f for f in frames if f.get("role") == "assistant"]
@@ -259,7 +263,7 @@ async def test_resolving_a_claimed_handoff_tells_the_visitor_and_the_bot_answers
     await visitor.receive_json_from(timeout=5)
     await anna.send_json_to({"type": "resolve", "handoff": handoff_id})
     assert (await visitor.receive_json_from(timeout=5))["text"] == "Anna has left the chat"
-    queue = (await frames_until(anna, lambda f: f["type"] == "queue" and not f["handoffs"]))[-1]
+    queue = (await frames_until(anna, lambda f: f["type"] == "queue_change" and not f["open"]))[-1]
     assert queue["waiting"] == 0
 
     frames = await say(visitor, "How much is listing 654321?")
@@ -321,7 +325,7 @@ async def test_every_staff_socket_sees_the_waiting_count_change(
     visitor, _ = await connect()
     handoff_id = await queue_a_handoff(visitor, anna)
     queue = (await frames_until(ben, is_queue(1)))[-1]
-    item = queue["handoffs"][0]
+    item = queue["handoff"]
     assert (item["id"], item["status"], item["reason"]) == (
         handoff_id, "queued", "no classifier matched",
     )

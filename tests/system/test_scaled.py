@@ -145,8 +145,8 @@ async def test_staff_on_one_worker_take_over_a_visitor_on_the_other(cluster, vis
         await visitor.send(json.dumps({"type": "message", "text": NOBODY_ASKS}))
         await frames_until(visitor, turn_over)
         # The handoff queued on the visitor's worker reaches the staff screen on the other.
-        queue = (await frames_until(staff, lambda f: f["type"] == "queue" and f["waiting"]))[-1]
-        handoff = queue["handoffs"][0]["id"]
+        change = (await frames_until(staff, lambda f: f["type"] == "queue_change"))[-1]
+        handoff = change["handoff"]["id"]
         await staff.send(json.dumps({"type": "claim", "handoff": handoff}))
         notice = (await frames_until(visitor, lambda f: f["type"] == "notice"))[-1]
         assert notice["text"] == "Anna has joined the chat"
