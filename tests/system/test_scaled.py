@@ -200,7 +200,7 @@ class KillRun:
 @pytest.fixture(scope="module")
 def worker_killed_mid_run(cluster, llm, django_db_blocker):
     """KILL_CHATS visitors through nginx, KILL_TURNS turns each, the stand-in at 600 ms a call;
-    worker 0 gets SIGKILL in the second round of turns, when 3 in 4 visitors' messages are
+    worker 0 gets SIGKILL in the second round of turns, when half the visitors' messages are
     stored and their turns run: those on worker 0 die with it. The visitors do what the widget
     does (bench.visitors). Then the database is read; worker 0 is started again."""
     with django_db_blocker.unblock():
@@ -242,11 +242,12 @@ async def kill_worker_during_turns(cluster, visitors: list[Visitor]) -> KillRun:
         return sum(said.done for v in visitors for said in v.said)
 
     def mid_turn() -> bool:
-        """In the second round or later, 3 in 4 visitors' messages are stored and their turns
-        still run."""
+        """In the second round or later, half the visitors' messages are stored and their turns
+        still run (3 in 4 was never seen at once in 2 runs of 3 on a loaded machine, where the
+        turns drift apart: the kill then came after the last answer)."""
         running = sum(v.said[-1].seq is not None and not v.said[-1].done
                       for v in visitors if v.said)
-        return answers() >= KILL_CHATS and running >= KILL_CHATS * 3 // 4
+        return answers() >= KILL_CHATS and running >= KILL_CHATS // 2
 
     async with asyncio.TaskGroup() as group:
         chats = [group.create_task(chat(i, v)) for i, v in enumerate(visitors)]
