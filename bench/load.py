@@ -344,7 +344,9 @@ async def turns_run(stack: Stack, chats: int, count: int, database_url: str) -> 
     for failure, times in (crowd.failures + gave_up).most_common(5):
         notes.append(f"  {times} x {failure}")
     routes = Counter(s.route for s in answered)
-    notes.append(f"  routes: {dict(routes.most_common())}; wall {wall:.1f} s, machine busy "
+    busy = sum(s.busy for s in answered)
+    notes.append(f"  routes: {dict(routes.most_common())}, after {busy} busy replies; "
+                 f"wall {wall:.1f} s, machine busy "
                  f"{sampler.machine_ms / 1000 / wall:.2f} of {os.cpu_count()} cores; "
                  f"classifier calls not ok (/metrics): "
                  f"{sum([await turns.classifier_failures(u) for u in stack.worker_urls])}")

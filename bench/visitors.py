@@ -62,7 +62,9 @@ class Said:
 
     ``latency_ms`` runs from the first send to the answer (reconnects included); ``route`` is
     the answer's route (``"staff"`` for a staff member's message); ``error`` the code of an
-    error frame that came instead. Neither: no answer within the wait (``missing``).
+    error frame that came instead. Neither: no answer within the wait (``missing``). A "busy,
+    one moment" reply (route ``busy``) is not the answer: ``busy`` counts it, and the wait
+    goes on for the answer that follows it.
     """
 
     client_id: str
@@ -73,6 +75,7 @@ class Said:
     latency_ms: float | None = None
     route: str | None = None
     error: str | None = None
+    busy: int = 0
 
     @property
     def done(self) -> bool:
@@ -228,6 +231,9 @@ class Visitor:
             if echoed is not None:
                 echoed.seq = seq
         elif said is not None and said.seq is not None and seq > said.seq and not said.done:
+            if message.get("route") == "busy":
+                said.busy += 1
+                return
             said.route = message.get("route") or message["role"]
             said.latency_ms = (time.perf_counter() - said.sent_at) * 1000
 
