@@ -309,7 +309,7 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
             await self.publish({"type": "typing", "active": True})
 
         async def busy():
-            reply = await db_trip(turn.store_busy, message)
+            reply = await db_trip(turn.store_busy, message, self.conversation.language)
             await self.publish(reply.as_frame())
             await self.publish({"type": "typing", "active": True})  # the answer is coming
 

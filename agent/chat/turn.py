@@ -11,7 +11,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy
 
 from agent import metrics
 from agent.chat import abuse, capacity, dialogue, language
@@ -295,15 +296,18 @@ def read_text(text: str, now: datetime) -> tuple:
     return dialogue.mentioned_in(text, now), language.guess(text)
 
 
-BUSY_TEXT = (
+BUSY_TEXT = gettext_lazy(
     "We're very busy right now, sorry for the wait: your message is in, and you'll have "
     "the answer here in a moment. No need to send it again."
 )
 
 
-def store_busy(message: Message) -> Message:
+def store_busy(message: Message, language: str = "en") -> Message:
     """Store the "busy, one moment" reply to a visitor message still waiting for its turn
-    (route ``busy``). The message stays unanswered: its turn answers it when it runs."""
+    (route ``busy``), in ``language`` (a ``settings.LANGUAGES`` code: the conversation's). The
+    message stays unanswered: its turn answers it when it runs."""
+    with translation.override(language):
+        text = str(BUSY_TEXT)
     return Message.objects.store(
-        message.conversation_id, Message.Role.ASSISTANT, BUSY_TEXT, route=Route.BUSY
+        message.conversation_id, Message.Role.ASSISTANT, text, route=Route.BUSY
     )

@@ -197,3 +197,12 @@ def test_detection_weighs_only_the_supported_languages_and_the_common_others():
     # langdetect's 55 profiles cost 8 ms a message; six cost 1.8 (issue 16).
     assert sorted(language._factory().get_lang_list()) == ["de", "en", "es", "fr", "it", "pt"]
     assert language.detect("Quisiera ver la casa el sábado por la mañana", "en") == "es"
+
+
+def test_the_busy_reply_is_in_the_conversations_language():
+    from agent.chat.turn import store_busy
+
+    conversation = Conversation.objects.create(language="es")
+    message, _ = Message.objects.store_visitor(conversation.id, "¿Cuánto cuesta la 654321?")
+    assert store_busy(message, "es").text.startswith("Tenemos mucho trabajo")
+    assert store_busy(message).text.startswith("We're very busy")
