@@ -193,10 +193,13 @@ def finish_turn(
         mentioned, written = read or (None, None)
         if not message._state.fields_cache.get("conversation"):
             # Raw, for the reason of HISTORY_SQL's; the router reads it through the message.
-            message.conversation = next(iter(Conversation.objects.raw(
+            found = list(Conversation.objects.raw(
                 f"SELECT * FROM {Conversation._meta.db_table} WHERE id = %s",
                 [message.conversation_id],
-            )))
+            ))
+            if not found:
+                raise Conversation.DoesNotExist(f"no conversation {message.conversation_id}")
+            message.conversation = found[0]
         reply = route_turn(
             message.conversation, message, outcomes, timezone.now(), mentioned, written
         )
