@@ -191,7 +191,7 @@ def finish_turn(
             handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
             return None  # or another turn answered it
         mentioned, written = read or (None, None)
-        if not message._state.fields_cache.get("conversation"):
+        if not Message.conversation.is_cached(message):
             # Raw, for the reason of HISTORY_SQL's; the router reads it through the message.
             found = list(Conversation.objects.raw(
                 f"SELECT * FROM {Conversation._meta.db_table} WHERE id = %s",
