@@ -15,6 +15,7 @@ transient otherwise (timeouts, connection errors, cut streams, 429, 5xx).
 """
 
 import asyncio
+import atexit
 import functools
 import json
 import logging
@@ -460,6 +461,19 @@ def get_client() -> LLMClient:
     if loop not in _clients:
         _clients[loop] = LLMClient()
     return _clients[loop]
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close the clients whose event loop has stopped but is not closed (daphne's, at Ctrl-C
+    or SIGTERM), so the process ends without aiohttp's "Unclosed client session" warnings."""
+    for loop, client in list(_clients.items()):
+        if client._session is None or loop.is_closed() or loop.is_running():
+            continue
+        try:
+            loop.run_until_complete(client.aclose())
+        except Exception:  # exiting anyway: a pool that cannot close cleanly is dropped
+            logger.debug("could not close an LLM client at exit", exc_info=True)
 
 
 async def close_clients() -> None:

@@ -206,3 +206,20 @@ async def test_an_https_server_with_a_trusted_certificate_is_called(certificate,
             await client.aclose()
     assert data == {"ok": True}
     assert [str(r.url) for r in llm.requests] == [f"{llm.base_url}/chat/completions"]
+
+
+def test_a_stopped_loops_client_is_closed_at_exit_without_unclosed_session_warnings():
+    loop = asyncio.new_event_loop()
+    try:
+
+        async def open_one():
+            client = client_module.get_client()
+            return client, client._http()
+
+        client, session = loop.run_until_complete(open_one())  # the loop stops, as daphne's
+        assert not session.closed
+        client_module._close_at_exit()
+        assert session.closed and client._session is None
+    finally:
+        client_module._clients.pop(loop, None)
+        loop.close()
