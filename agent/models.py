@@ -96,6 +96,19 @@ class Conversation(models.Model):
         return f"Conversation {str(self.id)[:8]} ({created:%Y-%m-%d %H:%M})"
 
 
+def _inserted(objs: list, skip: tuple = ()) -> tuple[str, list]:
+    """What an INSERT of ``objs`` (unsaved instances of one model) names and sends: the
+    quoted column list of every concrete field but auto ids and ``skip``, and the database
+    values of those fields, object after object (auto fields filled in by ``pre_save``)."""
+    fields = [
+        f for f in objs[0]._meta.concrete_fields
+        if not isinstance(f, models.AutoField) and f.name not in skip
+    ]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    values = [f.get_db_prep_save(f.pre_save(o, True), connection) for o in objs for f in fields]
+    return columns, values
+
+
 def insert_rows(objs: list, returning: str = "") -> list[tuple]:
     """Insert unsaved model instances of one model in one ``INSERT ... VALUES`` statement,
     in the caller's transaction: ``bulk_create`` without the ORM's compiling, which cost more
@@ -109,14 +122,11 @@ def insert_rows(objs: list, returning: str = "") -> list[tuple]:
     """
     if not objs:
         return []
-    meta = objs[0]._meta
-    fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
+    columns, params = _inserted(objs)
+    row = "(" + ", ".join(["%s"] * (len(params) // len(objs))) + ")"
     sql = (
-        f"INSERT INTO {meta.db_table} ("
-        + ", ".join(connection.ops.quote_name(f.column) for f in fields)
-        + ") VALUES " + ", ".join([row] * len(objs))
+        f"INSERT INTO {objs[0]._meta.db_table} ({columns}) VALUES "
+        + ", ".join([row] * len(objs))
         + (f" RETURNING {returning}" if returning else "")
     )
     with connection.cursor() as cursor:
@@ -188,15 +198,13 @@ class MessageManager(models.Manager):
         Raw SQL: the ORM's compiling of the INSERT cost more CPU than running it (issue 16).
         """
         message = Message(conversation_id=conversation_id, seq=0, role=role, text=text, **fields)
-        fields = [f for f in Message._meta.concrete_fields if f.name not in ("id", "seq")]
-        values = [f.get_db_prep_save(f.pre_save(message, True), connection) for f in fields]
+        columns, values = _inserted([message], skip=("seq",))
         with connection.cursor() as cursor:
             cursor.execute(
                 f"WITH next AS (UPDATE {Conversation._meta.db_table} "
                 "SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq) "
-                f"INSERT INTO {Message._meta.db_table} (seq, "
-                + ", ".join(connection.ops.quote_name(f.column) for f in fields)
-                + ") SELECT next.last_seq, " + ", ".join(["%s"] * len(fields))
+                f"INSERT INTO {Message._meta.db_table} (seq, {columns}) "
+                "SELECT next.last_seq, " + ", ".join(["%s"] * len(values))
                 + " FROM next RETURNING id, seq",
                 [conversation_id, *values],
             )

@@ -123,6 +123,27 @@ class Run:
     routes: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)  # error text: count
 
+    def failed(self, failure: BaseException) -> None:
+        """Count a turn or chat that failed with ``failure``."""
+        self.errors += 1
+        key = repr(failure)[:120]
+        self.failures[key] = self.failures.get(key, 0) + 1
+
+    async def timed_turn(self, socket_, text: str) -> bool:
+        """One turn (``turn``) of a chat, its latency and route recorded; False when the
+        chat's socket failed (the chat then ends)."""
+        try:
+            latency, route = await turn(socket_, text)
+        except (TimeoutError, websockets.ConnectionClosed) as exc:
+            self.failed(exc)
+            return False
+        if route is None:
+            self.errors += 1
+        else:
+            self.latencies_ms.append(latency)
+            self.routes[route] = self.routes.get(route, 0) + 1
+        return True
+
     def row(self, ideal_ms: float) -> str:
         turns = len(self.latencies_ms)
         if turns:
@@ -369,9 +390,7 @@ async def open_chats(base_url: str, count: int, run: "Run", at_once: int = OPEN_
 
     opened = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
     for failure in (o for o in opened if isinstance(o, BaseException)):
-        run.errors += 1
-        run.failures.setdefault(repr(failure)[:120], 0)
-        run.failures[repr(failure)[:120]] += 1
+        run.failed(failure)
     return [o for o in opened if not isinstance(o, BaseException)]
 
 
@@ -405,17 +424,8 @@ async def drive_app(base_url: str, server: psutil.Process, concurrency: int, tur
 
     async def visitor(index: int, socket_) -> None:
         for number in range(turns):
-            try:
-                latency, route = await turn(socket_, messages[(index + number) % len(messages)])
-            except (TimeoutError, websockets.ConnectionClosed) as exc:
-                run.errors += 1
-                run.failures[repr(exc)[:120]] = run.failures.get(repr(exc)[:120], 0) + 1
+            if not await run.timed_turn(socket_, messages[(index + number) % len(messages)]):
                 return
-            if route is None:
-                run.errors += 1
-            else:
-                run.latencies_ms.append(latency)
-                run.routes[route] = run.routes.get(route, 0) + 1
 
     with Meter(run, server.pid, STANDIN[0]):
         started_at = time.perf_counter()
@@ -639,17 +649,8 @@ async def overload(base_url: str, server: psutil.Process, database_url: str, cha
     async def visitor(index: int, socket_) -> None:
         while time.monotonic() < end:
             sent[0] += 1
-            try:
-                latency, route = await turn(socket_, PRICE_MESSAGES[index % 2])
-            except (TimeoutError, websockets.ConnectionClosed) as exc:
-                run.errors += 1
-                run.failures[repr(exc)[:120]] = run.failures.get(repr(exc)[:120], 0) + 1
+            if not await run.timed_turn(socket_, PRICE_MESSAGES[index % 2]):
                 return
-            if route is None:
-                run.errors += 1
-            else:
-                run.latencies_ms.append(latency)
-                run.routes[route] = run.routes.get(route, 0) + 1
             await asyncio.sleep(think_s)
 
     with Meter(run, server.pid, STANDIN[0]):

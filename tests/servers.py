@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
+
+from realestate.dev import scaled
 from realestate.dev.devserver import free_port, wait_for_port
 from tests import ROOT
 
@@ -85,3 +88,13 @@ def app_env(**overrides: str) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         **overrides,
     }
+
+
+def require_nginx() -> None:
+    """Skip the test without nginx, or fail it when REQUIRE_NGINX is set (CI)."""
+    try:
+        scaled.nginx_binary()
+    except RuntimeError as exc:
+        if os.environ.get("REQUIRE_NGINX", "") not in ("", "0"):
+            pytest.fail(f"REQUIRE_NGINX is set but {exc}", pytrace=False)
+        pytest.skip(str(exc))

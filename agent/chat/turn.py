@@ -98,10 +98,13 @@ def page_note(listing_id: str) -> str:
 # The turn's first read, in one statement (raw SQL: the ORM's compiling of it cost more CPU
 # than PostgreSQL's running it, bench/README.md): the latest messages, the classifier
 # configuration's stamp and whether staff hold the conversation.
+# Staff hold the conversation of message ``m``: it has a claimed handoff.
+CLAIMED_SQL = (
+    f"EXISTS (SELECT 1 FROM {Handoff._meta.db_table} h "
+    f"WHERE h.conversation_id = m.conversation_id AND h.status = '{Handoff.Status.CLAIMED}')"
+)
 HISTORY_SQL = (
-    f"SELECT m.role, m.text, m.page_listing, ({CONFIG_STAMP_SQL}), EXISTS ("
-    f"SELECT 1 FROM {Handoff._meta.db_table} h WHERE h.conversation_id = m.conversation_id "
-    f"AND h.status = '{Handoff.Status.CLAIMED}') "
+    f"SELECT m.role, m.text, m.page_listing, ({CONFIG_STAMP_SQL}), {CLAIMED_SQL} "
     f"FROM {Message._meta.db_table} m WHERE m.conversation_id = %s AND m.route <> '{Route.BUSY}' "
     "ORDER BY m.seq DESC LIMIT %s"
 )
@@ -242,10 +245,7 @@ MARK_SQL = (
     f"UPDATE {Message._meta.db_table} m SET answered_at = %s "
     "WHERE m.id = %s AND m.answered_at IS NULL AND m.route = ''"
 )
-MARK_UNLESS_CLAIMED_SQL = (
-    f" AND NOT EXISTS (SELECT 1 FROM {Handoff._meta.db_table} h "
-    f"WHERE h.conversation_id = m.conversation_id AND h.status = '{Handoff.Status.CLAIMED}')"
-)
+MARK_UNLESS_CLAIMED_SQL = f" AND NOT {CLAIMED_SQL}"
 
 
 async def run_turn(

@@ -60,7 +60,6 @@ def lead_for(conversation, now: datetime) -> Lead:
     Returns:
         The ``Lead``.
     """
-    link = LeadConversation.objects.select_related("lead").filter(conversation=conversation)
     # Raw, as every turn asks: the ORM's compiling of the join cost more CPU than running it.
     for found in Lead.objects.raw(LEAD_OF_SQL, [conversation.pk]):
         return found
@@ -75,7 +74,7 @@ def lead_for(conversation, now: datetime) -> Lead:
             )
             LeadConversation.objects.create(lead=lead, conversation=conversation)
     except IntegrityError:  # a concurrent turn of the conversation linked one first
-        return link.get().lead
+        return Lead.objects.raw(LEAD_OF_SQL, [conversation.pk])[0]
     outbox.emit("lead.created", lead, lead_data(lead))
     return lead
 

@@ -235,7 +235,8 @@ def post_staff_message(handoff_id: int, user, text: str) -> Message:
 
 def claimed_handoffs():
     """A subquery of the claimed handoffs of the outer query's message's conversation, for
-    ``Exists`` in a query of ``Message`` (``route_to_staff``, ``agent.chat.turn``)."""
+    ``Exists`` in a query of ``Message`` (``route_to_staff``; the turn's raw statements say the
+    same in ``agent.chat.turn.CLAIMED_SQL``)."""
     return Handoff.objects.filter(
         conversation_id=OuterRef("conversation_id"), status=Handoff.Status.CLAIMED
     )

@@ -35,25 +35,25 @@ def test_without_redis_url_the_layer_is_in_memory(settings):
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "agent.live.LocalChannelLayer"
 
 
-async def test_the_in_memory_layer_cleans_expired_entries_once_a_second_not_per_frame():
+async def test_the_in_memory_layer_cleans_expired_entries_once_a_second_not_per_frame(
+    monkeypatch,
+):
     now = [100.0]
     layer = live.LocalChannelLayer(expiry=60)
     layer.clock = lambda: now[0]
     walks = []
     original = InMemoryChannelLayer._clean_expired
-    InMemoryChannelLayer._clean_expired = lambda self: walks.append(now[0]) or original(self)
-    try:
-        channel = await layer.new_channel()
-        await layer.group_add("g", channel)
-        for n in range(50):
-            await layer.group_send("g", {"type": "chat.frame", "n": n})
-        assert walks == [100.0]  # one walk for 50 frames
-        assert (await layer.receive(channel))["n"] == 0  # delivered, in order
-        now[0] = 101.0
-        await layer.group_send("g", {"type": "chat.frame", "n": 50})
-        assert walks == [100.0, 101.0]
-    finally:
-        InMemoryChannelLayer._clean_expired = original
+    monkeypatch.setattr(InMemoryChannelLayer, "_clean_expired",
+                        lambda self: walks.append(now[0]) or original(self))
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    for n in range(50):
+        await layer.group_send("g", {"type": "chat.frame", "n": n})
+    assert walks == [100.0]  # one walk for 50 frames
+    assert (await layer.receive(channel))["n"] == 0  # delivered, in order
+    now[0] = 101.0
+    await layer.group_send("g", {"type": "chat.frame", "n": 50})
+    assert walks == [100.0, 101.0]
 
 
 async def test_a_group_frame_reaches_a_socket_of_another_layer_instance(redis_process):

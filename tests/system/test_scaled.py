@@ -24,7 +24,7 @@ from realestate.dev import scaled
 from realestate.dev.devserver import free_port
 from realestate.dev.localredis import RedisProcess
 from tests.rows import chat_staff, seed_classifier_rows
-from tests.servers import shared_database_url
+from tests.servers import require_nginx, shared_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,16 +34,6 @@ TURN_BUDGET = 2  # seconds
 DB_POOL_TIMEOUT = 3
 NOBODY_ASKS = "Hello, I have something to ask"  # no classifier says yes: a handoff is queued
 PRICE_QUESTION = "How much is listing 123456?"
-
-
-def require_nginx() -> None:
-    """Skip the test without nginx, or fail it when REQUIRE_NGINX is set (CI)."""
-    try:
-        scaled.nginx_binary()
-    except RuntimeError as exc:
-        if os.environ.get("REQUIRE_NGINX", "") not in ("", "0"):
-            pytest.fail(f"REQUIRE_NGINX is set but {exc}", pytrace=False)
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)

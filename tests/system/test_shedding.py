@@ -21,21 +21,12 @@ from agent.llm.standin.server import StandinServer
 from realestate.dev import scaled
 from realestate.dev.devserver import free_port
 from realestate.dev.localredis import RedisProcess
-from tests.servers import shared_database_url
+from tests.servers import require_nginx, shared_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NEW_CHATS = 4  # through nginx; of its (up to two) processes, one gets two and tries both workers
 PRICE_QUESTION = "How much is listing 123456?"
-
-
-def require_nginx() -> None:
-    try:
-        scaled.nginx_binary()
-    except RuntimeError as exc:
-        if os.environ.get("REQUIRE_NGINX", "") not in ("", "0"):
-            pytest.fail(f"REQUIRE_NGINX is set but {exc}", pytrace=False)
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)
