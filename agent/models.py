@@ -8,6 +8,8 @@ from django.contrib.postgres.search import SearchVector
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
+from agent.rows import inserted_values
+
 # The PostgreSQL text-search configuration of message search. The GIN index on Message is built
 # with it, so changing it needs a migration of that index.
 SEARCH_CONFIG = "english"
@@ -96,44 +98,6 @@ class Conversation(models.Model):
         return f"Conversation {str(self.id)[:8]} ({created:%Y-%m-%d %H:%M})"
 
 
-def _inserted(objs: list, skip: tuple = ()) -> tuple[str, list]:
-    """What an INSERT of ``objs`` (unsaved instances of one model) names and sends: the
-    quoted column list of every concrete field but auto ids and ``skip``, and the database
-    values of those fields, object after object (auto fields filled in by ``pre_save``)."""
-    fields = [
-        f for f in objs[0]._meta.concrete_fields
-        if not isinstance(f, models.AutoField) and f.name not in skip
-    ]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    values = [f.get_db_prep_save(f.pre_save(o, True), connection) for o in objs for f in fields]
-    return columns, values
-
-
-def insert_rows(objs: list, returning: str = "") -> list[tuple]:
-    """Insert unsaved model instances of one model in one ``INSERT ... VALUES`` statement,
-    in the caller's transaction: ``bulk_create`` without the ORM's compiling, which cost more
-    CPU than PostgreSQL's work on the chat's hot path (issue 16). No signals, no ``save()``.
-
-    Args:
-        objs: instances of one model; their auto fields are filled in by ``pre_save``.
-        returning: a ``RETURNING`` column list, e.g. "id", or "" for none.
-    Returns:
-        The returned rows, in the order of ``objs`` when ``returning`` is given; else [].
-    """
-    if not objs:
-        return []
-    columns, params = _inserted(objs)
-    row = "(" + ", ".join(["%s"] * (len(params) // len(objs))) + ")"
-    sql = (
-        f"INSERT INTO {objs[0]._meta.db_table} ({columns}) VALUES "
-        + ", ".join([row] * len(objs))
-        + (f" RETURNING {returning}" if returning else "")
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if returning else []
-
-
 class MessageManager(models.Manager):
     """Message storage: the conversation's ``seq`` numbering and the visitor-message dedup,
     kept here so the turn and staff code store messages the same way."""
@@ -198,7 +162,7 @@ class MessageManager(models.Manager):
         Raw SQL: the ORM's compiling of the INSERT cost more CPU than running it (issue 16).
         """
         message = Message(conversation_id=conversation_id, seq=0, role=role, text=text, **fields)
-        columns, values = _inserted([message], skip=("seq",))
+        columns, values = inserted_values([message], skip=("seq",))
         with connection.cursor() as cursor:
             cursor.execute(
                 f"WITH next AS (UPDATE {Conversation._meta.db_table} "

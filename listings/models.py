@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models.functions import Upper
 from django.utils import translation
 
+from agent.rows import select_rows
 from listings import money
 
 CURRENCY_SYMBOLS = {"USD": "$", "CAD": "CA$", "EUR": "€", "GBP": "£"}
@@ -150,6 +151,13 @@ class Listing(models.Model):
         )
         symbol = CURRENCY_SYMBOLS.get(self.currency)
         return f"{symbol}{amount}" if symbol else f"{amount} {self.currency}"
+
+
+def find_listing(listing_id: str) -> Listing | None:
+    """The listing whose 6-digit ``listing_id`` this is, or None; one statement without the
+    ORM's compiling, as the chat asks on every price and facts turn (``agent.rows``)."""
+    found = select_rows(Listing, "WHERE t.listing_id = %s", [listing_id])
+    return found[0] if found else None
 
 
 def default_call_minutes() -> int:

@@ -22,7 +22,7 @@ from agent.staff import handoffs, hours
 from listings import facts as listing_facts
 from listings import money
 from listings.facts import FACT_NAMES, feature_name
-from listings.models import Listing, PropertyType
+from listings.models import Listing, PropertyType, find_listing
 from listings.search import Criteria, Found, Relaxation, relax, search
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def facts_reply(
             _("Which listing do you mean? Please give me its 6-digit listing ID, or ask from "
               "its page."),
         )
-    listing = Listing.objects.filter(listing_id=listing_id).prefetch_related("open_houses").first()
+    listing = find_listing(listing_id)  # its open houses are read if asked about
     if listing is None:
         return Reply(
             Route.LISTING_FACTS_UNKNOWN_LISTING,

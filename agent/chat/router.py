@@ -29,10 +29,11 @@ from agent.llm.classifiers import (
 )
 from agent.llm.fanout import Outcome
 from agent.models import Conversation, Message, Route
+from agent.rows import update_row
 from agent.staff import handoffs, hours
 from listings import booking
 from listings.agencytime import format_slot
-from listings.models import Listing
+from listings.models import Listing, find_listing
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def route_turn(
                                          ("language", spoken), ("qualification", asked))
                if getattr(conversation, name) != before]
     if changed:  # one UPDATE for all
-        conversation.save(update_fields=changed)
+        update_row(conversation, changed)
     return reply
 
 
@@ -184,7 +185,7 @@ def _price(listing_id: str | None) -> Reply:
             _("Happy to help with prices! Which listing do you mean? Please give me its 6-digit "
               "listing ID."),
         )
-    listing = Listing.objects.filter(listing_id=listing_id).first()
+    listing = find_listing(listing_id)
     if listing is None:
         return Reply(
             Route.PRICE_UNKNOWN_LISTING,
@@ -213,7 +214,7 @@ def _save_contact(conversation: Conversation, text: str, now: datetime) -> Conta
         return contact
     for name, value in fields.items():
         setattr(conversation, name, value)
-    conversation.save(update_fields=list(fields))
+    update_row(conversation, list(fields))
     booking.copy_contact(conversation, fields, now)
     return contact
 

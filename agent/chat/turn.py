@@ -29,8 +29,8 @@ from agent.models import (
     Handoff,
     Message,
     Route,
-    insert_rows,
 )
+from agent.rows import insert_rows, select_rows
 from agent.staff import handoffs
 
 logger = logging.getLogger(__name__)
@@ -196,10 +196,7 @@ def finish_turn(
         mentioned, written = read or (None, None)
         if not Message.conversation.is_cached(message):
             # Raw, for the reason of HISTORY_SQL's; the router reads it through the message.
-            found = list(Conversation.objects.raw(
-                f"SELECT * FROM {Conversation._meta.db_table} WHERE id = %s",
-                [message.conversation_id],
-            ))
+            found = select_rows(Conversation, "WHERE t.id = %s", [message.conversation_id])
             if not found:
                 raise Conversation.DoesNotExist(f"no conversation {message.conversation_id}")
             message.conversation = found[0]

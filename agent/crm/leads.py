@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from agent.crm import outbox
 from agent.crm.models import Event, Lead, LeadConversation
+from agent.rows import select_rows, update_row
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,10 @@ def hot_q(now: datetime) -> Q:
     return reachable & concrete & Q(last_contact_at__gte=now - timedelta(days=HOT_DAYS))
 
 
-LEAD_OF_SQL = (
-    f"SELECT l.* FROM {Lead._meta.db_table} l JOIN {LeadConversation._meta.db_table} c "
-    "ON c.lead_id = l.id WHERE c.conversation_id = %s LIMIT 1"
+# select_rows's rest of the conversation's lead.
+LEAD_OF = (
+    f"JOIN {LeadConversation._meta.db_table} c ON c.lead_id = t.id "
+    "WHERE c.conversation_id = %s LIMIT 1"
 )
 
 
@@ -61,7 +63,7 @@ def lead_for(conversation, now: datetime) -> Lead:
         The ``Lead``.
     """
     # Raw, as every turn asks: the ORM's compiling of the join cost more CPU than running it.
-    for found in Lead.objects.raw(LEAD_OF_SQL, [conversation.pk]):
+    for found in select_rows(Lead, LEAD_OF, [conversation.pk]):
         return found
     try:
         with transaction.atomic():
@@ -74,7 +76,7 @@ def lead_for(conversation, now: datetime) -> Lead:
             )
             LeadConversation.objects.create(lead=lead, conversation=conversation)
     except IntegrityError:  # a concurrent turn of the conversation linked one first
-        return Lead.objects.raw(LEAD_OF_SQL, [conversation.pk])[0]
+        return select_rows(Lead, LEAD_OF, [conversation.pk])[0]
     outbox.emit("lead.created", lead, lead_data(lead))
     return lead
 
@@ -147,7 +149,7 @@ def record_turn(conversation, outcomes: list, now: datetime, answer: dict | None
     changed += apply_criteria(lead, criteria_of(conversation))
     changed += apply_criteria(lead, answer or {})
     lead.last_contact_at = now
-    lead.save(update_fields=[*dict.fromkeys(changed), "last_contact_at", "updated_at"])
+    update_row(lead, [*dict.fromkeys(changed), "last_contact_at", "updated_at"])
     merged_from = None
     if "email" in changed or "phone" in changed:
         lead, merged_from = _merge(lead)

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from agent.crm import jobs
 from agent.crm.models import Delivery, Event, Lead, WebhookEndpoint
-from agent.models import insert_rows
+from agent.rows import insert_rows
 
 logger = logging.getLogger(__name__)
 

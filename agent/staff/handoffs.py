@@ -41,6 +41,7 @@ from agent import metrics
 from agent.crm import leads
 from agent.live import publish
 from agent.models import Conversation, Handoff, Message, Route
+from agent.rows import select_rows
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,13 @@ def staff_name(user) -> str:
 # --- the lifecycle -------------------------------------------------------------------------------
 
 
+# select_rows's rest of a conversation's queued or claimed handoff (raw: asked every handoff turn).
+WAITING = (
+    f"WHERE t.conversation_id = %s AND t.status IN ('{Handoff.Status.QUEUED}', "
+    f"'{Handoff.Status.CLAIMED}') ORDER BY t.created_at, t.id LIMIT 1"
+)
+
+
 def queue_handoff(conversation: Conversation, message: Message | None, reason: str) -> Handoff:
     """Queue a handoff, unless the conversation already waits for or has a person.
 
@@ -78,11 +86,9 @@ def queue_handoff(conversation: Conversation, message: Message | None, reason: s
     Returns:
         The new handoff, or the conversation's queued or claimed one.
     """
-    waiting = conversation.handoffs.filter(
-        status__in=(Handoff.Status.QUEUED, Handoff.Status.CLAIMED)
-    ).first()
-    if waiting is not None:
-        return waiting
+    waiting = select_rows(Handoff, WAITING, [conversation.pk])
+    if waiting:
+        return waiting[0]
     handoff = Handoff.objects.create(conversation=conversation, message=message, reason=reason)
     _change_on_commit(handoff)
     transaction.on_commit(metrics.record_handoff_queued)  # a rolled-back turn queued none

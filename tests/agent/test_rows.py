@@ -1,0 +1,77 @@
+"""agent.rows: instances read and rows written without the ORM's compiling, as the ORM would."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from agent.crm.models import Lead
+from agent.models import Conversation
+from agent.rows import insert_rows, select_rows, update_row
+from listings.models import Feature, Listing, find_listing
+
+pytestmark = pytest.mark.django_db
+
+
+def test_select_rows_builds_instances_equal_to_the_orms():
+    """JSON decoded, arrays and decimals typed, every field in its place: the same values as
+    the ORM's read, field by field."""
+    Listing.objects.create(
+        listing_id="123456", address="1 Harbor Street", price=Decimal("350000.50"),
+        bedrooms=3, features=[Feature.GARDEN, Feature.GARAGE],
+    )
+    conversation = Conversation.objects.create(search={"place": "Port Ellis", "min_price": 1})
+    pairs = [
+        (select_rows(Listing, "WHERE t.listing_id = %s", ["123456"])[0],
+         Listing.objects.get(listing_id="123456")),
+        (select_rows(Conversation, "WHERE t.id = %s", [conversation.pk])[0],
+         Conversation.objects.get(pk=conversation.pk)),
+    ]
+    for raw, orm in pairs:
+        assert not raw._state.adding and raw._state.db == "default"
+        for field in orm._meta.concrete_fields:
+            assert getattr(raw, field.attname) == getattr(orm, field.attname), field.name
+    assert pairs[1][0].search == {"place": "Port Ellis", "min_price": 1}
+    assert pairs[0][0].features == ["garden", "garage"]
+    assert pairs[0][0].price == Decimal("350000.50")
+
+
+def test_select_rows_takes_joins_order_and_limit():
+    conversation = Conversation.objects.create()
+    for name in ("b", "a", "c"):
+        Listing.objects.create(listing_id=f"00000{ord(name) - 96}", address=name, price=1)
+    found = select_rows(Listing, "WHERE t.price = %s ORDER BY t.address LIMIT 2", [1])
+    assert [listing.address for listing in found] == ["a", "b"]
+    assert select_rows(Conversation, "WHERE t.id = %s", [conversation.pk]) != []
+
+
+def test_find_listing_is_one_statement_and_none_for_an_unknown_id():
+    Listing.objects.create(listing_id="654321", address="2 Harbor Street", price=450_000)
+    with CaptureQueriesContext(connection) as queries:
+        assert find_listing("654321").address == "2 Harbor Street"
+        assert find_listing("999999") is None
+    assert len(queries) == 2
+
+
+def test_update_row_writes_only_the_named_fields_and_stamps_auto_now():
+    now = timezone.now()
+    lead = Lead.objects.create(first_contact_at=now, last_contact_at=now, name="Ann")
+    before = Lead.objects.get(pk=lead.pk).updated_at
+    Lead.objects.filter(pk=lead.pk).update(phone="+15550100")  # another writer's change
+    lead.towns, lead.name = ["Port Ellis"], "Not saved"
+    lead.last_contact_at = now + timedelta(hours=1)
+    update_row(lead, ["towns", "last_contact_at", "updated_at"])
+    stored = Lead.objects.get(pk=lead.pk)
+    assert stored.towns == ["Port Ellis"]
+    assert stored.last_contact_at == now + timedelta(hours=1)
+    assert stored.updated_at > before and stored.updated_at == lead.updated_at
+    assert stored.name == "Ann" and stored.phone == "+15550100"  # untouched
+
+
+def test_insert_rows_returns_ids_in_order():
+    conversations = [Conversation(language="en"), Conversation(language="es")]
+    ids = [row[0] for row in insert_rows(conversations, returning="id")]
+    assert [Conversation.objects.get(pk=i).language for i in ids] == ["en", "es"]
