@@ -8,7 +8,7 @@ from django.contrib.postgres.search import SearchVector
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from agent.rows import inserted_values
+from agent.rows import records
 
 # The PostgreSQL text-search configuration of message search. The GIN index on Message is built
 # with it, so changing it needs a migration of that index.
@@ -162,15 +162,15 @@ class MessageManager(models.Manager):
         Raw SQL: the ORM's compiling of the INSERT cost more CPU than running it (issue 16).
         """
         message = Message(conversation_id=conversation_id, seq=0, role=role, text=text, **fields)
-        columns, values = inserted_values([message], skip=("seq",))
+        columns, row = records([message], skip=("seq",))
+        table = Message._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
                 f"WITH next AS (UPDATE {Conversation._meta.db_table} "
                 "SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq) "
-                f"INSERT INTO {Message._meta.db_table} (seq, {columns}) "
-                "SELECT next.last_seq, " + ", ".join(["%s"] * len(values))
-                + " FROM next RETURNING id, seq",
-                [conversation_id, *values],
+                f"INSERT INTO {table} (seq, {columns}) SELECT next.last_seq, {columns} "
+                f"FROM next, jsonb_populate_recordset(NULL::{table}, %s) RETURNING id, seq",
+                [conversation_id, row],
             )
             row = cursor.fetchone()
         if row is None:

@@ -7,27 +7,45 @@ query log) and build model instances as the ORM does (``Model.from_db``, each fi
 converters), with no signals, no ``save()`` and no queryset. Everything else uses the ORM.
 """
 
+import datetime
+import decimal
 import functools
+import json
+import uuid
 
 from django.db import connection, models
 
 
-def inserted_values(objs: list, skip: tuple = ()) -> tuple[str, list]:
+def records(objs: list, skip: tuple = ()) -> tuple[str, str]:
     """What an INSERT of ``objs`` (unsaved instances of one model) names and sends: the
-    quoted column list of every concrete field but auto ids and ``skip``, and the database
-    values of those fields, object after object (auto fields filled in by ``pre_save``)."""
+    quoted column list of every concrete field but auto ids and ``skip``, and the rows as one
+    JSON array of objects by column (auto fields filled in by ``pre_save``), for
+    ``jsonb_populate_recordset``, which casts each value to its column's type.
+
+    One JSON text, not a parameter per value: psycopg quotes each parameter in Python, which
+    cost more CPU than the statement itself (six classifier calls: 0.86 ms a turn, 0.33 as
+    JSON; bench/README.md). Datetimes go as ISO 8601 with their microseconds and offset.
+    """
     fields = [
         f for f in objs[0]._meta.concrete_fields
         if not isinstance(f, models.AutoField) and f.name not in skip
     ]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    values = [f.get_db_prep_save(f.pre_save(o, True), connection) for o in objs for f in fields]
-    return columns, values
+    rows = [{f.column: f.get_prep_value(f.pre_save(o, True)) for f in fields} for o in objs]
+    return columns, json.dumps(rows, default=_json_value, ensure_ascii=False)
+
+
+def _json_value(value) -> str:
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a column value agent.rows can send")
 
 
 def insert_rows(objs: list, returning: str = "") -> list[tuple]:
-    """Insert unsaved model instances of one model in one ``INSERT ... VALUES`` statement,
-    in the caller's transaction: ``bulk_create`` without the compiling.
+    """Insert unsaved model instances of one model in one statement, in the caller's
+    transaction: ``bulk_create`` without the ORM's compiling or a parameter per value.
 
     Args:
         objs: instances of one model; their auto fields are filled in by ``pre_save``.
@@ -37,15 +55,15 @@ def insert_rows(objs: list, returning: str = "") -> list[tuple]:
     """
     if not objs:
         return []
-    columns, params = inserted_values(objs)
-    row = "(" + ", ".join(["%s"] * (len(params) // len(objs))) + ")"
+    columns, rows = records(objs)
+    table = objs[0]._meta.db_table
     sql = (
-        f"INSERT INTO {objs[0]._meta.db_table} ({columns}) VALUES "
-        + ", ".join([row] * len(objs))
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM "
+        f"jsonb_populate_recordset(NULL::{table}, %s) WITH ORDINALITY ORDER BY ordinality"
         + (f" RETURNING {returning}" if returning else "")
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [rows])
         return cursor.fetchall() if returning else []
 
 

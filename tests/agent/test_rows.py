@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agent.crm.models import Lead
-from agent.models import Conversation
+from agent.models import ClassifierCall, Conversation, Message
 from agent.rows import insert_rows, select_rows, update_row
 from listings.models import Feature, Listing, find_listing
 
@@ -75,3 +75,32 @@ def test_insert_rows_returns_ids_in_order():
     conversations = [Conversation(language="en"), Conversation(language="es")]
     ids = [row[0] for row in insert_rows(conversations, returning="id")]
     assert [Conversation.objects.get(pk=i).language for i in ids] == ["en", "es"]
+
+
+def test_insert_rows_sends_every_value_as_the_orm_would():
+    """Through one JSON text: microseconds and offsets, UUIDs, JSON (a null one included),
+    non-ASCII text and quotes arrive as they were given."""
+    conversation = Conversation.objects.create()
+    message = Message.objects.store(conversation.id, Message.Role.USER, "¿Cuánto cuesta? \"x\"")
+    stamp = timezone.now().replace(microsecond=123456)
+    calls = [
+        ClassifierCall(message=message, classifier="pricing", classifier_version=2, model="m",
+                       status="ok", raw_output='{"a": "ñ"}', output={"asks_price": True, "n": [1]},
+                       latency_ms=301, wait_ms=0, retries=1, error=""),
+        ClassifierCall(message=message, classifier="scheduling", classifier_version=1,
+                       model="m", status="error", raw_output="", output=None, latency_ms=5,
+                       wait_ms=2, retries=0, error="HTTP 503 'busy'"),
+    ]
+    insert_rows(calls)
+    stored = list(ClassifierCall.objects.filter(message=message).order_by("id"))
+    assert [(c.classifier, c.output, c.raw_output, c.retries, c.error) for c in stored] == [
+        ("pricing", {"asks_price": True, "n": [1]}, '{"a": "ñ"}', 1, ""),
+        ("scheduling", None, "", 0, "HTTP 503 'busy'"),
+    ]
+    assert all(c.created_at is not None for c in stored)
+    again = Message.objects.get(pk=message.pk)
+    assert again.text == "¿Cuánto cuesta? \"x\"" and again.conversation_id == conversation.id
+    lead = Lead(first_contact_at=stamp, last_contact_at=stamp, towns=["Cañada"])
+    (lead_id,), = insert_rows([lead], returning="id")
+    assert Lead.objects.get(pk=lead_id).first_contact_at == stamp  # to the microsecond
+    assert Lead.objects.get(pk=lead_id).towns == ["Cañada"]
