@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from agent.crm import jobs
 from agent.crm.models import Delivery, Event, Lead, WebhookEndpoint
-from agent.rows import insert_rows
+from agent.rows import records
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,13 @@ EVENT_TYPES = (
 )
 
 
-# The active endpoints subscribed to an event type (``events`` is a JSON array of types).
-SUBSCRIBED_SQL = (
-    f"SELECT id FROM {WebhookEndpoint._meta.db_table} WHERE active AND events ? %s ORDER BY id"
+# An event's INSERT (its row as JSON, ``agent.rows.records``) and, in the same statement, the
+# ids of the active endpoints subscribed to its type (``events`` is a JSON array of types).
+EMIT_SQL = (
+    f"WITH e AS (INSERT INTO {Event._meta.db_table} ({{columns}}) SELECT {{columns}} "
+    f"FROM jsonb_populate_recordset(NULL::{Event._meta.db_table}, %s) RETURNING id) "
+    f"SELECT e.id, ARRAY(SELECT w.id FROM {WebhookEndpoint._meta.db_table} w "
+    "WHERE w.active AND w.events ? %s ORDER BY w.id) FROM e"
 )
 
 
@@ -66,13 +70,13 @@ def emit(event_type: str, lead: Lead | None, data: dict) -> Event:
             "lead_id": lead.pk if lead else None,
             "data": data,
         }
-        # Raw, as every turn emits one or two events: the ORM's compiling of these two
-        # statements cost more CPU than running them (issue 16).
-        ((event.pk,),) = insert_rows([event], returning="id")
-        event._state.adding, event._state.db = False, connection.alias
+        # Raw, in one statement, as every turn emits one or two events: the ORM's compiling
+        # of the two it took cost more CPU than running them (issue 16).
+        columns, row = records([event])
         with connection.cursor() as cursor:
-            cursor.execute(SUBSCRIBED_SQL, [event_type])
-            endpoint_ids = [row[0] for row in cursor.fetchall()]
+            cursor.execute(EMIT_SQL.format(columns=columns), [row, event_type])
+            event.pk, endpoint_ids = cursor.fetchone()
+        event._state.adding, event._state.db = False, connection.alias
         deliveries = Delivery.objects.bulk_create(
             Delivery(event=event, endpoint_id=endpoint_id) for endpoint_id in endpoint_ids
         )
