@@ -135,11 +135,19 @@ def history_and_orphan(conversation_id, after: int) -> tuple[list, tuple]:
     )
 
 
+def store_only(conversation_id, text: str, client_id: str | None, page_listing: str):
+    """``Message.objects.store_visitor`` with ``agent.chat.turn.store_and_prepare``'s answer
+    shape: the turn reads what it asks when it runs."""
+    message, created = Message.objects.store_visitor(conversation_id, text, client_id, page_listing)
+    return message, created, turn.LATER
+
+
 class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
     """One visitor's connection, to the conversation its token names or else to the latest
     conversation of its Django session."""
 
     conversation = group = gate = orphan_watch = None
+    pending = 0  # turns this socket started that have not ended
     address = None  # the client address while its socket is counted (agent.chat.abuse)
 
     async def __call__(self, scope, receive, send):
@@ -251,10 +259,12 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
                 **({"id": client_id} if client_id is not None else {}),
             )
             return
+        # With no turn of this socket before it, the turn's first read rides on the same trip;
+        # else the turn reads when the turns before it have answered.
+        store = turn.store_and_prepare if not self.pending else store_only
         try:
-            message, created = await db_trip(
-                Message.objects.store_visitor, self.conversation.id, text, client_id,
-                page_listing,
+            message, created, prepared = await db_trip(
+                store, self.conversation.id, text, client_id, page_listing
             )
         except Exception:
             logger.exception("could not store a message of conversation %s", self.conversation.id)
@@ -264,13 +274,19 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
             await self.send_json(message.as_frame())  # a resend: acknowledge, no second turn
             return
         await self.publish(message.as_frame())
-        self.start_turn(message)
+        self.start_turn(message, prepared)
 
-    def start_turn(self, message) -> None:
-        """Answer a stored visitor message in a task of its own, which outlives the socket."""
-        task = asyncio.create_task(self.answer(message))
+    def start_turn(self, message, prepared=turn.LATER) -> None:
+        """Answer a stored visitor message in a task of its own, which outlives the socket;
+        ``prepared`` as ``agent.chat.turn.run_turn`` takes it."""
+        self.pending += 1
+        task = asyncio.create_task(self.answer(message, prepared))
         _turns.add(task)
-        task.add_done_callback(_turns.discard)
+        task.add_done_callback(self._turn_ended)
+
+    def _turn_ended(self, task: asyncio.Task) -> None:
+        _turns.discard(task)
+        self.pending -= 1
 
     def resume(self, message, wait: float | None) -> None:
         """Act on ``agent.chat.orphans.take_orphan``'s answer: run the turn of the orphaned visitor
@@ -295,7 +311,7 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
             return
         self.resume(*found)
 
-    async def answer(self, message) -> None:
+    async def answer(self, message, prepared=turn.LATER) -> None:
         """Run the turn of a stored visitor message and publish its reply, after the turns
         this socket started before it; unless staff hold the conversation, who see the message
         and answer it themselves (no typing frames then). Failures are logged and published
@@ -318,7 +334,8 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
             try:
                 # The staff check rides on the turn's first trip (agent.chat.turn.prepare_turn).
                 reply = await turn.run_turn(
-                    message, staff_check=True, on_start=start_typing, on_busy=busy
+                    message, staff_check=True, on_start=start_typing, on_busy=busy,
+                    prepared=prepared,
                 )
             except Exception:
                 logger.exception("turn failed in conversation %s", conversation_id)

@@ -150,6 +150,35 @@ def prepare_turn(
     return history, classifiers
 
 
+LATER = "later"  # store_and_prepare's answer when the turn is to read what it asks itself
+
+
+def store_and_prepare(
+    conversation_id, text: str, client_id: str | None = None, page_listing: str = ""
+) -> tuple[Message, bool, object]:
+    """Store a visitor's message and read what its turn asks, in one trip off the event
+    loop (one trip fewer a turn than storing, then ``run_turn``'s own ``prepare_turn``).
+
+    Args and the first two results: ``Message.objects.store_visitor``'s.
+    Returns:
+        ``(message, created, prepared)``: ``prepared`` is ``prepare_turn(conversation_id,
+        message)``'s answer (None: the message is for staff), or ``LATER`` when the message
+        is a resend, or when that read failed after the message was stored (the turn then
+        reads again, and fails as a turn; the message is kept).
+    Raises:
+        Conversation.DoesNotExist, django.db.Error: the message could not be stored.
+    """
+    message, created = Message.objects.store_visitor(conversation_id, text, client_id, page_listing)
+    if not created:
+        return message, False, LATER
+    try:
+        return message, True, prepare_turn(conversation_id, message)
+    except Exception:
+        logger.exception("could not prepare the turn of a stored message of conversation %s",
+                         conversation_id)
+        return message, True, LATER
+
+
 def finish_turn(
     message: Message, outcomes: list[Outcome], started: float, read: tuple | None = None
 ) -> Message | None:
@@ -247,7 +276,7 @@ MARK_UNLESS_CLAIMED_SQL = f" AND NOT {CLAIMED_SQL}"
 
 async def run_turn(
     message: Message, client: LLMClient | None = None, *, staff_check: bool = False,
-    on_start=None, on_busy=None,
+    on_start=None, on_busy=None, prepared=LATER,
 ) -> Message | None:
     """Answer a stored visitor message: one round of parallel classifier calls, then the router.
 
@@ -263,6 +292,8 @@ async def run_turn(
         on_start: an async callable awaited once the turn goes ahead, before it waits for a
             turn slot (``agent.chat.capacity``; the consumer's typing indicator).
         on_busy: an async callable awaited if that wait passes ``TURN_QUEUE_TIMEOUT``.
+        prepared: ``prepare_turn``'s answer for ``message`` with ``staff_check``, read by
+            ``store_and_prepare``; ``LATER``: read here.
     Returns:
         The stored assistant message, or None when staff claimed the conversation meanwhile
         or another turn of the same message (``agent.chat.orphans``) answered it first.
@@ -270,9 +301,10 @@ async def run_turn(
         django.db.Error: the database failed; the visitor's message stays stored.
     """
     started = time.perf_counter()
-    prepared = await db_trip(
-        prepare_turn, message.conversation_id, message if staff_check else None
-    )
+    if prepared is LATER:
+        prepared = await db_trip(
+            prepare_turn, message.conversation_id, message if staff_check else None
+        )
     if prepared is None:
         return None
     history, classifiers = prepared

@@ -243,3 +243,68 @@ async def test_a_bad_after_gets_an_error_and_the_whole_history(connect, standin,
     history = await communicator.receive_json_from()
     assert [m["seq"] for m in history["messages"]] == [1, 2]
     await communicator.disconnect()
+
+
+async def test_a_turn_with_none_before_it_takes_two_database_trips(
+    connect, standin, listings, monkeypatch
+):
+    """Storing the message and the turn's first read share one trip; the router's is the
+    other (three before: bench/queries.py)."""
+    from agent.chat import consumer, turn
+
+    trips = []
+
+    async def counted(func, *args, **kwargs):
+        trips.append(func.__name__)
+        return await db_trip(func, *args, **kwargs)
+
+    from agent.dbgate import db_trip
+
+    communicator, _ = await connect()
+    monkeypatch.setattr(consumer, "db_trip", counted)
+    monkeypatch.setattr(turn, "db_trip", counted)
+    assert reply_of(await say(communicator, "How much is listing 123456?"))["route"] == "price"
+    assert trips == ["store_and_prepare", "finish_turn"]
+    await communicator.disconnect()
+
+
+async def test_a_message_sent_during_a_turn_reads_the_history_with_its_reply(
+    connect, standin, listings, monkeypatch
+):
+    """The second of two messages sent at once is read for its turn when the first is
+    answered, so its classifiers see that answer (by seq: after the second message)."""
+    from agent.chat import turn
+
+    histories = []
+    prepare = turn.prepare_turn
+
+    def recorded(conversation_id, message=None):
+        prepared = prepare(conversation_id, message)
+        histories.append([m["role"] for m in prepared[0]])
+        return prepared
+
+    monkeypatch.setattr(turn, "prepare_turn", recorded)
+    communicator, _ = await connect()
+    await communicator.send_json_to({"type": "message", "text": "How much is listing 123456?"})
+    await communicator.send_json_to({"type": "message", "text": "How much is 654321?"})
+    routes = []
+    while len(routes) < 2:
+        frame = await communicator.receive_json_from(timeout=5)
+        if frame["type"] == "message" and frame["role"] == "assistant":
+            routes.append(frame["route"])
+    assert routes == ["price", "price"]
+    assert histories == [["user"], ["user", "user", "assistant"]]
+    await communicator.disconnect()
+
+
+def test_a_message_whose_turn_read_fails_stays_stored(conversation, monkeypatch):
+    """store_and_prepare: the message is stored, and the turn is left to read for itself."""
+    from agent.chat import turn
+
+    def broken(conversation_id, message=None):
+        raise RuntimeError("the read failed")
+
+    monkeypatch.setattr(turn, "prepare_turn", broken)
+    message, created, prepared = turn.store_and_prepare(conversation.id, "Hello there!")
+    assert created and prepared is turn.LATER
+    assert Message.objects.get(pk=message.pk).text == "Hello there!"
