@@ -25,9 +25,9 @@ the first turn, slow rather than dead, end after all, ``finish_turn`` marks the 
 answered before storing a reply, with the row locked, so only one of the two replies is stored.
 
 **Why a grace on top of ``TURN_BUDGET``**: the budget bounds the classifier calls only. A turn
-also makes three trips to the database (the staff check, the history, the reply), which wait
-in line on the worker's one database thread and then up to ``DB_POOL_TIMEOUT`` each for a
-pooled connection. A turn that is merely slow, on a loaded worker or a database that is slow
+also makes two or three trips to the database (the message with the staff check and the
+history, or those apart, then the reply), which wait in line for a database thread and then
+up to ``DB_POOL_TIMEOUT`` each for a pooled connection. A turn that is merely slow, on a loaded worker or a database that is slow
 to hand out connections, must not be taken for dead: that would call the LLM twice for one
 message. So the grace is ``DB_POOL_TIMEOUT`` (10 s by default), one full wait for a
 connection, after which that trip fails and the turn with it. A turn slower still is rare and
