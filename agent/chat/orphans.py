@@ -27,12 +27,13 @@ answered before storing a reply, with the row locked, so only one of the two rep
 **Why a grace on top of ``TURN_BUDGET``**: the budget bounds the classifier calls only. A turn
 also makes two or three trips to the database (the message with the staff check and the
 history, or those apart, then the reply), which wait in line for a database thread and then
-up to ``DB_POOL_TIMEOUT`` each for a pooled connection. A turn that is merely slow, on a loaded worker or a database that is slow
-to hand out connections, must not be taken for dead: that would call the LLM twice for one
-message. So the grace is ``DB_POOL_TIMEOUT`` (10 s by default), one full wait for a
-connection, after which that trip fails and the turn with it. A turn slower still is rare and
-costs only duplicate LLM calls: the answered mark still lets one reply through. (Without the
-pool, ``DB_POOL_MAX_SIZE=0``, the same 10 s stand for a slow connect.)
+up to ``DB_POOL_TIMEOUT`` each for a pooled connection. A turn that is merely slow, on a
+loaded worker or a database that is slow to hand out connections, must not be taken for dead:
+that would call the LLM twice for one message. So the grace is ``DB_POOL_TIMEOUT`` (10 s by
+default), one full wait for a connection, after which that trip fails and the turn with it. A
+turn slower still is rare and costs only duplicate LLM calls: the answered mark still lets one
+reply through. (Without the pool, ``DB_POOL_MAX_SIZE=0``, the same 10 s stand for a slow
+connect.)
 
 **Turns that failed with ``turn_failed``** (the database went away mid-turn) are resumed too.
 While the database is down nothing can record that the turn failed, so such a message looks

@@ -41,7 +41,7 @@ from agent import metrics
 from agent.crm import leads
 from agent.live import publish
 from agent.models import Conversation, Handoff, Message, Route
-from agent.rows import select_rows
+from agent.rows import insert_rows, select_rows
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,9 @@ def queue_handoff(conversation: Conversation, message: Message | None, reason: s
     waiting = select_rows(Handoff, WAITING, [conversation.pk])
     if waiting:
         return waiting[0]
-    handoff = Handoff.objects.create(conversation=conversation, message=message, reason=reason)
+    handoff = Handoff(conversation=conversation, message=message, reason=reason)
+    ((handoff.pk,),) = insert_rows([handoff], returning="id")  # raw, as WAITING
+    handoff._state.adding, handoff._state.db = False, connection.alias
     _change_on_commit(handoff)
     transaction.on_commit(metrics.record_handoff_queued)  # a rolled-back turn queued none
     leads.handoff_event("handoff.queued", handoff)  # webhook outbox, in this transaction
