@@ -341,26 +341,35 @@ async def _read_bounded(chunks: AsyncIterator[bytes]) -> bytes:
     return bytes(body)
 
 
-async def _events(chunks: AsyncIterator[bytes]):
-    """The ``data:`` payloads of a server-sent-events body, as strings, reading at most
+class _Events:
+    """The ``data:`` payloads of a server-sent-events body fed piece by piece, reading at most
     ``READ_LIMIT`` bytes of it (``LLMError`` past that, as from ``_read_bounded``).
 
     Lines are split from the raw bytes (``\n``, ``\r\n``; a payload is UTF-8 JSON or
     ``[DONE]``, per the SSE spec and OpenAI's stream format), with no text decoder or line
-    splitter of the HTTP library in the way (issue 16).
+    splitter of the HTTP library in the way, in one pass over each piece and no generator
+    per call (issue 16). Payloads come as bytes, stripped.
     """
-    seen, rest = 0, b""
-    async for chunk in chunks:
-        seen += len(chunk)
-        if seen > READ_LIMIT:
+
+    __slots__ = ("seen", "rest")
+
+    def __init__(self):
+        self.seen = 0
+        self.rest = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The payloads of the lines ``chunk`` completes (the last, unfinished line is kept)."""
+        self.seen += len(chunk)
+        if self.seen > READ_LIMIT:
             raise _too_long()
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            if line.startswith(b"data:"):
-                yield line[5:].strip().decode(errors="replace")
-    if rest.startswith(b"data:"):
-        yield rest[5:].strip().decode(errors="replace")
+        lines = (self.rest + chunk if self.rest else chunk).split(b"\n")
+        self.rest = lines.pop()
+        return [line[5:].strip() for line in lines if line.startswith(b"data:")]
+
+    def end(self) -> list[bytes]:
+        """The payload of a last line the body ended without a newline, if any."""
+        rest, self.rest = self.rest, b""
+        return [rest[5:].strip()] if rest.startswith(b"data:") else []
 
 
 def _shallow(data) -> bool:
@@ -389,25 +398,37 @@ async def _openai_stream(chunks: AsyncIterator[bytes]) -> str:
         LLMError: a frame is not a ``chat.completion.chunk`` (permanent), the server sent an
             error frame, or the stream ended before ``[DONE]`` (transient).
     """
-    parts, raw = [], []
-    async for data in _events(chunks):
-        raw.append(data)
-        if data == "[DONE]":
+    parts, raw, events = [], [], _Events()
+    async for chunk in chunks:
+        for data in events.feed(chunk):
+            if _openai_frame(data, parts, raw):
+                return "".join(parts)
+    for data in events.end():
+        if _openai_frame(data, parts, raw):
             return "".join(parts)
-        try:
-            chunk = json.loads(data)
-            if "error" in chunk:
-                raise LLMError("error in stream", permanent=False, raw=data[:RAW_LIMIT])
-            choices = chunk["choices"]
-            delta = choices[0]["delta"] if choices else {}
-        except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
-            raise _not_a_stream("chat-completion", raw) from exc
-        content = delta.get("content") if isinstance(delta, dict) else None
-        if isinstance(content, str):
-            parts.append(content)
     raise LLMError(
         "stream ended before [DONE]", permanent=False, raw="".join(parts)[:RAW_LIMIT]
     )
+
+
+def _openai_frame(data: bytes, parts: list[str], raw: list[str]) -> bool:
+    """Add one ``data:`` payload's content to ``parts``; True when it is ``[DONE]``."""
+    if data == b"[DONE]":
+        return True
+    text = data.decode(errors="replace")
+    raw.append(text)
+    try:
+        chunk = json.loads(text)
+        if "error" in chunk:
+            raise LLMError("error in stream", permanent=False, raw=text[:RAW_LIMIT])
+        choices = chunk["choices"]
+        delta = choices[0]["delta"] if choices else {}
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
+        raise _not_a_stream("chat-completion", raw) from exc
+    content = delta.get("content") if isinstance(delta, dict) else None
+    if isinstance(content, str):
+        parts.append(content)
+    return False
 
 
 def _openai_completion(body: bytes) -> str:
@@ -429,24 +450,34 @@ async def _anthropic_stream(chunks: AsyncIterator[bytes]) -> str:
         LLMError: an event is not JSON (permanent), an ``error`` event (e.g. overloaded), or
             the stream ended before ``message_stop`` (transient).
     """
-    parts, raw = [], []
-    async for data in _events(chunks):
-        raw.append(data)
-        try:
-            event = json.loads(data)
-            kind = event["type"]
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise _not_a_stream("Messages API", raw) from exc
-        if kind == "error":
-            raise LLMError("error in stream", permanent=False, raw=data[:RAW_LIMIT])
-        if kind == "content_block_delta" and isinstance(event.get("delta"), dict):
-            if event["delta"].get("type") == "input_json_delta":
-                parts.append(str(event["delta"].get("partial_json", "")))
-        elif kind == "message_stop":
+    parts, raw, events = [], [], _Events()
+    async for chunk in chunks:
+        for data in events.feed(chunk):
+            if _anthropic_event(data, parts, raw):
+                return "".join(parts)
+    for data in events.end():
+        if _anthropic_event(data, parts, raw):
             return "".join(parts)
     raise LLMError(
         "stream ended before message_stop", permanent=False, raw="".join(parts)[:RAW_LIMIT]
     )
+
+
+def _anthropic_event(data: bytes, parts: list[str], raw: list[str]) -> bool:
+    """Add one event's tool-input piece to ``parts``; True when it is ``message_stop``."""
+    text = data.decode(errors="replace")
+    raw.append(text)
+    try:
+        event = json.loads(text)
+        kind = event["type"]
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise _not_a_stream("Messages API", raw) from exc
+    if kind == "error":
+        raise LLMError("error in stream", permanent=False, raw=text[:RAW_LIMIT])
+    if kind == "content_block_delta" and isinstance(event.get("delta"), dict):
+        if event["delta"].get("type") == "input_json_delta":
+            parts.append(str(event["delta"].get("partial_json", "")))
+    return kind == "message_stop"
 
 
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LLMClient]" = (

@@ -144,3 +144,28 @@ async def test_client_errors_are_permanent_but_429_and_5xx_are_not(status, perma
 )
 def test_retry_after_is_read_as_seconds_or_an_http_date(header, seconds):
     assert retry_after_seconds(header) == seconds
+
+
+# --- stream parsing ---------------------------------------------------------------------------
+
+
+async def pieces(body: bytes, size: int):
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 4096])
+async def test_a_stream_cut_anywhere_with_crlf_lines_and_no_last_newline_is_read_whole(size):
+    frames = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+              *({"choices": [{"index": 0, "delta": {"content": part}}]}
+                for part in ('{"asks_price": ', "true, ", '"listing_id": "654321"}')),
+              {"choices": []}]
+    body = b"".join(b": comment\r\nevent: x\r\ndata: " + json.dumps(f).encode() + b"\r\n\r\n"
+                    for f in frames) + b"data: [DONE]"
+
+    def handler(request):
+        return httpx.Response(200, content=pieces(body, size), headers=SSE)
+
+    data, raw = await call(Server("http://llm.test/v1"), PRICING.request_body("m", HISTORY, TODAY),
+                           handler)
+    assert data == {"asks_price": True, "listing_id": "654321"}
