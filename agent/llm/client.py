@@ -114,6 +114,11 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
+def to_json(value) -> bytes:
+    """``value`` as compact UTF-8 JSON, the way every request body is sent."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def anthropic_body(body: dict) -> dict:
     """Turn a chat-completions request body into a Messages API one.
 
@@ -181,13 +186,17 @@ class LLMClient:
             )
         return self._session
 
-    async def complete_json(self, server: Server, body: dict, timeout: float) -> tuple[dict, str]:
+    async def complete_json(
+        self, server: Server, body: dict | bytes, timeout: float
+    ) -> tuple[dict, str]:
         """Send one streamed chat request whose answer must be one JSON object.
 
         Args:
             server: where to send it, and in which API style.
             body: a chat-completions request body (``model``, ``messages``,
-                ``response_format`` with a json_schema, ``max_tokens``, ``temperature``).
+                ``response_format`` with a json_schema, ``max_tokens``, ``temperature``); or,
+                for an "openai" style server only, that body with ``"stream": true`` already
+                serialized (``to_json``; ``Classifier.request_json`` makes it from pieces).
             timeout: seconds allowed for each network step (connect, each read).
         Returns:
             ``(decoded object, raw answer text)``.
@@ -195,6 +204,7 @@ class LLMClient:
             LLMError: the call failed, or the answer is not a JSON object; permanent, with no
                 request sent, when the settings refuse the server's URL or key variable
                 (``agent.llm.guard``).
+            TypeError: a serialized body for a server of another style.
         """
         try:
             check_base_url(server.base_url)
@@ -205,15 +215,17 @@ class LLMClient:
         base = server.base_url.rstrip("/")
         headers = {"Content-Type": "application/json"}
         if server.api_style == "anthropic":
-            url, payload = f"{base}/messages", anthropic_body(body)
+            if isinstance(body, bytes):
+                raise TypeError("a serialized body is for an openai style server only")
+            url, data = f"{base}/messages", to_json(anthropic_body(body))
             headers["anthropic-version"] = ANTHROPIC_VERSION
             if key:
                 headers["x-api-key"] = key
         else:
-            url, payload = f"{base}/chat/completions", {**body, "stream": True}
+            url = f"{base}/chat/completions"
+            data = body if isinstance(body, bytes) else to_json({**body, "stream": True})
             if key:
                 headers["Authorization"] = f"Bearer {key}"
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         content = await self._post(url, data, headers, timeout, server.api_style)
         return decode_answer(content)
 
