@@ -95,7 +95,7 @@ class HttpxClient(llm.LLMClient):
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=keepalive)
         )
 
-    async def _post(self, url, data, headers, timeout, api_style):
+    async def _post(self, url, data, headers, timeout, api_style, timed_reads=True):
         try:
             async with self.http.stream(
                 "POST", url, content=data, headers=headers, timeout=httpx.Timeout(timeout)
@@ -122,7 +122,7 @@ class BareClient:
     def __init__(self):
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
-    async def complete_json(self, server, body, timeout):
+    async def complete_json(self, server, body, timeout, timed_reads=True):
         data = json.dumps({**body, "stream": True}).encode()
         headers = {"Content-Type": "application/json"}
         async with self.session.post(
@@ -187,7 +187,7 @@ class ProtoClient(llm.LLMClient):
         super().__init__()
         self.idle: dict[tuple[str, int], list[_Connection]] = {}
 
-    async def _post(self, url, data, headers, timeout, api_style):
+    async def _post(self, url, data, headers, timeout, api_style, timed_reads=True):
         parts = urlsplit(url)
         where = (parts.hostname, parts.port or 80)
         idle = self.idle.setdefault(where, [])
