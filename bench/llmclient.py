@@ -23,7 +23,10 @@ Clients, each on a fresh event loop and a fresh client (a warm-up round first, n
 Cases: ``C`` workers each making calls one after another (C = 1, 50, and 300 = 50 chats x 6
 calls), and ``early-exit``: C chats each sending the six classifiers at once, where two answer
 at 0 ms and four would take 200 ms and are cancelled when the two have answered, as the fan-out's
-early exit cancels its losers (4 of 6 calls cancelled mid-stream).
+early exit cancels its losers (4 of 6 calls cancelled mid-stream). ``fan-out``: the same turns
+through ``agent.llm.fanout.fan_out`` itself with a ten-message history (``LONG_HISTORY``), so the
+request bodies are built as a turn builds them; pricing says yes at 0 ms and the rest are
+cancelled (``aiohttp`` only: the fan-out takes the client the product uses).
 """
 
 import argparse
@@ -34,6 +37,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -55,10 +59,28 @@ django.setup()
 
 from agent.llm import client as llm  # noqa: E402
 from agent.llm.classifiers import CLASSIFIERS  # noqa: E402
+from agent.llm.fanout import fan_out  # noqa: E402
 from bench.turns import STANDIN_LAUNCHER  # noqa: E402
 
 TODAY = date(2026, 11, 22)
 HISTORY = [{"role": "user", "content": "How much is listing 654321?"}]
+# A turn's context at its longest (``HISTORY_MESSAGES``), the visitor's price question last.
+LONG_HISTORY = [
+    {"role": "user", "content": "Hello, I am looking for a flat near the harbour."},
+    {"role": "assistant", "content": "Hello! I can help with that. Do you have a budget in "
+     "mind, or a number of bedrooms? You can also give me a listing's 6-digit id."},
+    {"role": "user", "content": "Two bedrooms, with a balcony if possible, under 300,000."},
+    {"role": "assistant", "content": "Here are three listings that fit: 654321 (2 bedrooms, "
+     "balcony, 289,000), 654322 (2 bedrooms, 275,000) and 654330 (2 bedrooms, garden)."},
+    {"role": "user", "content": "Does 654321 have a garage?"},
+    {"role": "assistant", "content": "Listing 654321 has no garage, but there is street "
+     "parking and a public car park two minutes away."},
+    {"role": "user", "content": "Can I see it on Friday?"},
+    {"role": "assistant", "content": "Of course. What time on Friday suits you? An agent "
+     "can call you to arrange the visit."},
+    {"role": "user", "content": "Maybe later. ¿Y cuánto cuesta exactamente?"},
+    {"role": "user", "content": "How much is listing 654321?"},
+]
 FAST = ("pricing", "appointment_change")  # answer at once; the others take SLOW_MS
 SLOW_MS = 200
 TIMEOUT = 10.0
@@ -73,7 +95,7 @@ class HttpxClient(llm.LLMClient):
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=keepalive)
         )
 
-    async def _post(self, url, data, headers, timeout, api_style):
+    async def _post(self, url, data, headers, timeout, api_style, timed_reads=True):
         try:
             async with self.http.stream(
                 "POST", url, content=data, headers=headers, timeout=httpx.Timeout(timeout)
@@ -100,7 +122,7 @@ class BareClient:
     def __init__(self):
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
-    async def complete_json(self, server, body, timeout):
+    async def complete_json(self, server, body, timeout, timed_reads=True):
         data = json.dumps({**body, "stream": True}).encode()
         headers = {"Content-Type": "application/json"}
         async with self.session.post(
@@ -165,7 +187,7 @@ class ProtoClient(llm.LLMClient):
         super().__init__()
         self.idle: dict[tuple[str, int], list[_Connection]] = {}
 
-    async def _post(self, url, data, headers, timeout, api_style):
+    async def _post(self, url, data, headers, timeout, api_style, timed_reads=True):
         parts = urlsplit(url)
         where = (parts.hostname, parts.port or 80)
         idle = self.idle.setdefault(where, [])
@@ -250,6 +272,20 @@ async def early_exit(client, server, chats: int, calls: int) -> int:
     return turns * 6 * chats
 
 
+async def fan_out_turns(client, server, chats: int, calls: int) -> int:
+    """``chats`` chats, each turn ``fan_out`` of the six built-in classifiers on
+    ``LONG_HISTORY``; returns the calls made (cancelled ones included)."""
+    classifiers = [replace(c, server=server) for c in CLASSIFIERS]
+    turns = max(calls // (6 * chats), 1)
+
+    async def chat():
+        for _ in range(turns):
+            await fan_out(client, classifiers, LONG_HISTORY, TODAY)
+
+    await asyncio.gather(*(chat() for _ in range(chats)))
+    return turns * 6 * chats
+
+
 async def measure(make, case, server, concurrency: int, calls: int) -> tuple[float, float]:
     """``(cpu ms per call, calls per second)`` of one client on one case."""
     client = make()
@@ -285,10 +321,13 @@ def main() -> None:
         server = llm.Server(f"http://127.0.0.1:{port}/v1", max_in_flight=1000)
         cases = [(f"C={c}", steady, c, args.calls if c > 1 else 300) for c in args.concurrency]
         cases += [(f"early-exit {c}x6", early_exit, c, args.calls) for c in args.chats]
+        cases += [(f"fan-out {c}x6", fan_out_turns, c, args.calls) for c in args.chats]
         print(f"{'case':<18}{'client':<12}{'cpu ms/call':>12}{'calls/s':>10}{'cpu vs httpx':>14}")
         for label, case, concurrency, calls in cases:
             figures = {}
             for name in args.clients:
+                if case is fan_out_turns and name != "aiohttp":
+                    continue
                 figures[name] = asyncio.run(
                     measure(CLIENTS[name], case, server, concurrency, calls)
                 )

@@ -29,12 +29,13 @@ Early exit: ``decides`` is a "yes" of any of the six (for listing_facts, a fact 
 fair-housing flag). A "no" never ends the round early.
 """
 
-from dataclasses import asdict, dataclass
+import uuid
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any, Callable
 
 from agent.llm import listing_classifiers
-from agent.llm.client import Server
+from agent.llm.client import Server, to_json
 from agent.llm.fields import (
     BOOLEAN,
     LISTING_ID,
@@ -118,6 +119,9 @@ class Classifier:
     temperature: float = 0.0
     version: int = 0
     server: Server | None = None
+    # ``request_json``'s serialized parts: {(model, today, layout): (head, tail)}. Per instance,
+    # so a changed row (a new ``Classifier``) starts empty.
+    _json_parts: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def system_prompt(self, today: date) -> str:
         """The system prompt with today's date and weekday (agency time) filled in."""
@@ -161,6 +165,32 @@ class Classifier:
             "max_tokens": self.max_tokens,
         }
 
+    def request_json(
+        self, model: str, history: bytes, today: date, layout: str = "system_first"
+    ) -> bytes:
+        """``request_body`` with ``"stream": true``, serialized: the same bytes as ``to_json``
+        of it, made from the conversation serialized once per turn and the rest of the body
+        serialized once per model, date and layout (issue 16).
+
+        Args:
+            model, today, layout: as for ``request_body``.
+            history: the conversation as ``history_json`` serializes it.
+        Raises:
+            ValueError: an unknown layout.
+        """
+        key = (model, today, layout)
+        parts = self._json_parts.get(key)
+        if parts is None:
+            if len(self._json_parts) >= 8:  # days gone by
+                self._json_parts.clear()
+            # The body around one marker message, cut at it: the history goes in its place.
+            whole = to_json({**self.request_body(model, [_MARKER], today, layout), "stream": True})
+            if whole.count(_MARKER_JSON) != 1:
+                raise ValueError("the layout must put the history after a message")
+            head, _, tail = whole.partition(_MARKER_JSON)
+            parts = self._json_parts[key] = (head, tail)
+        return parts[0] + history + parts[1]
+
     def parse(self, data: dict) -> Any:
         """The typed answer (``Pricing``, ...) for the router's six classifiers; for any
         other name, the JSON object itself.
@@ -170,6 +200,18 @@ class Classifier:
         """
         parse = PARSERS.get(self.name)
         return parse(data) if parse else data
+
+
+def history_json(history: list[dict]) -> bytes:
+    """The conversation's messages serialized for ``Classifier.request_json``: each message's
+    JSON after a comma (b"" for none), as they sit in the ``messages`` list."""
+    return b"," + to_json(history)[1:-1] if history else b""
+
+
+# ``request_json``'s stand-in for the history: a text no prompt, schema or model name holds.
+_MARKER_TEXT = f"history-{uuid.uuid4().hex}"
+_MARKER = {"role": "user", "content": _MARKER_TEXT}
+_MARKER_JSON = b"," + to_json(_MARKER)
 
 
 def fill_today(text: str, today: date) -> str:

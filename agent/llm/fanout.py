@@ -25,7 +25,13 @@ from typing import Any
 
 from django.conf import settings
 
-from agent.llm.classifiers import PARSERS, Classifier, ClassifierOutputError, decides
+from agent.llm.classifiers import (
+    PARSERS,
+    Classifier,
+    ClassifierOutputError,
+    decides,
+    history_json,
+)
 from agent.llm.client import LLMClient, LLMError, default_server
 
 logger = logging.getLogger(__name__)
@@ -76,7 +82,17 @@ class _Call:
         self.wait = 0.0  # seconds
         self.started = self.ended = 0.0
 
-    async def run(self, client: LLMClient, body: dict, deadline: float) -> None:
+    def body(
+        self, history: list[dict], serialized: bytes, today: date, layout: str
+    ) -> dict | bytes:
+        """The request body for ``LLMClient.complete_json``: serialized from its parts for an
+        OpenAI-style server (``Classifier.request_json``, ``serialized`` being
+        ``history_json(history)``), a dict for the others."""
+        if self.server.api_style == "openai":
+            return self.classifier.request_json(self.model, serialized, today, layout)
+        return self.classifier.request_body(self.model, history, today, layout)
+
+    async def run(self, client: LLMClient, body: dict | bytes, deadline: float) -> None:
         """Make attempts until one answers, one fails for good, or no retry fits; the result
         is left in ``output``/``error``/``status``. Never raises for an LLM failure."""
         loop = asyncio.get_running_loop()
@@ -87,7 +103,7 @@ class _Call:
         finally:
             self.ended = loop.time()
 
-    async def _attempts(self, client: LLMClient, body: dict, deadline: float) -> None:
+    async def _attempts(self, client: LLMClient, body: dict | bytes, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -96,8 +112,13 @@ class _Call:
                 async with slot:
                     self.sent = True
                     self.wait += loop.time() - asked
+                    # The deadline cancels a call still reading at it (``fan_out``), so
+                    # only the connect is timed by the client.
                     data, self.raw = await client.complete_json(
-                        self.server, body, timeout=max(deadline - loop.time(), 0.001)
+                        self.server,
+                        body,
+                        timeout=max(deadline - loop.time(), 0.001),
+                        timed_reads=False,
                     )
                 self.output, self.status, self.error = self.classifier.parse(data), "ok", ""
                 return
@@ -184,15 +205,10 @@ async def fan_out(
     if deadline is None:
         deadline = loop.time() + settings.TURN_BUDGET
     calls = [_Call(c) for c in classifiers]
+    layout, serialized = settings.LLM_PROMPT_LAYOUT, history_json(history)  # once per turn
     tasks = {
         asyncio.create_task(
-            call.run(
-                client,
-                call.classifier.request_body(
-                    call.model, history, today, settings.LLM_PROMPT_LAYOUT
-                ),
-                deadline,
-            )
+            call.run(client, call.body(history, serialized, today, layout), deadline)
         ): call
         for call in calls
     }

@@ -16,6 +16,7 @@ checks again before each call (``agent.llm.client``), so a row written past the 
 fixture) makes no request at all.
 """
 
+import functools
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -50,6 +51,13 @@ def check_base_url(url: str) -> None:
         EndpointRefused: another scheme, a user name or password, a query or fragment (even an
             empty one: a bare ``?`` or ``#``), a bad port, or a host not in the allow-list.
     """
+    _check_base_url(url, tuple(settings.LLM_ALLOWED_HOSTS))
+
+
+# The check is pure in (url, allowed hosts), so the URLs it accepted are kept (a refusal is an
+# exception, which the cache never keeps): the client asks before every call (issue 16).
+@functools.lru_cache(maxsize=256)
+def _check_base_url(url: str, allowed_hosts: tuple[str, ...]) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -59,8 +67,8 @@ def check_base_url(url: str) -> None:
         raise EndpointRefused("The base URL must be an http:// or https:// URL.")
     if "?" in url or "#" in url or "@" in parts.netloc:
         raise EndpointRefused("The base URL may not have a query, a fragment or a user name.")
-    if parts.hostname not in settings.LLM_ALLOWED_HOSTS:
-        allowed = ", ".join(settings.LLM_ALLOWED_HOSTS)
+    if parts.hostname not in allowed_hosts:
+        allowed = ", ".join(allowed_hosts)
         raise EndpointRefused(
             f"{parts.hostname} is not an LLM host. Allowed (LLM_ALLOWED_HOSTS setting): {allowed}."
         )

@@ -152,3 +152,11 @@ def test_a_row_forced_in_by_sql_makes_no_request(monkeypatch, fields, says):
     assert caught.value.permanent  # never retried
     assert sent == []
     assert "the-django-secret" not in str(caught.value)
+
+
+def test_a_url_once_allowed_is_refused_when_the_settings_drop_its_host(settings):
+    check_base_url("http://127.0.0.1:8001/v1")
+    settings.LLM_ALLOWED_HOSTS = ("gpu-host",)
+    with pytest.raises(EndpointRefused, match="127.0.0.1 is not an LLM host"):
+        check_base_url("http://127.0.0.1:8001/v1")
+    check_base_url("http://gpu-host:8000/v1")

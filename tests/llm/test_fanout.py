@@ -437,3 +437,30 @@ async def test_each_classifier_goes_to_its_own_server():
         assert [o.status for o in outcomes] == ["ok"] * 3
         assert prices.requests == {"pricing": 1}
         assert others.requests == {"scheduling": 1, "listing_question": 1}
+
+
+async def test_an_anthropic_style_server_in_a_turn_gets_a_messages_api_request():
+    anthropic = Server("http://anthropic.test/v1", "anthropic")
+    seen = []
+
+    def handler(request):
+        seen.append((request.url.path, json.loads(request.content)))
+        if request.url.path == "/v1/messages":
+            tool_input = json.dumps(ANSWERS["scheduling"])
+            events = [{"type": "content_block_delta",
+                       "delta": {"type": "input_json_delta", "partial_json": tool_input}},
+                      {"type": "message_stop"}]
+            text = "".join(f"data: {json.dumps(e)}\n\n" for e in events)
+            return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+        return answer(request)
+
+    classifiers = [ON_SERVER[0], replace(SCHEDULING, server=anthropic), ON_SERVER[2]]
+    outcomes = await ask(handler, classifiers)
+    assert [o.status for o in outcomes] == ["ok"] * 3
+    assert outcomes[1].output == Scheduling(False, None, None)
+    (sent,) = [body for path, body in seen if path == "/v1/messages"]
+    assert sent["tools"][0]["name"] == "scheduling" and sent["messages"] == HISTORY
+    assert "Today is Sunday" in sent["system"]
+    others = {body["response_format"]["json_schema"]["name"] for path, body in seen
+              if path == "/v1/chat/completions"}
+    assert others == {"pricing", "listing_question"}

@@ -2,13 +2,21 @@
 whose answers each test writes (``tests/llm/loopback.py``)."""
 
 import json
+from dataclasses import replace
 from datetime import date
 
 import httpx
 import pytest
 
-from agent.llm.classifiers import PRICING, SCHEDULING
-from agent.llm.client import LLMClient, LLMError, Server, anthropic_body, retry_after_seconds
+from agent.llm.classifiers import CLASSIFIERS, PRICING, SCHEDULING, history_json
+from agent.llm.client import (
+    LLMClient,
+    LLMError,
+    Server,
+    anthropic_body,
+    retry_after_seconds,
+    to_json,
+)
 from tests.llm.loopback import LoopbackLLM
 
 TODAY = date(2026, 11, 22)
@@ -144,3 +152,57 @@ async def test_client_errors_are_permanent_but_429_and_5xx_are_not(status, perma
 )
 def test_retry_after_is_read_as_seconds_or_an_http_date(header, seconds):
     assert retry_after_seconds(header) == seconds
+
+
+# --- request bodies serialized from pieces (issue 16) -----------------------------------------
+
+ODD_HISTORY = [
+    {"role": "user", "content": 'Quote " backslash \\ newline\n tab\t and a line sep \u2028'},
+    {"role": "assistant", "content": "¿Cuál? 654321, ñandú, 日本語 and an emoji 🏠"},
+    {"role": "user", "content": "How much is listing 654321?"},
+]
+
+
+@pytest.mark.parametrize("layout", ["system_first", "shared_prefix"])
+@pytest.mark.parametrize("history", [[], HISTORY, ODD_HISTORY], ids=["none", "plain", "odd"])
+@pytest.mark.parametrize("classifier", CLASSIFIERS, ids=lambda c: c.name)
+def test_a_body_made_from_pieces_is_the_same_bytes_as_the_whole_body_serialized(
+    classifier, history, layout
+):
+    fresh = replace(classifier)  # an empty cache of pieces
+    for today in (TODAY, date(2026, 11, 23), TODAY):  # the third from the cache
+        whole = to_json({**fresh.request_body("m", history, today, layout), "stream": True})
+        assert fresh.request_json("m", history_json(history), today, layout) == whole
+
+
+def test_an_edited_classifier_sends_its_own_prompt_not_the_pieces_of_the_one_before():
+    before = replace(PRICING)
+    before.request_json("m", history_json(HISTORY), TODAY)
+    after = replace(before, instructions="Say yes.", version=2)
+    sent = json.loads(after.request_json("m", history_json(HISTORY), TODAY))
+    assert sent["messages"] == [{"role": "system", "content": "Say yes."}, *HISTORY]
+
+
+# --- stream parsing ---------------------------------------------------------------------------
+
+
+async def pieces(body: bytes, size: int):
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 4096])
+async def test_a_stream_cut_anywhere_with_crlf_lines_and_no_last_newline_is_read_whole(size):
+    frames = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+              *({"choices": [{"index": 0, "delta": {"content": part}}]}
+                for part in ('{"asks_price": ', "true, ", '"listing_id": "654321"}')),
+              {"choices": []}]
+    body = b"".join(b": comment\r\nevent: x\r\ndata: " + json.dumps(f).encode() + b"\r\n\r\n"
+                    for f in frames) + b"data: [DONE]"
+
+    def handler(request):
+        return httpx.Response(200, content=pieces(body, size), headers=SSE)
+
+    data, raw = await call(Server("http://llm.test/v1"), PRICING.request_body("m", HISTORY, TODAY),
+                           handler)
+    assert data == {"asks_price": True, "listing_id": "654321"}
