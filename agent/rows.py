@@ -83,14 +83,16 @@ def _reader(model) -> tuple[str, list]:
     return columns, converters
 
 
-def select_rows(model, rest: str, params: list) -> list:
-    """Instances of ``model`` read by ``SELECT <its columns> FROM <its table> t <rest>``.
+def select_rows(model, rest: str, params: list, before: str = "") -> list:
+    """Instances of ``model`` read by ``<before> SELECT <its columns> FROM <its table> t
+    <rest>``.
 
     Args:
         model: a model class.
         rest: the SQL after the table, its alias ``t``: joins, ``WHERE``, ``ORDER BY``,
             ``LIMIT``, with ``%s`` placeholders, e.g. ``"WHERE t.listing_id = %s"``.
-        params: the placeholders' values.
+        params: the placeholders' values, ``before``'s first.
+        before: SQL before the SELECT, e.g. ``WITH marked AS (UPDATE ... RETURNING ...)``.
     Returns:
         The instances, in the rows' order, as the ORM would build them (JSON decoded,
         ``_state.adding`` False).
@@ -99,7 +101,7 @@ def select_rows(model, rest: str, params: list) -> list:
     """
     columns, converters = _reader(model)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns} FROM {model._meta.db_table} t {rest}", params)
+        cursor.execute(f"{before} SELECT {columns} FROM {model._meta.db_table} t {rest}", params)
         rows = cursor.fetchall()
     found = []
     for row in rows:

@@ -219,16 +219,12 @@ def finish_turn(
         for o in outcomes
     ])
     with transaction.atomic():
-        if not mark_answered(message, unless_claimed=True):
+        conversation = mark_answered(message)
+        if conversation is None:
             handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
             return None  # or another turn answered it
+        message.conversation = conversation  # as it is now, the router reads it through it
         mentioned, written = read or (None, None)
-        if not Message.conversation.is_cached(message):
-            # Raw, for the reason of HISTORY_SQL's; the router reads it through the message.
-            found = select_rows(Conversation, "WHERE t.id = %s", [message.conversation_id])
-            if not found:
-                raise Conversation.DoesNotExist(f"no conversation {message.conversation_id}")
-            message.conversation = found[0]
         reply = route_turn(
             message.conversation, message, outcomes, timezone.now(), mentioned, written
         )
@@ -244,34 +240,34 @@ def finish_turn(
         )
 
 
-def mark_answered(message: Message, unless_claimed: bool = False) -> bool:
-    """Set the visitor message's ``answered_at`` unless it is answered or marked for staff;
-    in a transaction, its row stays locked until the transaction ends.
+def mark_answered(message: Message) -> Conversation | None:
+    """Set the visitor message's ``answered_at`` unless it is answered or marked for staff,
+    or staff hold its conversation (a claimed handoff; the caller then marks it theirs,
+    ``route_to_staff``), and read its conversation in the same statement. In a transaction,
+    the message's row stays locked until the transaction ends.
 
     Args:
         message: the visitor message.
-        unless_claimed: nor when staff hold its conversation (a claimed handoff), in the
-            same UPDATE; the caller then marks it for staff (``route_to_staff``).
     Returns:
-        True when this call marked it, so the caller's turn is the one to answer it.
+        Its conversation, read after the mark, when this call marked the message, so the
+        caller's turn is the one to answer it; else None.
     """
     now = timezone.now()
-    sql = MARK_SQL + (MARK_UNLESS_CLAIMED_SQL if unless_claimed else "")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [now, message.pk])
-        marked = cursor.rowcount
-    if marked:
-        message.answered_at = now
-        return True
-    return False
+    found = select_rows(Conversation, MARKED, [now, message.pk], before=MARK_SQL)
+    if not found:
+        return None
+    message.answered_at = now
+    return found[0]
 
 
-# mark_answered's UPDATE, raw for the reason of HISTORY_SQL's.
+# mark_answered's statement, raw for the reason of HISTORY_SQL's: the UPDATE, then
+# select_rows's read of the conversation of the message it marked.
 MARK_SQL = (
-    f"UPDATE {Message._meta.db_table} m SET answered_at = %s "
-    "WHERE m.id = %s AND m.answered_at IS NULL AND m.route = ''"
+    f"WITH marked AS (UPDATE {Message._meta.db_table} m SET answered_at = %s "
+    f"WHERE m.id = %s AND m.answered_at IS NULL AND m.route = '' AND NOT {CLAIMED_SQL} "
+    "RETURNING m.conversation_id)"
 )
-MARK_UNLESS_CLAIMED_SQL = f" AND NOT {CLAIMED_SQL}"
+MARKED = "JOIN marked ON marked.conversation_id = t.id"
 
 
 async def run_turn(
