@@ -1,6 +1,7 @@
 """Conversation logs: every visitor message, every reply with its route, every classifier call."""
 
 import uuid
+from contextlib import nullcontext
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
@@ -115,8 +116,7 @@ class MessageManager(models.Manager):
         Raises:
             Conversation.DoesNotExist: no such conversation.
         """
-        with transaction.atomic(savepoint=False):
-            return self._append(conversation_id, role, text, **fields)
+        return self._append(conversation_id, role, text, **fields)  # one statement: atomic
 
     def store_visitor(
         self, conversation_id, text: str, client_id: str | None = None, page_listing: str = ""
@@ -134,8 +134,11 @@ class MessageManager(models.Manager):
         Raises:
             Conversation.DoesNotExist: no such conversation.
         """
+        # The append is one statement: in autocommit it needs no BEGIN and COMMIT of its own
+        # (two round trips a message); in a caller's transaction, a savepoint keeps it usable.
+        savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
         try:
-            with transaction.atomic():
+            with savepoint:
                 message = self._append(
                     conversation_id, Message.Role.USER, text, client_id=client_id,
                     page_listing=page_listing,

@@ -104,3 +104,27 @@ def test_insert_rows_sends_every_value_as_the_orm_would():
     (lead_id,), = insert_rows([lead], returning="id")
     assert Lead.objects.get(pk=lead_id).first_contact_at == stamp  # to the microsecond
     assert Lead.objects.get(pk=lead_id).towns == ["Cañada"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_visitor_message_outside_a_transaction_is_stored_in_one_round_trip(monkeypatch):
+    """No BEGIN and COMMIT around the append, which is one statement (they were two round
+    trips more a message); a resend is still found after the refused INSERT."""
+    import psycopg
+
+    conversation = Conversation.objects.create()
+    trips = []
+    wait = psycopg.Connection.wait
+
+    def counted(self, gen, *args, **kwargs):
+        kind = getattr(gen, "__qualname__", "")
+        if not kind.endswith("_set_autocommit_gen"):  # local: nothing goes to the server
+            trips.append(kind)
+        return wait(self, gen, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "wait", counted)
+    message, created = Message.objects.store_visitor(conversation.id, "Hello there!", "m-1")
+    assert created and len(trips) == 1
+    again, created = Message.objects.store_visitor(conversation.id, "Hello there!", "m-1")
+    assert not created and again.pk == message.pk
+    assert Message.objects.filter(conversation=conversation).count() == 1
