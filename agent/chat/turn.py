@@ -51,6 +51,9 @@ OPENAI_ROLES = {
 SESSION_CONVERSATION = "chat_conversation"
 
 
+OPEN_CONVERSATION = "WHERE t.id = %s AND t.anonymised_at IS NULL"  # select_rows's rest
+
+
 def open_conversation(
     session, *, new_key: bool = True, language: str = "en"
 ) -> Conversation | None:
@@ -70,14 +73,15 @@ def open_conversation(
     """
     conversation_id = session.get(SESSION_CONVERSATION)  # loads the session
     if conversation_id:
-        conversation = Conversation.objects.filter(
-            id=conversation_id, anonymised_at__isnull=True
-        ).first()
-        if conversation is not None:
-            return conversation
+        # Raw, as every chat page and socket asks (agent.rows).
+        found = select_rows(Conversation, OPEN_CONVERSATION, [conversation_id])
+        if found:
+            return found[0]
     if session.session_key is None and not new_key:
         return None
-    conversation = Conversation.objects.create(language=language)
+    conversation = Conversation(language=language)
+    insert_rows([conversation])
+    conversation._state.adding, conversation._state.db = False, connection.alias
     session[SESSION_CONVERSATION] = str(conversation.id)
     session.save()
     return conversation

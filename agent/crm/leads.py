@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from agent.crm import outbox
 from agent.crm.models import Event, Lead, LeadConversation
-from agent.rows import select_rows, update_row
+from agent.rows import insert_rows, select_rows, update_row
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +65,20 @@ def lead_for(conversation, now: datetime) -> Lead:
     # Raw, as every turn asks: the ORM's compiling of the join cost more CPU than running it.
     for found in select_rows(Lead, LEAD_OF, [conversation.pk]):
         return found
+    lead = Lead(
+        name=conversation.visitor_name,
+        email=conversation.visitor_email,
+        phone=conversation.visitor_phone,
+        first_contact_at=conversation.created_at or now,
+        last_contact_at=now,
+    )
     try:
-        with transaction.atomic():
-            lead = Lead.objects.create(
-                name=conversation.visitor_name,
-                email=conversation.visitor_email,
-                phone=conversation.visitor_phone,
-                first_contact_at=conversation.created_at or now,
-                last_contact_at=now,
-            )
-            LeadConversation.objects.create(lead=lead, conversation=conversation)
+        with transaction.atomic():  # raw, as every conversation's first turn asks
+            ((lead.pk,),) = insert_rows([lead], returning="id")
+            insert_rows([LeadConversation(lead=lead, conversation=conversation)])
     except IntegrityError:  # a concurrent turn of the conversation linked one first
         return select_rows(Lead, LEAD_OF, [conversation.pk])[0]
+    lead._state.adding, lead._state.db = False, connection.alias
     outbox.emit("lead.created", lead, lead_data(lead))
     return lead
 
