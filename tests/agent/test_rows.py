@@ -128,3 +128,16 @@ def test_a_visitor_message_outside_a_transaction_is_stored_in_one_round_trip(mon
     again, created = Message.objects.store_visitor(conversation.id, "Hello there!", "m-1")
     assert not created and again.pk == message.pk
     assert Message.objects.filter(conversation=conversation).count() == 1
+
+
+def test_a_nul_character_is_stored_as_a_replacement_character():
+    """A visitor's text or an LLM's raw answer with a NUL (which PostgreSQL's text cannot
+    hold) is stored, not refused with the whole row."""
+    conversation = Conversation.objects.create()
+    message = Message.objects.store(conversation.id, Message.Role.USER, "price\x00 of 123456")
+    insert_rows([ClassifierCall(message=message, classifier="pricing", classifier_version=1,
+                                model="m", status="error", raw_output='{"a\x00": 1}',
+                                output=None, latency_ms=1, wait_ms=0, retries=0,
+                                error="content is not JSON")])
+    assert Message.objects.get(pk=message.pk).text == "price\ufffd of 123456"
+    assert ClassifierCall.objects.get(message=message).raw_output == '{"a\ufffd": 1}'

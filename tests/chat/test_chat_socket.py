@@ -308,3 +308,17 @@ def test_a_message_whose_turn_read_fails_stays_stored(conversation, monkeypatch)
     message, created, prepared = turn.store_and_prepare(conversation.id, "Hello there!")
     assert created and prepared is turn.LATER
     assert Message.objects.get(pk=message.pk).text == "Hello there!"
+
+
+async def test_a_nul_character_in_a_message_is_stored_and_echoed_as_a_replacement(
+    connect, standin, listings
+):
+    """PostgreSQL's text holds no NUL: the message is kept, with U+FFFD for it, and the echo
+    says what was stored (it got not_stored before)."""
+    communicator, _ = await connect()
+    frames = await say(communicator, "How much is\x00 listing 123456?")
+    assert frames[0]["text"] == "How much is\ufffd listing 123456?"
+    assert reply_of(frames)["route"] == "price"
+    stored = await Message.objects.aget(seq=frames[0]["seq"], role="user")
+    assert stored.text == "How much is\ufffd listing 123456?"
+    await communicator.disconnect()
