@@ -122,19 +122,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sql", action="store_true", help="print each turn's statements")
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL"):
-        os.environ["DATABASE_URL"] = devdb.fresh_database(DATABASE)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realestate.settings")
-    os.environ["DEBUG"] = "false"
-    import django
-
-    django.setup()
+    devdb.bench_django(DATABASE, DEBUG="false")
     from django.conf import settings
     from django.core.management import call_command
 
     from agent.llm.standin.server import StandinServer
 
-    call_command("migrate", verbosity=0)
     call_command("seed_demo", stdout=open(os.devnull, "w"))
     instrument()
     with StandinServer() as standin:

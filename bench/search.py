@@ -12,7 +12,6 @@ with index scans turned off (``enable_indexscan``, ``enable_bitmapscan``: a sequ
 """
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -63,20 +62,13 @@ def main() -> int:
     parser.add_argument("--listings", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL"):
-        os.environ["DATABASE_URL"] = devdb.fresh_database(DATABASE)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realestate.settings")
-    os.environ["DB_POOL_MAX_SIZE"] = "0"  # one plain connection: the timing is the query's
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    # One plain connection: the timing is the query's.
+    devdb.bench_django(DATABASE, DB_POOL_MAX_SIZE="0")
     from django.db import connection
 
     from listings.models import Listing
     from listings.search import Criteria, relax, search
 
-    call_command("migrate", verbosity=0)
     started = time.perf_counter()
     fill(args.listings)
     with connection.cursor() as cursor:

@@ -14,7 +14,6 @@ new ÷ old.
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -43,19 +42,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL"):
-        os.environ["DATABASE_URL"] = devdb.fresh_database(DATABASE)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realestate.settings")
-    os.environ["DEBUG"] = "false"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
+    devdb.bench_django(DATABASE, DEBUG="false")
     from agent.models import Conversation, Handoff, Message
     from agent.staff import handoffs
-
-    call_command("migrate", verbosity=0)
 
     def add(n: int) -> None:
         conversations = Conversation.objects.bulk_create(

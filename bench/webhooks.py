@@ -138,13 +138,7 @@ def main() -> int:
     parser.add_argument("--leads", type=int, default=100)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 3])
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL"):
-        os.environ["DATABASE_URL"] = devdb.fresh_database(DATABASE)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realestate.settings")
-    os.environ.update(DEBUG="false", WEBHOOK_ALLOW_PRIVATE="true", LOG_LEVEL="WARNING")
-    import django
-
-    django.setup()
+    devdb.bench_django(DATABASE, DEBUG="false", WEBHOOK_ALLOW_PRIVATE="true", LOG_LEVEL="WARNING")
     from django.conf import settings
     from django.core.management import call_command
 
@@ -152,7 +146,6 @@ def main() -> int:
     from agent.crm.outbox import EVENT_TYPES
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # booking emails
-    call_command("migrate", verbosity=0)
     call_command("seed_demo", stdout=open(os.devnull, "w"))
     port = free_port()
     receiver = Receiver(port)

