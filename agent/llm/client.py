@@ -421,16 +421,26 @@ async def _openai_stream(chunks: AsyncIterator[bytes]) -> str:
         LLMError: a frame is not a ``chat.completion.chunk`` (permanent), the server sent an
             error frame, or the stream ended before ``[DONE]`` (transient).
     """
+    return await _read_stream(chunks, _openai_frame, "[DONE]")
+
+
+async def _read_stream(chunks: AsyncIterator[bytes], frame, last: str) -> str:
+    """Feed each ``data:`` payload of a server-sent-events body to ``frame(data, parts, raw)``
+    until it returns True, then return the joined ``parts``.
+
+    Raises:
+        LLMError: what ``frame`` raises, or (transient) the stream ended before ``last``.
+    """
     parts, raw, events = [], [], _Events()
     async for chunk in chunks:
         for data in events.feed(chunk):
-            if _openai_frame(data, parts, raw):
+            if frame(data, parts, raw):
                 return "".join(parts)
     for data in events.end():
-        if _openai_frame(data, parts, raw):
+        if frame(data, parts, raw):
             return "".join(parts)
     raise LLMError(
-        "stream ended before [DONE]", permanent=False, raw="".join(parts)[:RAW_LIMIT]
+        f"stream ended before {last}", permanent=False, raw="".join(parts)[:RAW_LIMIT]
     )
 
 
@@ -473,17 +483,7 @@ async def _anthropic_stream(chunks: AsyncIterator[bytes]) -> str:
         LLMError: an event is not JSON (permanent), an ``error`` event (e.g. overloaded), or
             the stream ended before ``message_stop`` (transient).
     """
-    parts, raw, events = [], [], _Events()
-    async for chunk in chunks:
-        for data in events.feed(chunk):
-            if _anthropic_event(data, parts, raw):
-                return "".join(parts)
-    for data in events.end():
-        if _anthropic_event(data, parts, raw):
-            return "".join(parts)
-    raise LLMError(
-        "stream ended before message_stop", permanent=False, raw="".join(parts)[:RAW_LIMIT]
-    )
+    return await _read_stream(chunks, _anthropic_event, "message_stop")
 
 
 def _anthropic_event(data: bytes, parts: list[str], raw: list[str]) -> bool:
