@@ -53,28 +53,33 @@ def _json_value(value) -> str:
     raise TypeError(f"{type(value).__name__} is not a column value agent.rows can send")
 
 
-def insert_rows(objs: list, returning: str = "") -> list[tuple]:
+def insert_rows(objs: list) -> None:
     """Insert unsaved model instances of one model in one statement, in the caller's
-    transaction: ``bulk_create`` without the ORM's compiling or a parameter per value.
+    transaction: ``bulk_create`` without the ORM's compiling or a parameter per value. Each
+    instance is then saved as ``save()`` leaves it: its auto-increment primary key set (in
+    the order of ``objs``) and ``_state.adding`` False.
 
     Args:
         objs: instances of one model; their auto fields are filled in by ``pre_save``.
-        returning: a ``RETURNING`` column list, e.g. "id", or "" for none.
-    Returns:
-        The returned rows, in the order of ``objs`` when ``returning`` is given; else [].
+    Raises:
+        django.db.Error: the statement failed (an ``IntegrityError`` for a broken constraint).
     """
     if not objs:
-        return []
+        return
     columns, rows = records(objs)
-    table = objs[0]._meta.db_table
+    meta = objs[0]._meta
+    auto_pk = isinstance(meta.pk, models.AutoField)
     sql = (
-        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM "
-        f"jsonb_populate_recordset(NULL::{table}, %s) WITH ORDINALITY ORDER BY ordinality"
-        + (f" RETURNING {returning}" if returning else "")
+        f"INSERT INTO {meta.db_table} ({columns}) SELECT {columns} FROM "
+        f"jsonb_populate_recordset(NULL::{meta.db_table}, %s) WITH ORDINALITY ORDER BY ordinality"
+        + (f" RETURNING {connection.ops.quote_name(meta.pk.column)}" if auto_pk else "")
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [rows])
-        return cursor.fetchall() if returning else []
+        keys = [row[0] for row in cursor.fetchall()] if auto_pk else [o.pk for o in objs]
+    for obj, key in zip(objs, keys, strict=True):
+        obj.pk = key
+        obj._state.adding, obj._state.db = False, connection.alias
 
 
 @functools.cache

@@ -81,7 +81,6 @@ def open_conversation(
         return None
     conversation = Conversation(language=language)
     insert_rows([conversation])
-    conversation._state.adding, conversation._state.db = False, connection.alias
     session[SESSION_CONVERSATION] = str(conversation.id)
     session.save()
     return conversation

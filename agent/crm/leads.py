@@ -74,11 +74,10 @@ def lead_for(conversation, now: datetime) -> Lead:
     )
     try:
         with transaction.atomic():  # raw, as every conversation's first turn asks
-            ((lead.pk,),) = insert_rows([lead], returning="id")
+            insert_rows([lead])
             insert_rows([LeadConversation(lead=lead, conversation=conversation)])
     except IntegrityError:  # a concurrent turn of the conversation linked one first
         return select_rows(Lead, LEAD_OF, [conversation.pk])[0]
-    lead._state.adding, lead._state.db = False, connection.alias
     outbox.emit("lead.created", lead, lead_data(lead))
     return lead
 

@@ -90,8 +90,7 @@ def queue_handoff(conversation: Conversation, message: Message | None, reason: s
     if waiting:
         return waiting[0]
     handoff = Handoff(conversation=conversation, message=message, reason=reason)
-    ((handoff.pk,),) = insert_rows([handoff], returning="id")  # raw, as WAITING
-    handoff._state.adding, handoff._state.db = False, connection.alias
+    insert_rows([handoff])  # raw, as WAITING
     _change_on_commit(handoff)
     transaction.on_commit(metrics.record_handoff_queued)  # a rolled-back turn queued none
     leads.handoff_event("handoff.queued", handoff)  # webhook outbox, in this transaction

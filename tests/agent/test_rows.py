@@ -71,10 +71,15 @@ def test_update_row_writes_only_the_named_fields_and_stamps_auto_now():
     assert stored.name == "Ann" and stored.phone == "+15550100"  # untouched
 
 
-def test_insert_rows_returns_ids_in_order():
+def test_insert_rows_sets_ids_in_order_and_leaves_the_instances_saved():
+    now = timezone.now()
+    leads = [Lead(name=name, first_contact_at=now, last_contact_at=now) for name in "ab"]
     conversations = [Conversation(language="en"), Conversation(language="es")]
-    ids = [row[0] for row in insert_rows(conversations, returning="id")]
-    assert [Conversation.objects.get(pk=i).language for i in ids] == ["en", "es"]
+    insert_rows(leads)
+    insert_rows(conversations)
+    assert [Lead.objects.get(pk=lead.pk).name for lead in leads] == ["a", "b"]
+    assert [Conversation.objects.get(pk=c.pk).language for c in conversations] == ["en", "es"]
+    assert not any(obj._state.adding for obj in [*leads, *conversations])
 
 
 def test_insert_rows_sends_every_value_as_the_orm_would():
@@ -101,9 +106,9 @@ def test_insert_rows_sends_every_value_as_the_orm_would():
     again = Message.objects.get(pk=message.pk)
     assert again.text == "¿Cuánto cuesta? \"x\"" and again.conversation_id == conversation.id
     lead = Lead(first_contact_at=stamp, last_contact_at=stamp, towns=["Cañada"])
-    (lead_id,), = insert_rows([lead], returning="id")
-    assert Lead.objects.get(pk=lead_id).first_contact_at == stamp  # to the microsecond
-    assert Lead.objects.get(pk=lead_id).towns == ["Cañada"]
+    insert_rows([lead])
+    assert Lead.objects.get(pk=lead.pk).first_contact_at == stamp  # to the microsecond
+    assert Lead.objects.get(pk=lead.pk).towns == ["Cañada"]
 
 
 @pytest.mark.django_db(transaction=True)
