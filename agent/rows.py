@@ -25,23 +25,26 @@ def records(objs: list, skip: tuple = ()) -> tuple[str, str]:
     One JSON text, not a parameter per value: psycopg quotes each parameter in Python, which
     cost more CPU than the statement itself (six classifier-call rows: 0.85 ms of CPU, 0.58 as
     JSON; bench/README.md). Datetimes go as ISO 8601 with their microseconds and offset; a
-    NUL character in a text becomes U+FFFD (PostgreSQL's text cannot hold it).
+    NUL character in a text becomes U+FFFD, on the instance too (``_storable``).
     """
     fields = [
         f for f in objs[0]._meta.concrete_fields
         if not isinstance(f, models.AutoField) and f.name not in skip
     ]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    rows = [{f.column: _storable(f.get_prep_value(f.pre_save(o, True))) for f in fields}
-            for o in objs]
+    rows = [{f.column: _storable(o, f) for f in fields} for o in objs]
     return columns, json.dumps(rows, default=_json_value, ensure_ascii=False)
 
 
-def _storable(value):
-    # PostgreSQL's text holds no NUL character (nor jsonb a \u0000): one in a visitor's text or
-    # an LLM's raw answer is kept as U+FFFD, where it failed the whole row before.
+def _storable(obj, field):
+    """``field``'s value of ``obj`` as it is stored. PostgreSQL's text holds no NUL character
+    (nor jsonb a \u0000): one in a visitor's or staff member's text or an LLM's raw answer is
+    kept as U+FFFD, on ``obj`` too, so what is echoed is what was stored (it failed the whole
+    row before)."""
+    value = field.get_prep_value(field.pre_save(obj, True))
     if isinstance(value, str) and "\x00" in value:
-        return value.replace("\x00", "\ufffd")
+        value = value.replace("\x00", "\ufffd")
+        setattr(obj, field.attname, value)
     return value
 
 

@@ -65,8 +65,7 @@ def decode_frame(text_data: str) -> object:
 
 def parse_frame(frame: object) -> tuple[str, str | None]:
     """Return ``(text, client_id)`` of a decoded client frame (``decode_frame``): the trimmed
-    visitor text (a NUL character in it as U+FFFD) and the client's message id, or None when
-    the frame has none.
+    visitor text and the client's message id, or None when the frame has none.
 
     Raises:
         BadFrame: not an object, unknown type, missing, empty or over-long text, or an id
@@ -77,7 +76,7 @@ def parse_frame(frame: object) -> tuple[str, str | None]:
     text = frame.get("text")
     if not isinstance(text, str):
         raise BadFrame("missing_text", 'A message needs a "text" string.')
-    text = text.replace("\x00", "\ufffd").strip()  # as it is stored (agent.rows.records)
+    text = text.strip()
     if not text:
         raise BadFrame("empty_text", "The message is empty.")
     if len(text) > MAX_TEXT:

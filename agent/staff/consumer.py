@@ -203,13 +203,13 @@ def handoff_id(frame: dict) -> int:
 
 
 def reply_text(frame: dict) -> str:
-    """The trimmed text of a staff reply, a NUL character in it as U+FFFD (as it is stored).
+    """The trimmed text of a staff reply.
 
     Raises:
         HandoffRefused: ``empty_text`` or ``text_too_long`` (over 2,000 characters).
     """
     text = frame.get("text")
-    text = text.replace("\x00", "\ufffd").strip() if isinstance(text, str) else ""
+    text = text.strip() if isinstance(text, str) else ""
     if not text:
         raise handoffs.HandoffRefused("empty_text", "The reply is empty.")
     if len(text) > MAX_TEXT:

@@ -136,10 +136,14 @@ def test_a_visitor_message_outside_a_transaction_is_stored_in_one_round_trip(mon
 
 
 def test_a_nul_character_is_stored_as_a_replacement_character():
-    """A visitor's text or an LLM's raw answer with a NUL (which PostgreSQL's text cannot
-    hold) is stored, not refused with the whole row."""
+    """A visitor's or staff member's text or an LLM's raw answer with a NUL (which
+    PostgreSQL's text cannot hold) is stored, not refused with the whole row; the returned
+    message, whose frame the chat echoes, reads as stored."""
     conversation = Conversation.objects.create()
+    staff = Message.objects.store(conversation.id, Message.Role.STAFF, "Hello\x00 there")
+    assert staff.text == "Hello\ufffd there" == Message.objects.get(pk=staff.pk).text
     message = Message.objects.store(conversation.id, Message.Role.USER, "price\x00 of 123456")
+    assert message.text == "price\ufffd of 123456"
     insert_rows([ClassifierCall(message=message, classifier="pricing", classifier_version=1,
                                 model="m", status="error", raw_output='{"a\x00": 1}',
                                 output=None, latency_ms=1, wait_ms=0, retries=0,

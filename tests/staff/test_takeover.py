@@ -476,9 +476,3 @@ async def test_a_claim_while_a_turn_runs_keeps_the_bot_from_answering(
     assert not await Message.objects.filter(seq=4).aexists()
     await visitor.disconnect()
     await staff.disconnect()
-
-
-def test_a_staff_reply_keeps_a_nul_character_as_it_is_stored():
-    from agent.staff.consumer import reply_text
-
-    assert reply_text({"text": "  Hello\x00 there  "}) == "Hello\ufffd there"
