@@ -168,7 +168,7 @@ class Classifier:
     def request_json(
         self, model: str, history: bytes, today: date, layout: str = "system_first"
     ) -> bytes:
-        """``request_body`` with ``"stream": true``, serialized: the same bytes as ``to_json``
+        """``request_body`` with ``"stream": false``, serialized: the same bytes as ``to_json``
         of it, made from the conversation serialized once per turn and the rest of the body
         serialized once per model, date and layout (issue 16).
 
@@ -184,7 +184,7 @@ class Classifier:
             if len(self._json_parts) >= 8:  # days gone by
                 self._json_parts.clear()
             # The body around one marker message, cut at it: the history goes in its place.
-            whole = to_json({**self.request_body(model, [_MARKER], today, layout), "stream": True})
+            whole = to_json({**self.request_body(model, [_MARKER], today, layout), "stream": False})
             if whole.count(_MARKER_JSON) != 1:
                 raise ValueError("the layout must put the history after a message")
             head, _, tail = whole.partition(_MARKER_JSON)

@@ -1,17 +1,21 @@
-"""The one seam for calls to LLM servers: streamed chat requests over one shared aiohttp session.
+"""The one seam for calls to LLM servers: chat requests over one shared aiohttp session.
 
 Two API styles, chosen per server:
 
-- "openai": ``POST {base_url}/chat/completions`` with ``stream: true``; the answer arrives as
-  server-sent events (``chat.completion.chunk`` frames, then ``data: [DONE]``). vLLM, OpenAI,
+- "openai": ``POST {base_url}/chat/completions`` with ``stream: false``; the answer is one
+  ``chat.completion`` object (a server that streams anyway, server-sent events of
+  ``chat.completion.chunk`` frames then ``data: [DONE]``, is read as well). vLLM, OpenAI,
   llama.cpp and Ollama speak it.
 - "anthropic": ``POST {base_url}/messages`` (Anthropic's Messages API) with ``stream: true``;
   the system prompt goes apart and the JSON answer comes as the input of a forced tool call.
 
-Calls are streamed so that closing one (on cancel) reaches the server: vLLM aborts a streamed
-request when its client disconnects. Every failure becomes ``LLMError``: ``permanent`` when
-retrying cannot help (a 4xx other than 429, an answer that is not what the API promises),
-transient otherwise (timeouts, connection errors, cut streams, 429, 5xx).
+Closing a call (on cancel) reaches the server either way: vLLM aborts a request whose client
+disconnects, streamed or not (``with_cancellation`` on its chat-completions route,
+``vllm/entrypoints/utils.py``). A classifier's answer is a few dozen tokens parsed only when
+whole, so OpenAI-style calls are not streamed: one body instead of an event a token halves the
+client's CPU per call (bench/llmclient.py, issue 16). Every failure becomes ``LLMError``:
+``permanent`` when retrying cannot help (a 4xx other than 429, an answer that is not what the
+API promises), transient otherwise (timeouts, connection errors, cut streams, 429, 5xx).
 """
 
 import asyncio
@@ -189,13 +193,13 @@ class LLMClient:
     async def complete_json(
         self, server: Server, body: dict | bytes, timeout: float, *, timed_reads: bool = True
     ) -> tuple[dict, str]:
-        """Send one streamed chat request whose answer must be one JSON object.
+        """Send one chat request whose answer must be one JSON object.
 
         Args:
             server: where to send it, and in which API style.
             body: a chat-completions request body (``model``, ``messages``,
                 ``response_format`` with a json_schema, ``max_tokens``, ``temperature``); or,
-                for an "openai" style server only, that body with ``"stream": true`` already
+                for an "openai" style server only, that body with ``"stream": false`` already
                 serialized (``to_json``; ``Classifier.request_json`` makes it from pieces).
             timeout: seconds allowed for each network step (connect, each read).
             timed_reads: False leaves the reads untimed, for a caller whose own deadline
@@ -226,7 +230,7 @@ class LLMClient:
                 headers["x-api-key"] = key
         else:
             url = f"{base}/chat/completions"
-            data = body if isinstance(body, bytes) else to_json({**body, "stream": True})
+            data = body if isinstance(body, bytes) else to_json({**body, "stream": False})
             if key:
                 headers["Authorization"] = f"Bearer {key}"
         content = await self._post(url, data, headers, timeout, server.api_style, timed_reads)
@@ -268,8 +272,8 @@ class LLMClient:
                 if api_style == "anthropic":
                     content = await _anthropic_stream(chunks)
                 elif response.headers.get("Content-Type", "").startswith("text/event-stream"):
-                    content = await _openai_stream(chunks)
-                else:  # a server that ignored ``stream``
+                    content = await _openai_stream(chunks)  # a server that streams anyway
+                else:
                     content = _openai_completion(await _read_bounded(chunks))
                 await _finish(response)
             except BaseException:

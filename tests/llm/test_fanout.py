@@ -124,7 +124,7 @@ async def test_each_request_is_streamed_with_the_schema_the_history_the_date_and
     by_name = {body["response_format"]["json_schema"]["name"]: body for _, _, body in seen}
     assert set(by_name) == {"pricing", "scheduling", "listing_question"}
     scheduling = by_name["scheduling"]
-    assert scheduling["stream"] is True
+    assert scheduling["stream"] is False  # one body: the answer is parsed only when whole
     assert scheduling["response_format"]["type"] == "json_schema"
     assert "Today is Sunday, 2026-11-22" in scheduling["messages"][0]["content"]
     assert scheduling["messages"][1:] == HISTORY
@@ -382,11 +382,12 @@ async def test_a_garbage_stream_is_an_error_not_retried_and_logged(standin, capl
     standin.fault, standin.fault_classifier = "garbage-stream", "pricing"
     with caplog.at_level(logging.WARNING, logger="agent.llm.fanout"):
         pricing, scheduling, _ = await standin_turn(on(standin), "hello")
-    assert pricing.status == "error" and "not a chat-completion stream" in pricing.error
-    assert "{not json" in pricing.raw
+    # Asked without streaming, the stand-in's garbage is an HTML page instead of a completion.
+    assert pricing.status == "error" and "not a chat completion" in pricing.error
+    assert "<html>" in pricing.raw
     assert standin.requests["pricing"] == 1
     assert scheduling.status == "ok"
-    assert "classifier pricing error: not a chat-completion stream" in caplog.text
+    assert "classifier pricing error: not a chat completion" in caplog.text
 
 
 @pytest.mark.parametrize("respond", [sse, completion])

@@ -171,7 +171,7 @@ def test_a_body_made_from_pieces_is_the_same_bytes_as_the_whole_body_serialized(
 ):
     fresh = replace(classifier)  # an empty cache of pieces
     for today in (TODAY, date(2026, 11, 23), TODAY):  # the third from the cache
-        whole = to_json({**fresh.request_body("m", history, today, layout), "stream": True})
+        whole = to_json({**fresh.request_body("m", history, today, layout), "stream": False})
         assert fresh.request_json("m", history_json(history), today, layout) == whole
 
 

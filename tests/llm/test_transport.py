@@ -103,6 +103,38 @@ async def test_a_call_cancelled_mid_stream_hangs_up_and_its_connection_is_not_re
     assert len(llm.peers) == 2  # the cut stream's connection was not handed to the next call
 
 
+async def test_a_call_is_sent_unstreamed_and_one_cancelled_before_its_answer_hangs_up():
+    # vLLM aborts a non-streamed request whose client disconnects (``with_cancellation``), so
+    # the fan-out's early exit reaches the server without streaming (issue 16).
+    asked, hung_up = asyncio.Event(), asyncio.Event()
+
+    async def handler(request):
+        if len(llm.requests) > 1:
+            return httpx.Response(200, json={"choices": [{"message": {"content": '{"ok": 1}'}}]})
+        asked.set()
+        try:
+            await asyncio.Event().wait()  # a generation that never ends by itself
+        finally:
+            hung_up.set()
+
+    async with LoopbackLLM(handler) as llm:
+        server = llm.at(Server("http://llm.test/v1"))
+        client = LLMClient()
+        try:
+            call = asyncio.create_task(client.complete_json(server, BODY, timeout=5))
+            await asyncio.wait_for(asked.wait(), 2)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            await asyncio.wait_for(hung_up.wait(), 2)  # the server saw the client go away
+            data, _ = await client.complete_json(server, BODY, timeout=5)
+        finally:
+            await client.aclose()
+    assert [json.loads(r.content)["stream"] for r in llm.requests] == [False, False]
+    assert data == {"ok": 1}
+    assert len(llm.peers) == 2  # the cancelled call's connection was not handed on
+
+
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 async def test_a_redirect_is_not_followed(status):
     def elsewhere(request):
