@@ -46,11 +46,6 @@ OPENAI_ROLES = {
 }
 
 
-# The session's entry naming its conversation: the session holds the conversation's id, and
-# the conversation holds nothing of the session (its key is a login credential; issue 13).
-SESSION_CONVERSATION = "chat_conversation"
-
-
 OPEN_CONVERSATION = "WHERE t.id = %s AND t.anonymised_at IS NULL"  # select_rows's rest
 
 

@@ -68,7 +68,11 @@ class Command(BaseCommand):
             model=options["model"],
         )
         done = threading.Event()
-        signal.signal(signal.SIGTERM, lambda signum, frame: done.set())
+        # Both signals set ``done``, so neither can interrupt anything half done: a
+        # KeyboardInterrupt could come before the ``try`` below (no stop then), and a parent
+        # that ignores SIGINT (its children inherit that) would make Ctrl-C do nothing.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, frame: done.set())
         try:
             server.start()
         except OSError as exc:
@@ -84,10 +88,10 @@ class Command(BaseCommand):
         )
         self.stdout.flush()
         try:
+            # Polled: a signal the kernel gives another thread is run by the main thread
+            # only when it next wakes.
             while not done.wait(0.5):
                 pass
-        except KeyboardInterrupt:
-            pass
         finally:
             server.stop()
         self.stdout.write("LLM stand-in stopped.")
