@@ -223,10 +223,10 @@ if urlsplit(LLM_BASE_URL).hostname not in LLM_ALLOWED_HOSTS:
 LLM_MODEL = env_str("LLM_MODEL", "Qwen/Qwen2.5-7B-Instruct")
 # Seconds from the visitor's message to the reply: every call, retry and wait comes out of it.
 TURN_BUDGET = env_float("TURN_BUDGET", 2.5, minimum=0.1)
-# Calls in flight per LLM server and process: 16 turns x 6 classifiers (bench/).
-LLM_MAX_IN_FLIGHT = env_int("LLM_MAX_IN_FLIGHT", 96, minimum=1)
-# Turns whose classifier calls run at once per process (96 LLM slots / 6 classifiers); 0: no cap.
-TURN_MAX_OPEN = env_int("TURN_MAX_OPEN", 16, minimum=0)
+# Calls in flight per LLM server and process: 48 turns x 6 classifiers (bench/README.md).
+LLM_MAX_IN_FLIGHT = env_int("LLM_MAX_IN_FLIGHT", 288, minimum=1)
+# Turns whose classifier calls run at once per process (288 LLM slots / 6 classifiers); 0: no cap.
+TURN_MAX_OPEN = env_int("TURN_MAX_OPEN", 48, minimum=0)
 # Seconds a turn waits for one of those before the visitor is told "busy" (it goes on waiting).
 TURN_QUEUE_TIMEOUT = env_float("TURN_QUEUE_TIMEOUT", 3.0, minimum=0.1)
 # New chat sockets get HTTP 503 (nginx tries the next worker) while this many turns of the

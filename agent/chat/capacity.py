@@ -4,8 +4,10 @@ A saturated process used to start every turn at once: the turns queued for CPU, 
 and LLM slots inside their ``TURN_BUDGET``, ran out of it, and each became an apology plus a
 handoff (issue 16: a 40-second spike put hundreds of handoffs in the staff queue). Here at most
 ``TURN_MAX_OPEN`` turns of a process are past this gate, and the turn's budget starts when it
-gets through. The default, 16, is ``LLM_MAX_IN_FLIGHT`` (96) over the six classifiers, so the
-turns past the gate never wait for an LLM slot. A turn that has waited ``TURN_QUEUE_TIMEOUT``
+gets through. The default, 48, is ``LLM_MAX_IN_FLIGHT`` (288) over the six classifiers, so the
+turns past the gate never wait for an LLM slot; 48 open turns cost under a second of CPU (13 ms
+each), well inside the budget, and at 300 ms an answer they allow 150 turns/s, more than the
+process's CPU gives (16 capped it at 50 turns/s; bench/README.md). A turn that has waited ``TURN_QUEUE_TIMEOUT``
 seconds calls its ``on_busy`` (the consumer tells the visitor "busy, one moment") and goes on
 waiting: its message is answered when a slot comes, with no resend.
 
