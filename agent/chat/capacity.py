@@ -7,9 +7,9 @@ handoff (issue 16: a 40-second spike put hundreds of handoffs in the staff queue
 gets through. The default, 48, is ``LLM_MAX_IN_FLIGHT`` (288) over the six classifiers, so the
 turns past the gate never wait for an LLM slot; 48 open turns cost under a second of CPU (13 ms
 each), well inside the budget, and at 300 ms an answer they allow 150 turns/s, more than the
-process's CPU gives (16 capped it at 50 turns/s; bench/README.md). A turn that has waited ``TURN_QUEUE_TIMEOUT``
-seconds calls its ``on_busy`` (the consumer tells the visitor "busy, one moment") and goes on
-waiting: its message is answered when a slot comes, with no resend.
+process's CPU gives (16 capped it at 50 turns/s; bench/README.md). A turn that has waited
+``TURN_QUEUE_TIMEOUT`` seconds calls its ``on_busy`` (the consumer tells the visitor "busy, one
+moment") and goes on waiting: its message is answered when a slot comes, with no resend.
 
 While ``CHAT_SHED_WAITING`` turns wait (``saturated``), the chat socket refuses new
 connections with HTTP 503 and nginx opens them on another worker (``agent.chat.shedding``);

@@ -56,6 +56,25 @@ async def test_the_in_memory_layer_cleans_expired_entries_once_a_second_not_per_
     assert walks == [100.0, 101.0]
 
 
+async def test_the_in_memory_group_send_reaches_every_member_once_and_drops_on_a_full_channel(
+    monkeypatch,
+):
+    layer = live.LocalChannelLayer(expiry=60, capacity=2)
+    monkeypatch.setattr(asyncio, "create_task", None)  # no task per member (channels' way)
+    one, two = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("g", one)
+    await layer.group_add("g", two)
+    for n in range(3):  # nobody reads yet: the third is dropped, as channels drops it
+        await layer.group_send("g", {"type": "chat.frame", "frame": {"n": n}})
+    monkeypatch.undo()
+    got = {channel: [await layer.receive(channel) for _ in range(2)] for channel in (one, two)}
+    assert [m["frame"]["n"] for m in got[one]] == [m["frame"]["n"] for m in got[two]] == [0, 1]
+    assert got[one][0] is not got[two][0]  # each member its own message
+    assert layer.channels == {}  # read empty: channels' receive dropped their queues
+    with pytest.raises(TypeError):
+        await layer.group_send("bad group name!", {"type": "chat.frame"})
+
+
 async def test_a_group_frame_reaches_a_socket_of_another_layer_instance(redis_process):
     """Two layer instances are two app processes: one publishes, the other's channel gets it."""
     sender = RedisChannelLayer(hosts=[redis_process.url], prefix="test")
