@@ -56,6 +56,18 @@ def _json_value(value) -> str:
     raise TypeError(f"{type(value).__name__} is not a column value agent.rows can send")
 
 
+def insert_sql(objs: list) -> tuple[str, str]:
+    """``insert_rows``'s statement for ``objs`` (not empty) and its one parameter, the rows'
+    JSON (``records``), for a caller that sends it inside a larger one (a CTE). The rows go in
+    in the order of ``objs``."""
+    columns, rows = records(objs)
+    table = objs[0]._meta.db_table
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM "
+        f"jsonb_populate_recordset(NULL::{table}, %s) WITH ORDINALITY ORDER BY ordinality"
+    ), rows
+
+
 def insert_rows(objs: list) -> None:
     """Insert unsaved model instances of one model in one statement, in the caller's
     transaction: ``bulk_create`` without the ORM's compiling or a parameter per value. Each
@@ -69,14 +81,11 @@ def insert_rows(objs: list) -> None:
     """
     if not objs:
         return
-    columns, rows = records(objs)
+    sql, rows = insert_sql(objs)
     meta = objs[0]._meta
     auto_pk = isinstance(meta.pk, models.AutoField)
-    sql = (
-        f"INSERT INTO {meta.db_table} ({columns}) SELECT {columns} FROM "
-        f"jsonb_populate_recordset(NULL::{meta.db_table}, %s) WITH ORDINALITY ORDER BY ordinality"
-        + (f" RETURNING {connection.ops.quote_name(meta.pk.column)}" if auto_pk else "")
-    )
+    if auto_pk:
+        sql += f" RETURNING {connection.ops.quote_name(meta.pk.column)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [rows])
         keys = [row[0] for row in cursor.fetchall()] if auto_pk else [o.pk for o in objs]

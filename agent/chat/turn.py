@@ -30,7 +30,7 @@ from agent.models import (
     Message,
     Route,
 )
-from agent.rows import insert_rows, select_rows
+from agent.rows import insert_rows, insert_sql, select_rows
 from agent.staff import handoffs
 
 logger = logging.getLogger(__name__)
@@ -180,10 +180,12 @@ def store_and_prepare(
 def finish_turn(
     message: Message, outcomes: list[Outcome], started: float, read: tuple | None = None
 ) -> Message | None:
-    """Log the classifier calls, then route and store the assistant's reply in one transaction.
+    """Log the classifier calls, route and store the assistant's reply, in one transaction.
 
-    The calls are logged first, so they stay in the trace even when routing fails. In the
-    transaction, unless staff now hold the conversation, the visitor message is marked
+    The calls are logged in the transaction's first statement (``mark_answered``'s); when the
+    transaction fails they are logged again on their own, so they stay in the trace even when
+    routing fails. In the transaction, unless staff now hold the conversation, the visitor
+    message is marked
     answered (``answered_at``) if nothing answered it yet, which also locks its row until the
     reply is stored: of two turns of one message (a turn resumed by ``agent.chat.orphans`` while the
     first, slow rather than dead, still ran) exactly one stores a reply.
@@ -200,7 +202,7 @@ def finish_turn(
         when the bot stays silent: staff claimed the conversation while the classifiers ran
         (the message is then theirs, route ``staff``), or another turn answered it first.
     """
-    insert_rows([
+    calls = [
         ClassifierCall(
             message=message,
             classifier=o.classifier,
@@ -215,30 +217,46 @@ def finish_turn(
             error=o.error,
         )
         for o in outcomes
-    ])
-    with transaction.atomic():
-        conversation = mark_answered(message)
-        if conversation is None:
-            handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
-            return None  # or another turn answered it
-        message.conversation = conversation  # as it is now, the router reads it through it
-        mentioned, written = read or (None, None)
-        reply = route_turn(
-            message.conversation, message, outcomes, timezone.now(), mentioned, written
-        )
-        latency_ms = round((time.perf_counter() - started) * 1000)
-        transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
-        return Message.objects.store(
-            message.conversation_id,
-            Message.Role.ASSISTANT,
-            reply.text,
-            route=reply.route,
-            latency_ms=latency_ms,
-            listings=list(reply.listings) or None,
-        )
+    ]
+    committed = []
+    try:
+        with transaction.atomic():
+            transaction.on_commit(lambda: committed.append(True))  # before the router's
+            return _route_and_store(message, outcomes, started, read, calls)
+    except Exception:
+        if not committed:  # rolled back with the rest: log them alone
+            try:
+                insert_rows(calls)
+            except Exception:
+                logger.exception("could not log the classifier calls of message %s", message.pk)
+        raise
 
 
-def mark_answered(message: Message) -> Conversation | None:
+def _route_and_store(message, outcomes, started, read, calls) -> Message | None:
+    """``finish_turn``'s transaction: the calls logged and the message marked in one
+    statement, then the router and the reply."""
+    conversation = mark_answered(message, calls)
+    if conversation is None:
+        handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
+        return None  # or another turn answered it
+    message.conversation = conversation  # as it is now, the router reads it through it
+    mentioned, written = read or (None, None)
+    reply = route_turn(
+        message.conversation, message, outcomes, timezone.now(), mentioned, written
+    )
+    latency_ms = round((time.perf_counter() - started) * 1000)
+    transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
+    return Message.objects.store(
+        message.conversation_id,
+        Message.Role.ASSISTANT,
+        reply.text,
+        route=reply.route,
+        latency_ms=latency_ms,
+        listings=list(reply.listings) or None,
+    )
+
+
+def mark_answered(message: Message, calls: list[ClassifierCall] = ()) -> Conversation | None:
     """Set the visitor message's ``answered_at`` unless it is answered or marked for staff,
     or staff hold its conversation (a claimed handoff; the caller then marks it theirs,
     ``route_to_staff``), and read its conversation in the same statement. In a transaction,
@@ -246,12 +264,18 @@ def mark_answered(message: Message) -> Conversation | None:
 
     Args:
         message: the visitor message.
+        calls: unsaved ``ClassifierCall`` rows inserted by the same statement, whatever the
+            mark finds (their instances keep no primary key).
     Returns:
         Its conversation, read after the mark, when this call marked the message, so the
         caller's turn is the one to answer it; else None.
     """
     now = timezone.now()
-    found = select_rows(Conversation, MARKED, [now, message.pk], before=MARK_SQL)
+    before, params = f"WITH {MARK_CTE}", [now, message.pk]
+    if calls:
+        logged, rows = insert_sql(calls)
+        before, params = f"WITH logged AS ({logged}), {MARK_CTE}", [rows, *params]
+    found = select_rows(Conversation, MARKED, params, before=before)
     if not found:
         return None
     message.answered_at = now
@@ -260,8 +284,8 @@ def mark_answered(message: Message) -> Conversation | None:
 
 # mark_answered's statement, raw for the reason of HISTORY_SQL's: the UPDATE, then
 # select_rows's read of the conversation of the message it marked.
-MARK_SQL = (
-    f"WITH marked AS (UPDATE {Message._meta.db_table} m SET answered_at = %s "
+MARK_CTE = (
+    f"marked AS (UPDATE {Message._meta.db_table} m SET answered_at = %s "
     f"WHERE m.id = %s AND m.answered_at IS NULL AND m.route = '' AND NOT {CLAIMED_SQL} "
     "RETURNING m.conversation_id)"
 )

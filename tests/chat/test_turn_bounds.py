@@ -7,12 +7,14 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agent.chat import dialogue, language, turn
 from agent.llm.classifiers import Scheduling
-from agent.models import Conversation, Message, Route
+from agent.models import ClassifierCall, Conversation, Message, Route
 from listings.models import Appointment, Listing, Realtor
-from tests.chat.test_booking_chat import NOW, say
+from tests.chat.test_booking_chat import NOW, outcomes, say
 
 NUMBERS = " ".join(str(n) for n in range(1, 11))
 CRAFTED = [
@@ -127,3 +129,28 @@ def test_an_email_or_phone_holds_at_most_the_cap_of_upcoming_calls_across_chats(
         reply = say(chats[2], "b", Scheduling(True, "2026-11-24", "12:00"))
         assert reply.route == Route.BOOKING_LIMIT
         assert Appointment.objects.count() == 2
+
+
+def test_the_calls_are_logged_in_the_statement_that_marks_the_message(conversation, listings):
+    message = Message.objects.store(conversation.id, Message.Role.USER, "hello")
+    with CaptureQueriesContext(connection) as seen:
+        reply = turn.finish_turn(message, outcomes(), 0.0)
+    assert reply.route == Route.FALLBACK
+    logging = [q["sql"] for q in seen if "INSERT INTO agent_classifiercall" in q["sql"]]
+    assert len(logging) == 1 and "UPDATE agent_message" in logging[0]  # one statement, both
+    names = ClassifierCall.objects.filter(message=message).order_by("id")
+    assert list(names.values_list("classifier", flat=True)) == [o.classifier for o in outcomes()]
+
+
+def test_the_calls_stay_logged_when_routing_fails(conversation, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("the router broke")
+
+    monkeypatch.setattr(turn, "route_turn", broken)
+    message = Message.objects.store(conversation.id, Message.Role.USER, "hello")
+    with pytest.raises(RuntimeError, match="the router broke"):
+        turn.finish_turn(message, outcomes(), 0.0)
+    assert ClassifierCall.objects.filter(message=message).count() == len(outcomes())
+    message.refresh_from_db()
+    assert message.answered_at is None  # the mark went with the rolled-back transaction
+    assert not Message.objects.filter(role=Message.Role.ASSISTANT).exists()

@@ -2,8 +2,11 @@
 merged when an email comes back, moved to "viewing booked" by a booking; the outbox's events
 in order, and none from a rolled-back booking."""
 
+from datetime import timedelta
+
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from agent.crm import leads
@@ -38,6 +41,22 @@ def test_the_first_turn_creates_the_lead_and_contact_details_update_it(conversat
     assert Delivery.objects.count() == 2
     locks = set(ProcrastinateJob.objects.values_list("lock", flat=True))
     assert locks == {f"webhook:{Delivery.objects.first().endpoint_id}:lead:{lead.pk}"}
+
+
+def test_every_turn_moves_the_last_contact_and_only_a_change_writes_more(conversation, listings):
+    say(conversation, "hello", now=NOW)
+    lead = Lead.objects.get()
+    later = NOW + timedelta(hours=2)
+    with CaptureQueriesContext(connection) as seen:
+        say(conversation, "hello again", now=later)  # nothing new: the read is the touch
+    lead.refresh_from_db()
+    assert lead.last_contact_at == lead.updated_at == later
+    lead_statements = [q["sql"] for q in seen if "agent_lead" in q["sql"]]
+    assert len(lead_statements) == 1 and lead_statements[0].startswith("WITH touched AS")
+    say(conversation, "reach me at ann@example.com", now=later + timedelta(hours=1))
+    lead.refresh_from_db()
+    assert lead.email == "ann@example.com"
+    assert lead.last_contact_at == later + timedelta(hours=1)
 
 
 def test_listing_ids_the_pricing_classifier_names_are_kept(conversation, listings):
