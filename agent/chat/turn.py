@@ -185,10 +185,10 @@ def finish_turn(
     The calls are logged in the transaction's first statement (``mark_answered``'s); when the
     transaction fails they are logged again on their own, so they stay in the trace even when
     routing fails. In the transaction, unless staff now hold the conversation, the visitor
-    message is marked
-    answered (``answered_at``) if nothing answered it yet, which also locks its row until the
-    reply is stored: of two turns of one message (a turn resumed by ``agent.chat.orphans`` while the
-    first, slow rather than dead, still ran) exactly one stores a reply.
+    message is marked answered (``answered_at``) if nothing answered it yet, which also locks
+    its row until the reply is stored: of two turns of one message (a turn resumed by
+    ``agent.chat.orphans`` while the first, slow rather than dead, still ran) exactly one
+    stores a reply.
 
     Args:
         message: the visitor's message of this turn.
@@ -221,7 +221,9 @@ def finish_turn(
     committed = []
     try:
         with transaction.atomic():
-            transaction.on_commit(lambda: committed.append(True))  # before the router's
+            # Registered first, so it runs before the router's own hooks: an error in one of
+            # those comes after the commit, when the calls are stored already.
+            transaction.on_commit(lambda: committed.append(True))
             return _route_and_store(message, outcomes, started, read, calls)
     except Exception:
         if not committed:  # rolled back with the rest: log them alone

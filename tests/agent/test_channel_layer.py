@@ -60,10 +60,10 @@ async def test_the_in_memory_group_send_reaches_every_member_once_and_drops_on_a
     monkeypatch,
 ):
     layer = live.LocalChannelLayer(expiry=60, capacity=2)
-    monkeypatch.setattr(asyncio, "create_task", None)  # no task per member (channels' way)
     one, two = await layer.new_channel(), await layer.new_channel()
     await layer.group_add("g", one)
     await layer.group_add("g", two)
+    monkeypatch.setattr(asyncio, "create_task", None)  # no task per member (channels' way)
     for n in range(3):  # nobody reads yet: the third is dropped, as channels drops it
         await layer.group_send("g", {"type": "chat.frame", "frame": {"n": n}})
     monkeypatch.undo()
