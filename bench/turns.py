@@ -4,6 +4,8 @@
     .venv/bin/python bench/turns.py --scenario parallel --concurrency 1 50 200 --turns 10
     .venv/bin/python bench/turns.py --scenario early-exit
     .venv/bin/python bench/turns.py --scenario idle --idle-chats 2000
+    .venv/bin/python bench/turns.py --scenario parallel --concurrency 50 --turns 20 \
+        --no-peers --before f9e2012 --repeat 3    # against the app as issue 16 found it
 
 A script, not a test: it prints tables of figures. Everything runs on loopback:
 
@@ -11,7 +13,10 @@ A script, not a test: it prints tables of figures. Everything runs on loopback:
   ``.pgdata/`` (or ``DATABASE_URL`` when set: it then writes rows there), migrated and seeded
   with ``seed_demo``;
 * the LLM is ``manage.py llm_standin`` with the scenario's latency per classifier;
-* the app is ``daphne realestate.asgi:application`` on a free port, a real subprocess.
+* the app is ``daphne realestate.asgi:application`` on a free port, a real subprocess;
+* with ``--before REV``, the app of that commit too, on its own database, by turns with this
+  one against the same stand-in; its CPU per turn is the peer of this one's (the machine's
+  speed drifts by 30% within minutes here, so only a ratio from the same run means much).
 
 Each of C visitors does what a browser does: ``GET /`` for the session cookie, then the
 websocket ``/ws/chat/`` with that cookie and an Origin header, and T turns one after another
@@ -43,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -58,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 from realestate.dev import devdb  # noqa: E402
 
 BENCH_DATABASE = "realestate_bench"
+BEFORE_DATABASE = "realestate_bench_before"  # the --before peer's
 SESSION_COOKIE = "sessionid"
 REPLY_TIMEOUT = 60.0  # seconds a turn may take before it counts as an error
 # Chats opened at once: twisted listens with a backlog of 50, and a burst beyond it waits for
@@ -285,10 +291,11 @@ def manage(*args: str) -> list[str]:
 
 
 @contextmanager
-def started(command: list[str], env: dict, port: int, log: Path):
-    """Run ``command`` until the block ends; wait until it listens on ``port`` first."""
+def started(command: list[str], env: dict, port: int, log: Path, cwd: Path = ROOT):
+    """Run ``command`` in ``cwd`` until the block ends; wait until it listens on ``port``
+    first."""
     with open(log, "ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, process, log)
@@ -340,20 +347,63 @@ STANDIN: list[int | None] = [None]
 def stack(scenario_latency: dict[str, float], env: dict, logs: Path):
     """The stand-in and daphne, started for one scenario: yields (base URL, daphne process,
     stand-in base URL); the stand-in's pid is left in ``STANDIN``."""
-    standin_port, app_port = free_port(), free_port()
+    standin_port = free_port()
     latency = [f"{name}={ms:g}" for name, ms in scenario_latency.items() if name != "*"]
     standin_command = [sys.executable, "-c", STANDIN_LAUNCHER, "--port", str(standin_port),
                        "--latency-ms", f"{scenario_latency.get('*', 0):g}"]
     if latency:
         standin_command += ["--latency", *latency]
     standin_url = f"http://127.0.0.1:{standin_port}/v1"
-    app_env = {**env, "LLM_BASE_URL": standin_url}
-    daphne = [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p",
-              str(app_port), "realestate.asgi:application"]
     with started(standin_command, env, standin_port, logs / "standin.log") as standin, \
-            started(daphne, app_env, app_port, logs / "daphne.log") as app:
+            daphne(env, standin_url, logs / "daphne.log") as (base_url, app):
         STANDIN[0] = standin.pid
-        yield f"http://127.0.0.1:{app_port}", psutil.Process(app.pid), standin_url
+        yield base_url, app, standin_url
+
+
+@contextmanager
+def daphne(env: dict, standin_url: str, log: Path, root: Path = ROOT):
+    """The app of the tree at ``root`` under daphne on a free port, asking the stand-in at
+    ``standin_url``: yields (base URL, daphne process)."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p",
+               str(port), "realestate.asgi:application"]  # daphne imports it from its cwd
+    with started(command, {**env, "LLM_BASE_URL": standin_url}, port, log, cwd=root) as app:
+        yield f"http://127.0.0.1:{port}", psutil.Process(app.pid)
+
+
+@dataclass(frozen=True)
+class Before:
+    """The app as it was at an earlier commit, run beside this one as a peer: its tree and
+    the environment its processes run in (its own database)."""
+
+    revision: str
+    root: Path
+    env: dict
+
+
+def check_out_before(revision: str, env: dict) -> Before:
+    """Unpack ``revision``'s tree (``git archive``) into a temporary folder, and give it a
+    fresh database of its own on the embedded server, migrated by its own migrations and
+    seeded by its own ``seed_demo``. It runs on this checkout's virtualenv, so its
+    dependencies must be installed there (true of every earlier commit so far: packages were
+    only ever added).
+
+    Raises:
+        SystemExit: ``DATABASE_URL`` is set (the peer needs a database of its own).
+        subprocess.CalledProcessError: git, the migration or the seeding failed.
+    """
+    if os.environ.get("DATABASE_URL"):
+        raise SystemExit("--before needs the embedded PostgreSQL: unset DATABASE_URL")
+    root = Path(tempfile.mkdtemp(prefix="bench-before-"))
+    tree = subprocess.run(["git", "-C", str(ROOT), "archive", revision], check=True,
+                          capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=tree, check=True)
+    before = Before(revision, root, {**env, "DATABASE_URL": devdb.fresh_database(
+        BEFORE_DATABASE)})
+    for command in (["migrate", "--noinput", "-v", "0"], ["seed_demo"]):
+        subprocess.run([sys.executable, str(root / "manage.py"), *command], cwd=root,
+                       env=before.env, check=True, stdout=subprocess.DEVNULL)
+    return before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,9 +467,9 @@ async def turn(socket_, text: str) -> tuple[float, str | None]:
 
 
 async def drive_app(base_url: str, server: psutil.Process, concurrency: int, turns: int,
-                    messages: tuple[str, ...]) -> Run:
+                    messages: tuple[str, ...], engine: str = "app") -> Run:
     """C visitors, each with T turns, against the app; timed from when all have connected."""
-    run = Run("app", concurrency)
+    run = Run(engine, concurrency)
     sockets = await open_chats(base_url, concurrency, run)
 
     async def visitor(index: int, socket_) -> None:
@@ -560,19 +610,29 @@ async def classifier_failures(base_url: str) -> int:
     ))
 
 
-def run_scenario(key: str, args, env: dict, logs: Path) -> list[Run]:
-    """One table: the app and both peers at each concurrency of ``args.concurrency``."""
+def run_scenario(key: str, args, env: dict, logs: Path,
+                 before: Before | None = None) -> list[Run]:
+    """One table: the app and both peers at each concurrency of ``args.concurrency``; with
+    ``before``, that app too, run by turns with this one (``args.repeat`` times each)."""
     scenario = SCENARIOS[key]
     concurrencies = args.concurrency if key == "parallel" else args.early_exit_concurrency
     runs = []
     print(f"\n## {scenario.name}; T = {args.turns} turns per visitor of the app, "
           f"{args.peer_turns} of the peers", flush=True)
-    with stack(scenario.latency_ms, env, logs) as (base_url, server, standin_url):
-        asyncio.run(drive_app(base_url, server, 2, 2, scenario.messages))  # warm-up
+    with ExitStack() as servers:
+        base_url, server, standin_url = servers.enter_context(
+            stack(scenario.latency_ms, env, logs))
+        apps = [("app", base_url, server)]
+        if before is not None:  # the same stand-in answers both
+            apps.append(("before", *servers.enter_context(
+                daphne(before.env, standin_url, logs / "before.log", before.root))))
+        for _, url, process in apps:
+            asyncio.run(drive_app(url, process, 2, 2, scenario.messages))  # warm-up
         for concurrency in concurrencies:
-            run = asyncio.run(drive_app(base_url, server, concurrency, args.turns,
-                                        scenario.messages))
-            runs.append(run)
+            for _ in range(args.repeat):
+                for engine, url, process in apps:  # by turns: the machine's speed drifts
+                    runs.append(asyncio.run(drive_app(url, process, concurrency, args.turns,
+                                                      scenario.messages, engine)))
             if not args.no_peers:
                 runs.append(metered(None, lambda c=concurrency: asyncio.run(sequential_peer(
                     standin_url, c, args.peer_turns, scenario.messages))))
@@ -582,15 +642,45 @@ def run_scenario(key: str, args, env: dict, logs: Path) -> list[Run]:
     print(HEADER)
     for run in runs:
         print(run.row(scenario.ideal_ms))
-    app_routes: dict[str, int] = {}
-    for run in runs:
-        for route, count in run.routes.items():
-            app_routes[route] = app_routes.get(route, 0) + count
-    print(f"app routes: {app_routes}; classifier calls not ok (from /metrics): {failures}")
+    print(f"app routes: {routes_of(runs, 'app')}; classifier calls not ok (from /metrics): "
+          f"{failures}")
+    if before is not None:
+        print(f"before routes: {routes_of(runs, 'before')}")
+        print_cpu_ratios(runs, before.revision)
     for run in runs:
         for failure, count in run.failures.items():
             print(f"{run.engine} C={run.concurrency}: {count} x {failure}")
     return runs
+
+
+def routes_of(runs: list[Run], engine: str) -> dict[str, int]:
+    """How many turns of ``engine``'s runs took each route."""
+    routes: dict[str, int] = {}
+    for run in runs:
+        if run.engine == engine:
+            for route, count in run.routes.items():
+                routes[route] = routes.get(route, 0) + count
+    return routes
+
+
+def print_cpu_ratios(runs: list[Run], revision: str) -> None:
+    """The app's CPU per turn over the ``before`` peer's, pair by pair (each app run with the
+    ``before`` run that followed it), per concurrency, and their median."""
+    ratios: dict[int, list[float]] = {}
+    app = None
+    for run in runs:
+        if run.engine == "app":
+            app = run
+        elif run.engine == "before" and app is not None and app.latencies_ms \
+                and run.latencies_ms and app.server_cpu_ms and run.server_cpu_ms:
+            mine = app.server_cpu_ms / len(app.latencies_ms)
+            theirs = run.server_cpu_ms / len(run.latencies_ms)
+            ratios.setdefault(run.concurrency, []).append(mine / theirs)
+            app = None
+    for concurrency, found in ratios.items():
+        figures = ", ".join(f"{r:.2f}" for r in found)
+        print(f"app ms/t over before ({revision}) ms/t at C={concurrency}: {figures} "
+              f"(median {statistics.median(found):.2f})")
 
 
 async def idle(base_url: str, server: psutil.Process, chats: int) -> None:
@@ -700,6 +790,11 @@ def main() -> int:
                         help="turns per visitor of the peers (the tutorial's is slow)")
     parser.add_argument("--idle-chats", type=int, default=2000)
     parser.add_argument("--no-peers", action="store_true", help="time the app only")
+    parser.add_argument("--before", metavar="REVISION",
+                        help="also run the app as it was at this git revision (a commit an "
+                             "issue was filed against), by turns with this one")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="runs of the app (and of --before's) at each concurrency")
     args = parser.parse_args()
 
     limit = raise_file_limit()
@@ -710,6 +805,7 @@ def main() -> int:
     subprocess.run(manage("seed_demo"), cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)
     POSTMASTER[0] = find_postmaster(database_url)
+    before = check_out_before(args.before, env) if args.before else None
     logs = Path(tempfile.mkdtemp(prefix="bench-turns-"))
     print(f"cores: {os.cpu_count()}; open-file limit: {limit}; "
           f"server logs: {logs}", flush=True)
@@ -727,8 +823,10 @@ def main() -> int:
             with stack({"*": 0}, env, logs) as (base_url, server, _):
                 asyncio.run(idle(base_url, server, args.idle_chats))
         else:
-            run_scenario(key, args, env, logs)
+            run_scenario(key, args, env, logs, before)
     shutil.rmtree(logs)  # kept when something failed
+    if before is not None:
+        shutil.rmtree(before.root)
     return 0
 
 
