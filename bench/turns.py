@@ -285,9 +285,9 @@ def bench_database() -> str:
     return devdb.fresh_database(BENCH_DATABASE)
 
 
-def manage(*args: str) -> list[str]:
-    """The command line of a ``manage.py`` command."""
-    return [sys.executable, str(ROOT / "manage.py"), *args]
+def manage(*args: str, root: Path = ROOT) -> list[str]:
+    """The command line of a ``manage.py`` command of the tree at ``root``."""
+    return [sys.executable, str(root / "manage.py"), *args]
 
 
 @contextmanager
@@ -401,7 +401,7 @@ def check_out_before(revision: str, env: dict) -> Before:
     before = Before(revision, root, {**env, "DATABASE_URL": devdb.fresh_database(
         BEFORE_DATABASE)})
     for command in (["migrate", "--noinput", "-v", "0"], ["seed_demo"]):
-        subprocess.run([sys.executable, str(root / "manage.py"), *command], cwd=root,
+        subprocess.run(manage(*command, root=root), cwd=root,
                        env=before.env, check=True, stdout=subprocess.DEVNULL)
     return before
 

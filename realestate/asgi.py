@@ -41,7 +41,7 @@ application = TrustedProxies(
 
 # Python's cycle collector, tuned for a worker: with its default threshold (a young collection
 # every 700 allocations) it took 8% of a worker's CPU at 50 chats (1.7 to 2.3 s of 20 to 27 s,
-# bench/README.md, "The cycle collector"). What is loaded by now (Django, the app, the URL
+# bench/README.md, "Issue 16, fifth round"). What is loaded by now (Django, the app, the URL
 # patterns) lives as long as the process, so it is frozen out of every later scan; young
 # objects are collected every 50,000 allocations. The worker's peak memory did not move.
 GC_YOUNG_THRESHOLD = 50_000
