@@ -109,12 +109,7 @@ def database_lines(n: int) -> list[tuple[str, float]]:
             cursor.execute("SELECT %s", [1])
             cursor.fetchall()
 
-    def checkout_and_return():  # what every trip does around its work (CONN_MAX_AGE 0)
-        close_old_connections()
-        connection.ensure_connection()
-        close_old_connections()
-
-    def trip_of_one():  # a trip of one statement: checkout, the statement, return
+    def trip_of_one():  # what every trip does around its work (CONN_MAX_AGE 0): the pool
         close_old_connections()
         django_statement()
         close_old_connections()
@@ -127,7 +122,6 @@ def database_lines(n: int) -> list[tuple[str, float]]:
     lines = [
         ("statement, Django's cursor (SELECT %s)", per_op(n, django_statement)),
         ("statement, psycopg's own cursor", per_op(n, psycopg_statement)),
-        ("pool checkout and return, Django's", per_op(n, checkout_and_return)),
     ]
     lines.append(("trip of one statement, extra", per_op(n, trip_of_one) - lines[0][1]))
     connection.ensure_connection()
