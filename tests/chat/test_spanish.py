@@ -208,6 +208,22 @@ def test_three_trials_tell_what_seven_left_unsure(text, written):
     assert language.guess(text) == written
 
 
+@pytest.mark.parametrize("text, written", [
+    ("apartments", "en"),
+    ("Open houses", "en"),
+    ("¿Busca comprar, alquilar o vender?", "es"),
+])
+def test_fasttext_tells_what_langdetect_left_unsure(text, written):
+    # langdetect alone gave "" for these; fastText is sure of them, in ~10 µs (issue 16).
+    assert language._fasttext().detect(text, k=1)[0]["score"] >= language.MIN_PROBABILITY
+    assert language.guess(text) == written
+
+
+def test_langdetect_decides_where_fasttext_is_unsure():
+    assert language._fasttext().detect("Hello there!", k=1)[0]["score"] < language.MIN_PROBABILITY
+    assert language.guess("Hello there!") == "en"
+
+
 def test_the_busy_reply_is_in_the_conversations_language():
     from agent.chat.turn import store_busy
 

@@ -61,8 +61,10 @@ def test_days_and_times_are_still_found(text, day, clock):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_the_turn_parses_dates_off_the_database_thread(
-    standin, monkeypatch, chat_client
+@pytest.mark.parametrize(("text", "on_loop"), [("Thursday works", False), ("Hello there!", True)],
+                         ids=["dateparser-in-a-worker", "no-date-words-on-the-loop"])
+async def test_the_turn_reads_the_text_off_the_database_thread(
+    standin, monkeypatch, chat_client, text, on_loop
 ):
     threads = {}
     parse, finish = dialogue.mentioned_in, turn.finish_turn
@@ -73,19 +75,20 @@ async def test_the_turn_parses_dates_off_the_database_thread(
 
     def finish_turn(*args):
         threads["database"] = threading.get_ident()
-        mentioned, written = args[3]  # worked out before the trip: dates and language
-        assert mentioned == (None, None) and written == language.guess("Hello there!")
+        threads["read"] = args[3]  # worked out before the trip: dates and language
         return finish(*args)
 
     monkeypatch.setattr(dialogue, "mentioned_in", mentioned_in)
     monkeypatch.setattr(turn, "finish_turn", finish_turn)
     conversation = await Conversation.objects.acreate()
-    message, _ = await sync_to_async(Message.objects.store_visitor)(
-        conversation.id, "Hello there!", None
-    )
+    message, _ = await sync_to_async(Message.objects.store_visitor)(conversation.id, text, None)
     await turn.run_turn(message)
+    (day, _clock), written = threads["read"]
+    assert (day is not None, written) == (not on_loop, language.guess(text))
     assert threads["parse"] != threads["database"]
-    assert threads["parse"] != threading.get_ident()  # nor on the event loop
+    # A message naming a day or time is parsed in a worker thread, not on the event loop;
+    # one naming none gives dateparser nothing, and saves the thread hop (issue 16).
+    assert (threads["parse"] == threading.get_ident()) is on_loop
 
 
 @pytest.mark.django_db
