@@ -61,11 +61,48 @@ def insert_sql(objs: list) -> tuple[str, str]:
     JSON (``records``), for a caller that sends it inside a larger one (a CTE). The rows go in
     in the order of ``objs``."""
     columns, rows = records(objs)
-    table = objs[0]._meta.db_table
+    return _insert_statement(objs[0]._meta.db_table, columns), rows
+
+
+def values_sql(model, rows: list[dict]) -> tuple[str, str]:
+    """``insert_sql`` for rows given as values by column instead of instances, for a hot path
+    where building the instances cost more than the statement (six classifier calls a turn:
+    0.15 ms of CPU, 4% of a turn's; issue 16).
+
+    Args:
+        model: a model class.
+        rows: one dict per row (not empty), its keys exactly the model's concrete columns
+            but auto ids, each value as the column stores it: what ``records`` would send
+            (``get_prep_value``'s, defaults and ``auto_now`` times filled in by the caller).
+            A NUL character in a text becomes U+FFFD.
+    Raises:
+        ValueError: a row's keys are not those columns.
+    """
+    columns, names = _columns(model)
+    for row in rows:
+        if row.keys() != names:
+            raise ValueError(f"{model.__name__} rows have the columns {sorted(names)}")
+        for name, value in row.items():
+            if isinstance(value, str) and "\x00" in value:
+                row[name] = value.replace("\x00", "\ufffd")
+    params = json.dumps(rows, default=_json_value, ensure_ascii=False)
+    return _insert_statement(model._meta.db_table, columns), params
+
+
+@functools.cache
+def _columns(model) -> tuple[str, set]:
+    """``model``'s quoted column list as ``records`` gives it (every concrete field but auto
+    ids) and the set of those columns."""
+    fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
+    return (", ".join(connection.ops.quote_name(f.column) for f in fields),
+            {f.column for f in fields})
+
+
+def _insert_statement(table: str, columns: str) -> str:
     return (
         f"INSERT INTO {table} ({columns}) SELECT {columns} FROM "
         f"jsonb_populate_recordset(NULL::{table}, %s) WITH ORDINALITY ORDER BY ordinality"
-    ), rows
+    )
 
 
 def insert_rows(objs: list) -> None:

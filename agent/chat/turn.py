@@ -30,7 +30,7 @@ from agent.models import (
     Message,
     Route,
 )
-from agent.rows import insert_rows, insert_sql, select_rows
+from agent.rows import insert_rows, select_rows, values_sql
 from agent.staff import handoffs
 
 logger = logging.getLogger(__name__)
@@ -202,22 +202,7 @@ def finish_turn(
         when the bot stays silent: staff claimed the conversation while the classifiers ran
         (the message is then theirs, route ``staff``), or another turn answered it first.
     """
-    calls = [
-        ClassifierCall(
-            message=message,
-            classifier=o.classifier,
-            classifier_version=o.version,
-            model=o.model,
-            status=o.status,
-            raw_output=o.raw,
-            output=as_label(o.output) if o.output is not None else None,
-            latency_ms=o.latency_ms,
-            wait_ms=o.wait_ms,
-            retries=o.retries,
-            error=o.error,
-        )
-        for o in outcomes
-    ]
+    calls = call_rows(message, outcomes, timezone.now())
     committed = []
     try:
         with transaction.atomic():
@@ -228,10 +213,40 @@ def finish_turn(
     except Exception:
         if not committed:  # rolled back with the rest: log them alone
             try:
-                insert_rows(calls)
+                sql, rows = values_sql(ClassifierCall, calls)
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, [rows])
             except Exception:
                 logger.exception("could not log the classifier calls of message %s", message.pk)
         raise
+
+
+def call_rows(message: Message, outcomes: list[Outcome], now: datetime) -> list[dict]:
+    """The turn's ``ClassifierCall`` rows, one per outcome, as ``agent.rows.values_sql``
+    takes them (no model instances: they cost more than the statement).
+
+    Args:
+        message: the visitor's message of the turn.
+        outcomes: what each classifier said.
+        now: the rows' ``created_at``, aware.
+    """
+    return [
+        {
+            "message_id": message.pk,
+            "classifier": o.classifier,
+            "classifier_version": o.version,
+            "model": o.model,
+            "status": o.status,
+            "output": as_label(o.output) if o.output is not None else None,
+            "raw_output": o.raw,
+            "latency_ms": o.latency_ms,
+            "wait_ms": o.wait_ms,
+            "retries": o.retries,
+            "error": o.error,
+            "created_at": now,
+        }
+        for o in outcomes
+    ]
 
 
 def _route_and_store(message, outcomes, started, read, calls) -> Message | None:
@@ -258,7 +273,7 @@ def _route_and_store(message, outcomes, started, read, calls) -> Message | None:
     )
 
 
-def mark_answered(message: Message, calls: list[ClassifierCall] = ()) -> Conversation | None:
+def mark_answered(message: Message, calls: list[dict] = ()) -> Conversation | None:
     """Set the visitor message's ``answered_at`` unless it is answered or marked for staff,
     or staff hold its conversation (a claimed handoff; the caller then marks it theirs,
     ``route_to_staff``), and read its conversation in the same statement. In a transaction,
@@ -266,8 +281,8 @@ def mark_answered(message: Message, calls: list[ClassifierCall] = ()) -> Convers
 
     Args:
         message: the visitor message.
-        calls: unsaved ``ClassifierCall`` rows inserted by the same statement, whatever the
-            mark finds (their instances keep no primary key).
+        calls: ``ClassifierCall`` rows (``call_rows``) inserted by the same statement,
+            whatever the mark finds.
     Returns:
         Its conversation, read after the mark, when this call marked the message, so the
         caller's turn is the one to answer it; else None.
@@ -275,7 +290,7 @@ def mark_answered(message: Message, calls: list[ClassifierCall] = ()) -> Convers
     now = timezone.now()
     before, params = f"WITH {MARK_CTE}", [now, message.pk]
     if calls:
-        logged, rows = insert_sql(calls)
+        logged, rows = values_sql(ClassifierCall, calls)
         before, params = f"WITH logged AS ({logged}), {MARK_CTE}", [rows, *params]
     found = select_rows(Conversation, MARKED, params, before=before)
     if not found:

@@ -1,5 +1,6 @@
 """agent.rows: instances read and rows written without the ORM's compiling, as the ORM would."""
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -150,3 +151,42 @@ def test_a_nul_character_is_stored_as_a_replacement_character():
                                 error="content is not JSON")])
     assert Message.objects.get(pk=message.pk).text == "price\ufffd of 123456"
     assert ClassifierCall.objects.get(message=message).raw_output == '{"a\ufffd": 1}'
+
+
+def test_the_turns_call_rows_are_what_the_orms_instances_would_store():
+    """``agent.chat.turn.call_rows`` builds no instances; its rows are ``records``' of the
+    instances the turn used to build, column for column, so a new ``ClassifierCall`` field
+    the turn does not fill fails here (and ``values_sql`` refuses the rows)."""
+    from agent.chat.turn import call_rows
+    from agent.llm.classifiers import Pricing
+    from agent.llm.fanout import Outcome
+    from agent.rows import records, values_sql
+
+    conversation = Conversation.objects.create()
+    message = Message.objects.store(conversation.id, Message.Role.USER, "How much is 123456?")
+    now = timezone.now()
+    outcomes = [
+        Outcome("pricing", "m", Pricing(True, "123456"), '{"a": "ñ\x00"}', 301, retries=1,
+                version=2),
+        Outcome("scheduling", "m", None, "", 5, error="HTTP 503", status="error", wait_ms=2),
+    ]
+    rows = call_rows(message, outcomes, now)
+    instances = [ClassifierCall(message=message, **{
+        name: row[name] for name in row if name not in ("message_id", "created_at")
+    }) for row in rows]
+    ours = json.loads(values_sql(ClassifierCall, rows)[1])
+    orms = json.loads(records(instances)[1])  # created_at: auto_now_add's own time
+    assert [{**row, "created_at": None} for row in ours] == [
+        {**row, "created_at": None} for row in orms]
+    assert {row["created_at"] for row in ours} == {now.isoformat()}
+    sql, params = values_sql(ClassifierCall, rows)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [params])
+    stored = list(ClassifierCall.objects.filter(message=message).order_by("id"))
+    assert [(c.classifier, c.classifier_version, c.output, c.raw_output, c.wait_ms)
+            for c in stored] == [
+        ("pricing", 2, {"asks_price": True, "listing_id": "123456"}, '{"a": "ñ\ufffd"}', 0),
+        ("scheduling", 0, None, "", 2),
+    ]
+    with pytest.raises(ValueError, match="columns"):
+        values_sql(ClassifierCall, [{k: v for k, v in rows[0].items() if k != "error"}])
