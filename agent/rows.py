@@ -132,12 +132,12 @@ def insert_rows(objs: list) -> None:
 
 
 @functools.cache
-def _reader(model) -> tuple[str, list]:
-    """``model``'s select list (every concrete column of alias ``t``, in field order, as
+def _reader(model, alias: str = "t") -> tuple[str, list]:
+    """``model``'s select list (every concrete column of alias ``alias``, in field order, as
     ``Model.from_db`` takes them) and its converters: ``[(index, column, [converter])]``."""
     fields = model._meta.concrete_fields
     quote = connection.ops.quote_name
-    columns = ", ".join(f"t.{quote(f.column)}" for f in fields)
+    columns = ", ".join(f"{alias}.{quote(f.column)}" for f in fields)
     converters = []
     for index, field in enumerate(fields):
         column = field.get_col(model._meta.db_table)
@@ -163,18 +163,49 @@ def select_rows(model, rest: str, params: list, before: str = "") -> list:
     Raises:
         django.db.Error: the statement failed.
     """
-    columns, converters = _reader(model)
+    rest = f"FROM {model._meta.db_table} t {rest}"
+    return [found for (found,) in select_models([(model, "t")], rest, params, before)]
+
+
+def select_models(models_: list[tuple], rest: str, params: list, before: str = "") -> list:
+    """``select_rows`` for several models a row: instances of each read by ``<before> SELECT
+    <each model's columns> <rest>``.
+
+    Args:
+        models_: ``[(model, alias)]``: each model and the alias ``rest`` gives its table.
+        rest: the SQL after the select list: ``FROM``, joins, ``WHERE``... with ``%s``
+            placeholders.
+        params, before: as ``select_rows`` takes them.
+    Returns:
+        One tuple a row, of an instance per model (None where its primary key is NULL: an
+        outer join that found no row).
+    Raises:
+        django.db.Error: the statement failed.
+    """
+    readers = []
+    for model, alias in models_:
+        columns, converters = _reader(model, alias)
+        fields = model._meta.concrete_fields
+        readers.append((model, columns, converters, len(fields), fields.index(model._meta.pk)))
+    columns = ", ".join(reader[1] for reader in readers)
     with connection.cursor() as cursor:
-        cursor.execute(f"{before} SELECT {columns} FROM {model._meta.db_table} t {rest}", params)
+        cursor.execute(f"{before} SELECT {columns} {rest}", params)
         rows = cursor.fetchall()
     found = []
     for row in rows:
-        if converters:
-            row = list(row)
-            for index, column, functions in converters:
-                for convert in functions:
-                    row[index] = convert(row[index], column, connection)
-        found.append(model.from_db(connection.alias, None, row))
+        instances, start = [], 0
+        for model, _columns, converters, count, pk in readers:
+            values, start = row[start:start + count], start + count
+            if values[pk] is None:
+                instances.append(None)
+                continue
+            if converters:
+                values = list(values)
+                for index, column, functions in converters:
+                    for convert in functions:
+                        values[index] = convert(values[index], column, connection)
+            instances.append(model.from_db(connection.alias, None, values))
+        found.append(tuple(instances))
     return found
 
 

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 def route_turn(
     conversation: Conversation, message: Message, outcomes: list[Outcome], now: datetime,
-    mentioned: tuple | None = None, written: str | None = None,
+    mentioned: tuple | None = None, written: str | None = None, lead=None,
 ) -> Reply:
     """Decide a turn's route and act on it: look up a price, book, cancel or move a call, save
     contact details, or queue a handoff.
@@ -73,6 +73,8 @@ def route_turn(
             worked it out off the database thread; None: worked out here if needed.
         written: ``agent.chat.language.guess(message.text)`` when the caller worked it out
             off the database thread ("": unsure); None: worked out here.
+        lead: the conversation's ``Lead`` when the caller touched it already
+            (``agent.crm.leads.record_turn``'s ``touched``); None: read here.
     Returns:
         The ``Reply``, in the conversation's language, which follows the message's
         (``agent.chat.language.detect``). Nothing here raises for a classifier's answer;
@@ -90,7 +92,8 @@ def route_turn(
     answer = qualify.read_answer(conversation, message)  # the lead question asked last turn
     with translation.override(conversation.language):
         reply = _decide(conversation, message, outcomes, now, contact, offer, mentioned, answer)
-        lead = leads.record_turn(conversation, outcomes, now, answer)  # and its webhook events
+        # and its webhook events
+        lead = leads.record_turn(conversation, outcomes, now, answer, touched=lead)
         reply = qualify.follow_up(
             conversation, lead, message, reply, asked_last_turn="pending" in (asked or {})
         )

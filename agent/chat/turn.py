@@ -17,6 +17,8 @@ from django.utils.translation import gettext_lazy
 from agent import metrics
 from agent.chat import abuse, capacity, dialogue, language
 from agent.chat.router import route_turn
+from agent.crm import leads
+from agent.crm.models import Lead
 from agent.dbgate import db_trip
 from agent.llm.classifiers import HISTORY_MESSAGES, Classifier, as_label
 from agent.llm.client import LLMClient, get_client
@@ -30,7 +32,7 @@ from agent.models import (
     Message,
     Route,
 )
-from agent.rows import insert_rows, select_rows, values_sql
+from agent.rows import insert_rows, select_models, select_rows, values_sql
 from agent.staff import handoffs
 
 logger = logging.getLogger(__name__)
@@ -252,14 +254,15 @@ def call_rows(message: Message, outcomes: list[Outcome], now: datetime) -> list[
 def _route_and_store(message, outcomes, started, read, calls) -> Message | None:
     """``finish_turn``'s transaction: the calls logged and the message marked in one
     statement, then the router and the reply."""
-    conversation = mark_answered(message, calls)
-    if conversation is None:
+    marked = mark_answered(message, calls)
+    if marked is None:
         handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
         return None  # or another turn answered it
+    conversation, lead = marked
     message.conversation = conversation  # as it is now, the router reads it through it
     mentioned, written = read or (None, None)
     reply = route_turn(
-        message.conversation, message, outcomes, timezone.now(), mentioned, written
+        conversation, message, outcomes, message.answered_at, mentioned, written, lead
     )
     latency_ms = round((time.perf_counter() - started) * 1000)
     transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
@@ -273,40 +276,50 @@ def _route_and_store(message, outcomes, started, read, calls) -> Message | None:
     )
 
 
-def mark_answered(message: Message, calls: list[dict] = ()) -> Conversation | None:
+def mark_answered(
+    message: Message, calls: list[dict] = ()
+) -> tuple[Conversation, Lead | None] | None:
     """Set the visitor message's ``answered_at`` unless it is answered or marked for staff,
     or staff hold its conversation (a claimed handoff; the caller then marks it theirs,
-    ``route_to_staff``), and read its conversation in the same statement. In a transaction,
-    the message's row stays locked until the transaction ends.
+    ``route_to_staff``), and in the same statement read its conversation and touch its lead
+    (``last_contact_at``, as ``agent.crm.leads.record_turn`` does). In a transaction, the
+    message's row stays locked until the transaction ends.
 
     Args:
         message: the visitor message.
         calls: ``ClassifierCall`` rows (``call_rows``) inserted by the same statement,
             whatever the mark finds.
     Returns:
-        Its conversation, read after the mark, when this call marked the message, so the
-        caller's turn is the one to answer it; else None.
+        When this call marked the message, so the caller's turn is the one to answer it:
+        ``(conversation, lead)``, the conversation read after the mark and its lead with
+        its last contact now (None when it has none yet); else None.
     """
     now = timezone.now()
-    before, params = f"WITH {MARK_CTE}", [now, message.pk]
+    before, params = f"WITH {MARK_CTE}", [now, message.pk, now, now]
     if calls:
         logged, rows = values_sql(ClassifierCall, calls)
         before, params = f"WITH logged AS ({logged}), {MARK_CTE}", [rows, *params]
-    found = select_rows(Conversation, MARKED, params, before=before)
+    found = select_models([(Conversation, "t"), (Lead, "l")], MARKED, params, before=before)
     if not found:
         return None
     message.answered_at = now
-    return found[0]
+    conversation, lead = found[0]
+    if lead is not None:
+        lead.last_contact_at = lead.updated_at = now
+    return conversation, lead
 
 
-# mark_answered's statement, raw for the reason of HISTORY_SQL's: the UPDATE, then
-# select_rows's read of the conversation of the message it marked.
+# mark_answered's statement, raw for the reason of HISTORY_SQL's: the UPDATE and the lead's
+# touch, then select_models's read of the conversation of the message it marked and its lead.
 MARK_CTE = (
     f"marked AS (UPDATE {Message._meta.db_table} m SET answered_at = %s "
     f"WHERE m.id = %s AND m.answered_at IS NULL AND m.route = '' AND NOT {CLAIMED_SQL} "
-    "RETURNING m.conversation_id)"
+    f"RETURNING m.conversation_id), {leads.TOUCH_MARKED}"
 )
-MARKED = "JOIN marked ON marked.conversation_id = t.id"
+MARKED = (
+    f"FROM {Conversation._meta.db_table} t JOIN marked ON marked.conversation_id = t.id "
+    f"{leads.TOUCHED_LEAD}"
+)
 
 
 async def run_turn(

@@ -112,7 +112,7 @@ def test_a_search_without_criteria_asks_one_question(conversation, demo):
 def test_a_search_turn_adds_one_query_and_the_criteria_update(conversation, demo,
                                                               django_assert_num_queries,
                                                               monkeypatch):
-    monkeypatch.setattr("agent.crm.leads.record_turn", lambda *args: None)  # the CRM's own
+    monkeypatch.setattr("agent.crm.leads.record_turn", lambda *a, **k: None)  # the CRM's own
     message = Message.objects.store(conversation.id, Message.Role.USER, "condos in Port Ellis")
     said = outcomes(search=find("Port Ellis", kind="condo"))
     with django_assert_num_queries(2):  # the search, and the UPDATE of conversation.search

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agent.chat import dialogue, language, turn
+from agent.crm.models import Lead
 from agent.llm.classifiers import Scheduling
 from agent.models import ClassifierCall, Conversation, Message, Route
 from listings.models import Appointment, Listing, Realtor
@@ -143,6 +144,21 @@ def test_the_calls_are_logged_in_the_statement_that_marks_the_message(conversati
     assert len(logging) == 1 and "UPDATE agent_message" in logging[0]  # one statement, both
     names = ClassifierCall.objects.filter(message=message).order_by("id")
     assert list(names.values_list("classifier", flat=True)) == [o.classifier for o in outcomes()]
+
+
+def test_the_lead_is_touched_in_the_statement_that_marks_the_message(conversation, listings):
+    """One statement a turn fewer: the mark also moves the lead's last contact (issue 16)."""
+    first = Message.objects.store(conversation.id, Message.Role.USER, "hello")
+    turn.finish_turn(first, outcomes(), 0.0)  # the first turn creates the lead
+    lead = Lead.objects.get()
+    message = Message.objects.store(conversation.id, Message.Role.USER, "hello again")
+    with CaptureQueriesContext(connection) as seen:
+        turn.finish_turn(message, outcomes(), 0.0)
+    lead_statements = [q["sql"] for q in seen if "agent_lead" in q["sql"]]
+    assert len(lead_statements) == 1 and "UPDATE agent_message" in lead_statements[0]
+    lead.refresh_from_db()
+    message.refresh_from_db()
+    assert lead.last_contact_at == lead.updated_at == message.answered_at
 
 
 def test_the_calls_stay_logged_when_routing_fails(conversation, monkeypatch):
