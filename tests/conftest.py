@@ -31,6 +31,23 @@ def _is_local(address) -> bool:
         return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_sessions_at_the_end(django_db_setup, django_db_blocker):
+    """Before the test database is dropped, end the sessions a test left on it: a turn
+    task cancelled with its test's event loop can still be in a database trip on another
+    thread, and ``DROP DATABASE`` then failed ("being accessed by other users") after the
+    last test of an xdist worker had passed."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    connection.close()
+
+
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Fail any socket connection to an address other than loopback or a Unix socket."""

@@ -31,7 +31,7 @@ from agent import metrics
 from agent.chat import abuse, capacity, orphans, shedding, turn
 from agent.chat.widget import read_token
 from agent.dbgate import TripsOnly, db_trip
-from agent.live import conversation_group, publish
+from agent.live import conversation_group, publish, send_frames
 from agent.models import Conversation, Message
 
 logger = logging.getLogger(__name__)
@@ -140,6 +140,9 @@ def store_only(conversation_id, text: str, client_id: str | None, page_listing: 
     shape: the turn reads what it asks when it runs."""
     message, created = Message.objects.store_visitor(conversation_id, text, client_id, page_listing)
     return message, created, turn.LATER
+
+
+TYPING = {"type": "typing", "active": True}
 
 
 class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
@@ -273,14 +276,18 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
         if not created:
             await self.send_json(message.as_frame())  # a resend: acknowledge, no second turn
             return
-        await self.publish(message.as_frame())
-        self.start_turn(message, prepared)
+        # A turn read already, and not for staff, starts at once: its typing indicator goes
+        # with the message, in one layer message (issue 16).
+        typing = prepared is not None and prepared is not turn.LATER
+        await self.publish(message.as_frame(), *([TYPING] if typing else []))
+        self.start_turn(message, prepared, typing)
 
-    def start_turn(self, message, prepared=turn.LATER) -> None:
+    def start_turn(self, message, prepared=turn.LATER, typing: bool = False) -> None:
         """Answer a stored visitor message in a task of its own, which outlives the socket;
-        ``prepared`` as ``agent.chat.turn.run_turn`` takes it."""
+        ``prepared`` as ``agent.chat.turn.run_turn`` takes it; ``typing``: the typing
+        indicator is published already."""
         self.pending += 1
-        task = asyncio.create_task(self.answer(message, prepared))
+        task = asyncio.create_task(self.answer(message, prepared, typing))
         _turns.add(task)
         task.add_done_callback(self._turn_ended)
 
@@ -311,26 +318,28 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
             return
         self.resume(*found)
 
-    async def answer(self, message, prepared=turn.LATER) -> None:
+    async def answer(self, message, prepared=turn.LATER, typing: bool = False) -> None:
         """Run the turn of a stored visitor message and publish its reply, after the turns
         this socket started before it; unless staff hold the conversation, who see the message
         and answer it themselves (no typing frames then). Failures are logged and published
-        as ``turn_failed``."""
+        as ``turn_failed``. ``typing``: the typing indicator is published already (with the
+        message, ``receive_json``)."""
         conversation_id = message.conversation_id
         started = False
 
         async def start_typing():
             nonlocal started
             started = True
-            await self.publish({"type": "typing", "active": True})
+            if not typing:
+                await self.publish(TYPING)
 
         async def busy():
             reply = await db_trip(turn.store_busy, message, self.conversation.language)
-            await self.publish(reply.as_frame())
-            await self.publish({"type": "typing", "active": True})  # the answer is coming
+            await self.publish(reply.as_frame(), TYPING)  # the answer is coming
 
         async with self.turns:
             for_staff = False
+            frames = []  # published together: the reply, then the indicator's end
             try:
                 # The staff check rides on the turn's first trip (agent.chat.turn.prepare_turn).
                 reply = await turn.run_turn(
@@ -339,7 +348,7 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
                 )
             except Exception:
                 logger.exception("turn failed in conversation %s", conversation_id)
-                await self.publish(
+                frames.append(
                     {
                         "type": "error",
                         "code": "turn_failed",
@@ -350,24 +359,26 @@ class ChatConsumer(TripsOnly, AsyncJsonWebsocketConsumer):
             else:
                 for_staff = reply is None and not started
                 if reply is not None:  # None: staff claimed the chat while the turn ran
-                    await self.publish(reply.as_frame())
+                    frames.append(reply.as_frame())
             finally:
                 if not for_staff:
-                    await self.publish({"type": "typing", "active": False})
+                    frames.append({"type": "typing", "active": False})
+                if frames:
+                    await self.publish(*frames)
 
-    async def publish(self, frame: dict) -> None:
-        """Publish ``frame`` to the conversation's sockets (``agent.live.publish``). When the
-        channel layer fails (Redis down), log it and go on: the turn still runs and stores its
-        reply, the layer closes the sockets, and their clients fetch what they missed when
-        they reconnect."""
+    async def publish(self, frame: dict, *more: dict) -> None:
+        """Publish ``frame``, then ``more``, to the conversation's sockets in one layer message
+        (``agent.live.publish``). When the channel layer fails (Redis down), log it and go on:
+        the turn still runs and stores its reply, the layer closes the sockets, and their
+        clients fetch what they missed when they reconnect."""
         try:
-            await publish(self.conversation.id, frame)
+            await publish(self.conversation.id, frame, *more)
         except Exception:
             logger.exception("could not publish to conversation %s", self.conversation.id)
 
     async def chat_frame(self, event):
-        """A frame published to the conversation's group (``agent.live.publish``)."""
-        await self.send_json(event["frame"])
+        """Frames published to the conversation's group (``agent.live.publish``)."""
+        await send_frames(self, event)
 
     async def send_error(self, code: str, message: str, **fields) -> None:
         """Send an error frame to this socket only, with ``fields`` added to it; the

@@ -28,7 +28,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from agent.chat.consumer import MAX_TEXT
 from agent.chat.widget import own_origin
 from agent.dbgate import db_trip
-from agent.live import conversation_group
+from agent.live import conversation_group, send_frames
 from agent.models import Conversation, Message
 from agent.staff import access, handoffs
 
@@ -177,8 +177,8 @@ class StaffConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def chat_frame(self, event):
-        """A frame of the watched conversation (``agent.live.publish``)."""
-        await self.send_json(event["frame"])
+        """Frames of the watched conversation (``agent.live.publish``)."""
+        await send_frames(self, event)
 
     async def staff_frame(self, event):
         """A frame for every staff socket (``agent.staff.handoffs.send_to_staff``): a
