@@ -53,22 +53,21 @@ LEAD_OF = (
 )
 
 
-# select_rows's before and rest of ``lead_for(..., touch=True)``: the UPDATE of the last
-# contact, then the read of the row it touched (as it was before: the caller sets the two).
-TOUCH_LEAD = (
-    f"WITH touched AS (UPDATE {Lead._meta.db_table} l SET last_contact_at = %s, updated_at = %s "
-    f"FROM {LeadConversation._meta.db_table} c WHERE c.lead_id = l.id "
-    "AND c.conversation_id = %s RETURNING l.id)"
-)
-TOUCHED = "JOIN touched ON touched.id = t.id"
-# The same touch as a CTE beside one named ``marked`` that returns a ``conversation_id``, and
-# the join that reads the row it touched as alias ``l`` (``agent.chat.turn.mark_answered``,
-# which marks the turn's message: one statement fewer a turn; the caller sets the two times).
-TOUCH_MARKED = (
+# The UPDATE of the last contact of a conversation's lead, as a CTE named ``touched``;
+# ``{source}`` adds a table to its FROM and ``{conversation}`` names the conversation's id.
+_TOUCH = (
     f"touched AS (UPDATE {Lead._meta.db_table} l SET last_contact_at = %s, updated_at = %s "
-    f"FROM {LeadConversation._meta.db_table} c, marked WHERE c.lead_id = l.id "
-    "AND c.conversation_id = marked.conversation_id RETURNING l.id)"
+    f"FROM {LeadConversation._meta.db_table} c{{source}} WHERE c.lead_id = l.id "
+    "AND c.conversation_id = {conversation} RETURNING l.id)"
 )
+# select_rows's before and rest of ``lead_for(..., touch=True)``: the touch, then the read of
+# the row it touched (as it was before: the caller sets the two).
+TOUCH_LEAD = "WITH " + _TOUCH.format(source="", conversation="%s")
+TOUCHED = "JOIN touched ON touched.id = t.id"
+# The same touch beside a CTE named ``marked`` that returns a ``conversation_id``, and the join
+# that reads the row it touched as alias ``l`` (``agent.chat.turn.mark_answered``, which marks
+# the turn's message: one statement fewer a turn; the caller sets the two times).
+TOUCH_MARKED = _TOUCH.format(source=", marked", conversation="marked.conversation_id")
 TOUCHED_LEAD = f"LEFT JOIN {Lead._meta.db_table} l ON l.id = (SELECT id FROM touched)"
 
 
