@@ -89,6 +89,21 @@ def one_database_thread(request, settings):
         settings.DB_TRIP_THREADS = 0
 
 
+@pytest.fixture(autouse=True)
+def close_old_connections_unpatched():
+    """Undo what channels' test communicators can leave behind: each patches
+    ``channels.db.close_old_connections`` with a no-op around every ``send_input`` and
+    ``receive_output`` (channels 4.3 ``testing/application.py``), and when two communicators'
+    patches interleave, the later exit restores the other's no-op, for the rest of the process
+    (django/channels#2118). Trips after that never gave their connections back, and
+    tests/agent/test_db_trip_threads.py failed when it ran after such a test."""
+    yield
+    import channels.db
+    import django.db
+
+    channels.db.close_old_connections = django.db.close_old_connections
+
+
 @pytest.fixture
 def listings(db):
     """The tutorial's three listings: 123456 at $350,000, 654321 at $450,000, 112233 at $550,000."""
