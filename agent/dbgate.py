@@ -14,22 +14,25 @@ thread-sensitive database thread, where every chat's trips queued behind each ot
 waited on PostgreSQL (issue 16: that thread was busy 55% of the time, half of it waiting on
 the socket). That is safe because a trip is a whole unit of work: it opens and ends its own
 transactions, takes a connection from psycopg's pool and gives it back when it ends
-(channels' ``close_old_connections`` around it, ``CONN_MAX_AGE`` 0), and keeps nothing on its
-thread for a later trip; a chat's trips still run one after another (each is awaited), and
-two chats' trips are ordered by PostgreSQL's row locks, as two processes' are. Called from
-sync code through ``async_to_sync`` (tests, management commands), a trip stays on the caller's
-thread as before, so it sees the caller's open transaction.
+(Django's ``close_old_connections`` around it, ``CONN_MAX_AGE`` 0; ``_hop``), and keeps
+nothing on its thread for a later trip; a chat's trips still run one after another (each is
+awaited), and two chats' trips are ordered by PostgreSQL's row locks, as two processes' are.
+Called from sync code through ``async_to_sync`` (tests, management commands), a trip stays on
+the caller's thread as before, so it sees the caller's open transaction.
 """
 
 import asyncio
+import contextvars
+import functools
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import AsyncToSync
+from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.consumer import get_handler_name
-from channels.db import DatabaseSyncToAsync, database_sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from agent import metrics
 
@@ -103,11 +106,40 @@ async def db_trip(func, *args, **kwargs):
         executor = _executor()
         if executor is None:
             return await database_sync_to_async(_gated(func, probe))(*args, **kwargs)
-        trip = DatabaseSyncToAsync(_gated(func, probe), thread_sensitive=False, executor=executor)
-        return await trip(*args, **kwargs)
+        return await _hop(executor, functools.partial(_gated(func, probe), *args, **kwargs))
     finally:
         if probe:
             _probing = False
+
+
+async def _hop(executor: ThreadPoolExecutor, call):
+    """``call()`` on one of ``executor``'s threads, as channels' ``DatabaseSyncToAsync`` runs a
+    function (old connections closed around it; asgiref's record of this loop on the thread,
+    so ``async_to_sync`` there schedules onto it), for less CPU: asgiref's ``SyncToAsync`` also
+    walks the context's variables twice a hop to carry its ``Local`` values across, and a trip
+    shares none with its caller (the chat consumers activate no language or time zone).
+    ``call`` runs in a copy of the caller's context. Cancelled, this waits for ``call`` to end
+    before it re-raises: a trip is never left running behind its caller. Figures in
+    bench/README.md ("thread hop" lines of bench/unitcosts.py)."""
+    loop = asyncio.get_running_loop()
+    job = loop.run_in_executor(
+        executor, contextvars.copy_context().run, _on_trip_thread, loop, call
+    )
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await asyncio.wait([job])
+        raise
+
+
+def _on_trip_thread(loop: asyncio.AbstractEventLoop, call):
+    local = SyncToAsync.threadlocal  # what AsyncToSync reads to find the loop to schedule on
+    local.main_event_loop, local.main_event_loop_pid = loop, os.getpid()
+    close_old_connections()
+    try:
+        return call()
+    finally:
+        close_old_connections()
 
 
 _executors: dict[int, ThreadPoolExecutor] = {}  # by DB_TRIP_THREADS

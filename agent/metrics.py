@@ -12,6 +12,7 @@ classifier call takes 50 to 600 ms on a GPU, a turn's budget is a few seconds, a
 past 10 s is a failure whatever its exact length.
 """
 
+import functools
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -137,12 +138,22 @@ def record_turn(route: str, latency_ms: float, outcomes: Iterable) -> None:
     TURN_SECONDS.labels(route=route).observe(latency_ms / 1000)
     for outcome in outcomes:
         status = getattr(outcome, "status", None) or ("error" if outcome.error else "ok")
-        labels = {"classifier": outcome.classifier, "model": outcome.model}
-        CLASSIFIER_CALL_SECONDS.labels(outcome=status, **labels).observe(
-            outcome.latency_ms / 1000
-        )
-        CLASSIFIER_RETRIES.labels(**labels).inc(getattr(outcome, "retries", 0) or 0)
-        SLOT_WAIT_SECONDS.labels(**labels).observe((getattr(outcome, "wait_ms", 0) or 0) / 1000)
+        seconds, retries, wait = _call_series(outcome.classifier, outcome.model, status)
+        seconds.observe(outcome.latency_ms / 1000)
+        retries.inc(getattr(outcome, "retries", 0) or 0)
+        wait.observe((getattr(outcome, "wait_ms", 0) or 0) / 1000)
+
+
+@functools.lru_cache(maxsize=1024)  # classifiers x models x statuses: a few dozen
+def _call_series(classifier: str, model: str, status: str) -> tuple:
+    """The call's labelled series of ``CLASSIFIER_CALL_SECONDS``, ``CLASSIFIER_RETRIES`` and
+    ``SLOT_WAIT_SECONDS``: looked up once, not three times a call (issue 16)."""
+    labels = {"classifier": classifier, "model": model}
+    return (
+        CLASSIFIER_CALL_SECONDS.labels(outcome=status, **labels),
+        CLASSIFIER_RETRIES.labels(**labels),
+        SLOT_WAIT_SECONDS.labels(**labels),
+    )
 
 
 def record_handoff_queued() -> None:

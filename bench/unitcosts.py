@@ -42,6 +42,8 @@ django.setup()
 from channels.db import DatabaseSyncToAsync  # noqa: E402
 from django.db import close_old_connections, connection, transaction  # noqa: E402
 
+from agent import dbgate  # noqa: E402
+
 ANSWER = (
     b'{"choices":[{"message":{"content":'
     b'"{\\"is_price\\": true, \\"listing_id\\": \\"123456\\"}"}}]}'
@@ -144,10 +146,12 @@ async def hop_lines(n: int) -> list[tuple[str, float]]:
     plain = await per_op_async(
         n, 10, lambda: loop.run_in_executor(executor, contextvars.copy_context().run, nothing)
     )
+    ours = await per_op_async(n, 10, lambda: dbgate._hop(executor, nothing))
     executor.shutdown()
     return [
         ("thread hop, channels' DatabaseSyncToAsync", asgiref),
         ("thread hop, run_in_executor", plain),
+        ("thread hop, agent.dbgate's", ours),
     ]
 
 

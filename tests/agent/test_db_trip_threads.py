@@ -65,3 +65,38 @@ def test_from_sync_code_a_trip_stays_on_the_callers_thread(settings):
     assert async_to_sync(dbgate.db_trip)(lambda: threading.current_thread()) is (
         threading.current_thread()
     )
+
+
+async def test_a_cancelled_trip_is_waited_for_before_the_cancel_is_raised(settings):
+    settings.DB_TRIP_THREADS = 2
+    loop, started, release = asyncio.get_running_loop(), asyncio.Event(), threading.Event()
+    ended = []
+
+    def slow():
+        loop.call_soon_threadsafe(started.set)
+        release.wait(timeout=10)
+        ended.append(True)
+
+    trip = asyncio.ensure_future(dbgate.db_trip(slow))
+    await started.wait()
+    trip.cancel()
+    for _ in range(20):  # let the cancel through: the task stays on the running trip
+        await asyncio.sleep(0)
+    assert not trip.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await trip
+    assert ended == [True]  # it ran to its end before its caller heard of the cancel
+
+
+async def test_async_to_sync_in_a_trip_runs_on_the_trips_event_loop(settings):
+    # agent.staff.handoffs.send_to_staff and the on-commit publishes rely on it: the channel
+    # layer's in-memory queues belong to this loop.
+    from asgiref.sync import async_to_sync
+
+    settings.DB_TRIP_THREADS = 2
+
+    async def which_loop():
+        return asyncio.get_running_loop()
+
+    assert await dbgate.db_trip(lambda: async_to_sync(which_loop)()) is asyncio.get_running_loop()
