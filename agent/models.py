@@ -116,10 +116,11 @@ class MessageManager(models.Manager):
         Raises:
             Conversation.DoesNotExist: no such conversation.
         """
-        return self._append(conversation_id, role, text, **fields)  # one statement: atomic
+        return self._append(conversation_id, role, text, **fields)[0]  # one statement: atomic
 
     def store_visitor(
-        self, conversation_id, text: str, client_id: str | None = None, page_listing: str = ""
+        self, conversation_id, text: str, client_id: str | None = None, page_listing: str = "",
+        *, then: tuple[str, list] | None = None,
     ):
         """Store a visitor's message unless one with the same ``client_id`` is already stored.
 
@@ -128,9 +129,13 @@ class MessageManager(models.Manager):
             text: the visitor's text, already validated.
             client_id: the id the client gave the message (up to 64 characters), or None.
             page_listing: the 6-digit ID of the listing on the visitor's screen, or "".
+            then: ``(sql, params)`` of a read in the same statement, as ``_append`` takes it
+                (``agent.chat.turn.store_and_prepare``'s history): one round trip fewer.
         Returns:
             ``(message, created)``; ``created`` is False when ``client_id`` repeats an earlier
             message of the conversation, which is returned instead, so a resend makes no turn.
+            With ``then``: ``(message, created, rows)``, ``rows`` being what ``then`` read,
+            the message's row first ([] for a resend).
         Raises:
             Conversation.DoesNotExist: no such conversation.
         """
@@ -139,23 +144,27 @@ class MessageManager(models.Manager):
         savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
         try:
             with savepoint:
-                message = self._append(
+                message, rows = self._append(
                     conversation_id, Message.Role.USER, text, client_id=client_id,
-                    page_listing=page_listing,
+                    page_listing=page_listing, then=then,
                 )
-                return message, True
+                return (message, True, rows) if then else (message, True)
         except IntegrityError:
             if client_id is None:
                 raise
         # A resend: the unique (conversation, client_id) constraint refused it, and the
         # transaction, seq number included, was rolled back.
-        return self.get(conversation_id=conversation_id, client_id=client_id), False
+        message = self.get(conversation_id=conversation_id, client_id=client_id)
+        return (message, False, []) if then else (message, False)
 
     def after(self, conversation_id, after: int = 0) -> list["Message"]:
         """The conversation's messages whose ``seq`` is greater than ``after``, by seq."""
         return list(self.filter(conversation_id=conversation_id, seq__gt=after))
 
-    def _append(self, conversation_id, role: str, text: str, **fields) -> "Message":
+    def _append(
+        self, conversation_id, role: str, text: str, then: tuple[str, list] | None = None,
+        **fields,
+    ) -> tuple["Message", list]:
         """Take the conversation's next ``seq`` and insert the message, in the caller's
         transaction, in one statement.
 
@@ -163,24 +172,34 @@ class MessageManager(models.Manager):
         ends, so concurrent messages get consecutive numbers, and gives the new number to the
         INSERT beside it (a locking SELECT, an UPDATE and an INSERT before; bench/queries.py).
         Raw SQL: the ORM's compiling of the INSERT cost more CPU than running it (issue 16).
+
+        Args:
+            then: ``(sql, params)``: the statement's own SELECT instead of ``SELECT id, seq
+                FROM stored``; ``stored`` is the inserted row (``id``, ``seq``,
+                ``conversation_id``). Its first row must be ``(id, seq, ...)`` of the message
+                (order by seq descending: the message's is the conversation's highest).
+        Returns:
+            ``(message, rows)``: the stored message, and every row the statement read.
         """
         message = Message(conversation_id=conversation_id, seq=0, role=role, text=text, **fields)
         columns, row = records([message], skip=("seq",))
         table = Message._meta.db_table
+        read, params = then or ("SELECT id, seq FROM stored", [])
         with connection.cursor() as cursor:
             cursor.execute(
                 f"WITH next AS (UPDATE {Conversation._meta.db_table} "
-                "SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq) "
-                f"INSERT INTO {table} (seq, {columns}) SELECT next.last_seq, {columns} "
-                f"FROM next, jsonb_populate_recordset(NULL::{table}, %s) RETURNING id, seq",
-                [conversation_id, row],
+                "SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq), "
+                f"stored AS (INSERT INTO {table} (seq, {columns}) SELECT next.last_seq, {columns} "
+                f"FROM next, jsonb_populate_recordset(NULL::{table}, %s) "
+                f"RETURNING id, seq, conversation_id) {read}",
+                [conversation_id, row, *params],
             )
-            row = cursor.fetchone()
-        if row is None:
+            rows = cursor.fetchall()
+        if not rows or rows[0][0] is None:
             raise Conversation.DoesNotExist(f"no conversation {conversation_id}")
-        message.id, message.seq = row
+        message.id, message.seq = rows[0][:2]
         message._state.adding, message._state.db = False, connection.alias
-        return message
+        return message, rows
 
 
 class Message(models.Model):

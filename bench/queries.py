@@ -8,8 +8,8 @@ and a fresh ``realestate_queries`` database on the embedded PostgreSQL (or ``DAT
 and prints, per turn and route:
 
 * queries: SQL statements Django executed (every connection, every thread);
-* hops: calls that moved from the event loop to the database thread and back
-  (``database_sync_to_async``);
+* hops: calls that moved from the event loop to a database thread and back
+  (``database_sync_to_async``, or ``agent.dbgate``'s trip threads);
 * round trips: messages psycopg sent PostgreSQL and waited for (``Connection.wait``): every
   statement, ``BEGIN`` and ``COMMIT``, and the pool's health check of a connection it lends,
   which Django's count of queries does not see (switching autocommit is local: not counted).
@@ -63,6 +63,16 @@ def instrument() -> None:
         return thread_handler(self, *args, **kwargs)
 
     DatabaseSyncToAsync.thread_handler = counted_hop
+
+    from agent import dbgate
+
+    on_trip_thread = dbgate._on_trip_thread
+
+    def counted_trip(*args):
+        counts["hops"] += 1
+        return on_trip_thread(*args)
+
+    dbgate._on_trip_thread = counted_trip
 
     import psycopg
 

@@ -142,12 +142,27 @@ def prepare_turn(
     Returns:
         ``(history, classifiers)``, or None when ``message`` is now for staff.
     """
-    history, stamp, claimed = _history_and_stamp(conversation_id)
+    return _prepared(message, *_history_and_stamp(conversation_id))
+
+
+def _prepared(message, history, stamp, claimed):
+    """``prepare_turn``'s answer from what its read found."""
     if message is not None and (claimed or stamp is None) and handoffs.route_to_staff(message):
         return None
     classifiers = ClassifierConfig.enabled_classifiers(stamp)
     abuse.saw_classifiers(len(classifiers))  # what the next turns are charged
     return history, classifiers
+
+
+# store_and_prepare's read, in the statement that stores the message (agent.models
+# MessageManager._append's ``then``): the stored row with the stamp and the staff check, then
+# the messages before it, newest first (HISTORY_SQL's, which the statement does not see yet).
+STORED_AND_HISTORY_SQL = (
+    f"SELECT m.id, m.seq, ({CONFIG_STAMP_SQL}), {CLAIMED_SQL}, NULL, NULL, NULL FROM stored m "
+    "UNION ALL (SELECT NULL, m.seq, NULL, NULL, m.role, m.text, m.page_listing "
+    f"FROM {Message._meta.db_table} m WHERE m.conversation_id = %s "
+    f"AND m.route <> '{Route.BUSY}' ORDER BY m.seq DESC LIMIT %s) ORDER BY 2 DESC"
+)
 
 
 LATER = "later"  # store_and_prepare's answer when the turn is to read what it asks itself
@@ -157,22 +172,32 @@ def store_and_prepare(
     conversation_id, text: str, client_id: str | None = None, page_listing: str = ""
 ) -> tuple[Message, bool, object]:
     """Store a visitor's message and read what its turn asks, in one trip off the event
-    loop (one trip fewer a turn than storing, then ``run_turn``'s own ``prepare_turn``).
+    loop and one statement (``STORED_AND_HISTORY_SQL``): a trip fewer a turn than storing,
+    then ``run_turn``'s own ``prepare_turn``, and a round trip fewer than two statements.
 
     Args and the first two results: ``Message.objects.store_visitor``'s.
     Returns:
         ``(message, created, prepared)``: ``prepared`` is ``prepare_turn(conversation_id,
         message)``'s answer (None: the message is for staff), or ``LATER`` when the message
-        is a resend, or when that read failed after the message was stored (the turn then
-        reads again, and fails as a turn; the message is kept).
+        is a resend, or when the rest of the preparation failed after the message was stored
+        (the turn then reads again, and fails as a turn; the message is kept).
     Raises:
         Conversation.DoesNotExist, django.db.Error: the message could not be stored.
     """
-    message, created = Message.objects.store_visitor(conversation_id, text, client_id, page_listing)
+    message, created, rows = Message.objects.store_visitor(
+        conversation_id, text, client_id, page_listing,
+        then=(STORED_AND_HISTORY_SQL, [conversation_id, HISTORY_MESSAGES - 1]),
+    )
     if not created:
         return message, False, LATER
     try:
-        return message, True, prepare_turn(conversation_id, message)
+        history = [{"role": OPENAI_ROLES[role], "content": said}
+                   for *_, role, said, _listing in reversed(rows[1:])]
+        history.append({"role": OPENAI_ROLES[message.role], "content": message.text})
+        if page_listing:
+            history.append({"role": "system", "content": page_note(page_listing)})
+        stamp, claimed = rows[0][2:4]
+        return message, True, _prepared(message, history, stamp, claimed)
     except Exception:
         logger.exception("could not prepare the turn of a stored message of conversation %s",
                          conversation_id)

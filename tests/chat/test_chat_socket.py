@@ -276,14 +276,13 @@ async def test_a_message_sent_during_a_turn_reads_the_history_with_its_reply(
     from agent.chat import turn
 
     histories = []
-    prepare = turn.prepare_turn
+    prepared = turn._prepared  # what both reads, with the store and after it, end in
 
-    def recorded(conversation_id, message=None):
-        prepared = prepare(conversation_id, message)
-        histories.append([m["role"] for m in prepared[0]])
-        return prepared
+    def recorded(message, history, *found):
+        histories.append([m["role"] for m in history])
+        return prepared(message, history, *found)
 
-    monkeypatch.setattr(turn, "prepare_turn", recorded)
+    monkeypatch.setattr(turn, "_prepared", recorded)
     communicator, _ = await connect()
     await communicator.send_json_to({"type": "message", "text": "How much is listing 123456?"})
     await communicator.send_json_to({"type": "message", "text": "How much is 654321?"})
@@ -297,14 +296,40 @@ async def test_a_message_sent_during_a_turn_reads_the_history_with_its_reply(
     await communicator.disconnect()
 
 
+def test_the_history_read_with_the_store_is_the_turns_own_read(conversation):
+    """store_and_prepare reads the history in the statement that stores the message: the same
+    history as prepare_turn's own read after it (the latest 10, our "busy" apologies left out,
+    the page's listing noted), and the stored message is numbered and kept."""
+    from agent.chat import turn
+    from agent.llm.classifiers import HISTORY_MESSAGES
+    from agent.models import Route
+
+    for n in range(HISTORY_MESSAGES):
+        Message.objects.store(conversation.id, Message.Role.USER, f"question {n}")
+        Message.objects.store(conversation.id, Message.Role.ASSISTANT, f"answer {n}", route="price")
+    Message.objects.store(conversation.id, Message.Role.ASSISTANT, "wait", route=Route.BUSY)
+    message, created, (history, classifiers) = turn.store_and_prepare(
+        conversation.id, "And 654321?", "c-1", "654321"
+    )
+    assert created and message.seq == 2 * HISTORY_MESSAGES + 2
+    assert Message.objects.get(pk=message.pk).text == "And 654321?"
+    assert history == turn.prepare_turn(conversation.id)[0]
+    assert [m["content"] for m in history][-3:] == [
+        f"answer {HISTORY_MESSAGES - 1}", "And 654321?", turn.page_note("654321")
+    ]
+    assert len(history) == HISTORY_MESSAGES + 1 and classifiers
+    resent, created, prepared = turn.store_and_prepare(conversation.id, "And 654321?", "c-1")
+    assert (resent.pk, created, prepared) == (message.pk, False, turn.LATER)
+
+
 def test_a_message_whose_turn_read_fails_stays_stored(conversation, monkeypatch):
     """store_and_prepare: the message is stored, and the turn is left to read for itself."""
     from agent.chat import turn
 
-    def broken(conversation_id, message=None):
+    def broken(message, *found):
         raise RuntimeError("the read failed")
 
-    monkeypatch.setattr(turn, "prepare_turn", broken)
+    monkeypatch.setattr(turn, "_prepared", broken)
     message, created, prepared = turn.store_and_prepare(conversation.id, "Hello there!")
     assert created and prepared is turn.LATER
     assert Message.objects.get(pk=message.pk).text == "Hello there!"
