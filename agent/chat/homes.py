@@ -209,15 +209,18 @@ def _none_text(criteria: Criteria, relaxation: Relaxation) -> str:
 
 
 def facts_reply(
-    conversation: Conversation, message: Message, said: ListingFacts, now: datetime
+    conversation: Conversation, message: Message, said: ListingFacts, now: datetime,
+    read_listings: dict | None = None,
 ) -> Reply:
     """Answer a question about one listing's facts from its record.
 
     The listing is the one the classifier named, else the one on the visitor's screen
-    (``Message.page_listing``). Routes: ``fair_housing`` (a handoff: the bot never describes
-    the people of a place), ``listing_facts``, ``listing_facts_needs_listing``,
-    ``listing_facts_unknown_listing``, and ``handoff`` when the record holds none of the facts
-    asked (a person answers; nothing is guessed).
+    (``Message.page_listing``), read here unless ``read_listings`` holds it
+    (``{listing_id: Listing or None}``, ``agent.chat.router.route_turn``'s). Routes:
+    ``fair_housing`` (a handoff: the bot never describes the people of a place),
+    ``listing_facts``, ``listing_facts_needs_listing``, ``listing_facts_unknown_listing``, and
+    ``handoff`` when the record holds none of the facts asked (a person answers; nothing is
+    guessed).
     """
     if said.about_people:
         handoffs.queue_handoff(conversation, message, FAIR_HOUSING_REASON)
@@ -234,7 +237,10 @@ def facts_reply(
             _("Which listing do you mean? Please give me its 6-digit listing ID, or ask from "
               "its page."),
         )
-    listing = find_listing(listing_id)  # its open houses are read if asked about
+    read_listings = read_listings or {}
+    # Its open houses are read if asked about.
+    listing = (read_listings[listing_id] if listing_id in read_listings
+               else find_listing(listing_id))
     if listing is None:
         return Reply(
             Route.LISTING_FACTS_UNKNOWN_LISTING,

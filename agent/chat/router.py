@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 def route_turn(
     conversation: Conversation, message: Message, outcomes: list[Outcome], now: datetime,
     mentioned: tuple | None = None, written: str | None = None, lead=None,
+    read_listings: dict | None = None,
 ) -> Reply:
     """Decide a turn's route and act on it: look up a price, book, cancel or move a call, save
     contact details, or queue a handoff.
@@ -75,6 +76,9 @@ def route_turn(
             off the database thread ("": unsure); None: worked out here.
         lead: the conversation's ``Lead`` when the caller touched it already
             (``agent.crm.leads.record_turn``'s ``touched``); None: read here.
+        read_listings: ``{listing_id: Listing or None}``, listings the caller read in this
+            transaction already (``listing_to_read``'s, with the message's mark); the route
+            reads the others.
     Returns:
         The ``Reply``, in the conversation's language, which follows the message's
         (``agent.chat.language.detect``). Nothing here raises for a classifier's answer;
@@ -91,7 +95,10 @@ def route_turn(
         logger.info("conversation %s now in %s, not %s", conversation.pk, written, spoken)
     answer = qualify.read_answer(conversation, message)  # the lead question asked last turn
     with translation.override(conversation.language):
-        reply = _decide(conversation, message, outcomes, now, contact, offer, mentioned, answer)
+        reply = _decide(
+            conversation, message, outcomes, now, contact, offer, mentioned, answer,
+            read_listings or {},
+        )
         # and its webhook events
         lead = leads.record_turn(conversation, outcomes, now, answer, touched=lead)
         reply = qualify.follow_up(
@@ -105,16 +112,34 @@ def route_turn(
     return reply
 
 
+def listing_to_read(outcomes: list[Outcome], message: Message) -> str | None:
+    """The 6-digit ID of the listing the route of ``outcomes`` will read, or None when it
+    reads none: the deciding classifier's, in ``_decide``'s order, when it is a price question
+    or a question about a listing's facts (by default the page's listing,
+    ``agent.chat.homes.facts_reply``). ``agent.chat.turn`` reads it with the message's mark, one
+    statement a price or facts turn fewer, and gives it to ``route_turn`` as ``read_listings``."""
+    for outcome in outcomes:
+        said = outcome.output
+        if not decides(said):
+            continue
+        if isinstance(said, Pricing):
+            return said.listing_id
+        if isinstance(said, ListingFacts) and not said.about_people:
+            return said.listing_id or message.page_listing or None
+        return None
+    return None
+
+
 def _decide(
     conversation, message, outcomes, now, contact: Contact, offer: dict, mentioned,
-    answer: dict,
+    answer: dict, read_listings: dict,
 ) -> Reply:
     for outcome in outcomes:  # in the classifiers' priority order: the first "yes" decides
         said = outcome.output
         if not decides(said):
             continue
         if isinstance(said, Pricing):
-            return _price(said.listing_id)
+            return _price(said.listing_id, read_listings)
         if isinstance(said, AppointmentChange):
             if said.action == "cancel":
                 return dialogue.cancel(conversation, now)
@@ -126,7 +151,7 @@ def _decide(
             )
             return reply or _contact_saved(conversation, contact, now)
         if isinstance(said, ListingFacts):
-            return homes.facts_reply(conversation, message, said, now)
+            return homes.facts_reply(conversation, message, said, now, read_listings)
         if isinstance(said, ListingSearch):
             return homes.search_reply(conversation, said)
         if isinstance(said, ListingQuestion):
@@ -181,14 +206,15 @@ def _scheduling_of(outcomes: list[Outcome]) -> Scheduling:
     return Scheduling(False, None, None)
 
 
-def _price(listing_id: str | None) -> Reply:
+def _price(listing_id: str | None, read_listings: dict) -> Reply:
     if listing_id is None:
         return Reply(
             Route.PRICE_NEEDS_LISTING,
             _("Happy to help with prices! Which listing do you mean? Please give me its 6-digit "
               "listing ID."),
         )
-    listing = find_listing(listing_id)
+    listing = (read_listings[listing_id] if listing_id in read_listings
+               else find_listing(listing_id))
     if listing is None:
         return Reply(
             Route.PRICE_UNKNOWN_LISTING,

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy
 
 from agent import metrics
 from agent.chat import abuse, capacity, dialogue, language
-from agent.chat.router import route_turn
+from agent.chat.router import listing_to_read, route_turn
 from agent.crm import leads
 from agent.crm.models import Lead
 from agent.dbgate import db_trip
@@ -34,6 +34,7 @@ from agent.models import (
 )
 from agent.rows import insert_rows, select_models, select_rows, values_sql
 from agent.staff import handoffs
+from listings.models import Listing
 
 logger = logging.getLogger(__name__)
 
@@ -279,15 +280,17 @@ def call_rows(message: Message, outcomes: list[Outcome], now: datetime) -> list[
 def _route_and_store(message, outcomes, started, read, calls) -> Message | None:
     """``finish_turn``'s transaction: the calls logged and the message marked in one
     statement, then the router and the reply."""
-    marked = mark_answered(message, calls)
+    listing_id = listing_to_read(outcomes, message)
+    marked = mark_answered(message, calls, listing_id)
     if marked is None:
         handoffs.route_to_staff(message)  # staff claimed it meanwhile: theirs now
         return None  # or another turn answered it
-    conversation, lead = marked
+    conversation, lead, listing = marked
     message.conversation = conversation  # as it is now, the router reads it through it
     mentioned, written = read or (None, None)
     reply = route_turn(
-        conversation, message, outcomes, message.answered_at, mentioned, written, lead
+        conversation, message, outcomes, message.answered_at, mentioned, written, lead,
+        {listing_id: listing} if listing_id else None,
     )
     latency_ms = round((time.perf_counter() - started) * 1000)
     transaction.on_commit(lambda: metrics.record_turn(reply.route, latency_ms, outcomes))
@@ -302,8 +305,8 @@ def _route_and_store(message, outcomes, started, read, calls) -> Message | None:
 
 
 def mark_answered(
-    message: Message, calls: list[dict] = ()
-) -> tuple[Conversation, Lead | None] | None:
+    message: Message, calls: list[dict] = (), listing_id: str | None = None
+) -> tuple[Conversation, Lead | None, Listing | None] | None:
     """Set the visitor message's ``answered_at`` unless it is answered or marked for staff,
     or staff hold its conversation (a claimed handoff; the caller then marks it theirs,
     ``route_to_staff``), and in the same statement read its conversation and touch its lead
@@ -314,28 +317,36 @@ def mark_answered(
         message: the visitor message.
         calls: ``ClassifierCall`` rows (``call_rows``) inserted by the same statement,
             whatever the mark finds.
+        listing_id: a listing to read in the same statement too (the route's,
+            ``agent.chat.router.listing_to_read``), or None.
     Returns:
         When this call marked the message, so the caller's turn is the one to answer it:
-        ``(conversation, lead)``, the conversation read after the mark and its lead with
-        its last contact now (None when it has none yet); else None.
+        ``(conversation, lead, listing)``, the conversation read after the mark, its lead
+        with its last contact now (None when it has none yet) and the listing ``listing_id``
+        names (None when none does, or none was asked for); else None.
     """
     now = timezone.now()
     before, params = f"WITH {MARK_CTE}", [now, message.pk, now, now]
     if calls:
         logged, rows = values_sql(ClassifierCall, calls)
         before, params = f"WITH logged AS ({logged}), {MARK_CTE}", [rows, *params]
-    found = select_models([(Conversation, "t"), (Lead, "l")], MARKED, params, before=before)
+    models_, rest = [(Conversation, "t"), (Lead, "l")], MARKED
+    if listing_id:
+        models_.append((Listing, "li"))
+        rest, params = f"{MARKED} {MARKED_LISTING}", [*params, listing_id]
+    found = select_models(models_, rest, params, before=before)
     if not found:
         return None
     message.answered_at = now
-    conversation, lead = found[0]
+    conversation, lead, *listing = found[0]
     if lead is not None:
         lead.last_contact_at = lead.updated_at = now
-    return conversation, lead
+    return conversation, lead, listing[0] if listing else None
 
 
 # mark_answered's statement, raw for the reason of HISTORY_SQL's: the UPDATE and the lead's
-# touch, then select_models's read of the conversation of the message it marked and its lead.
+# touch, then select_models's read of the conversation of the message it marked and its lead
+# (and the route's listing).
 MARK_CTE = (
     f"marked AS (UPDATE {Message._meta.db_table} m SET answered_at = %s "
     f"WHERE m.id = %s AND m.answered_at IS NULL AND m.route = '' AND NOT {CLAIMED_SQL} "
@@ -345,6 +356,7 @@ MARKED = (
     f"FROM {Conversation._meta.db_table} t JOIN marked ON marked.conversation_id = t.id "
     f"{leads.TOUCHED_LEAD}"
 )
+MARKED_LISTING = f"LEFT JOIN {Listing._meta.db_table} li ON li.listing_id = %s"
 
 
 async def run_turn(

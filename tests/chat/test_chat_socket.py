@@ -308,7 +308,7 @@ def test_the_history_read_with_the_store_is_the_turns_own_read(conversation):
         Message.objects.store(conversation.id, Message.Role.USER, f"question {n}")
         Message.objects.store(conversation.id, Message.Role.ASSISTANT, f"answer {n}", route="price")
     Message.objects.store(conversation.id, Message.Role.ASSISTANT, "wait", route=Route.BUSY)
-    message, created, (history, classifiers) = turn.store_and_prepare(
+    message, created, (history, _classifiers) = turn.store_and_prepare(
         conversation.id, "And 654321?", "c-1", "654321"
     )
     assert created and message.seq == 2 * HISTORY_MESSAGES + 2
@@ -317,7 +317,7 @@ def test_the_history_read_with_the_store_is_the_turns_own_read(conversation):
     assert [m["content"] for m in history][-3:] == [
         f"answer {HISTORY_MESSAGES - 1}", "And 654321?", turn.page_note("654321")
     ]
-    assert len(history) == HISTORY_MESSAGES + 1 and classifiers
+    assert len(history) == HISTORY_MESSAGES + 1
     resent, created, prepared = turn.store_and_prepare(conversation.id, "And 654321?", "c-1")
     assert (resent.pk, created, prepared) == (message.pk, False, turn.LATER)
 
