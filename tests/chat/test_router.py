@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.chat.router import route_turn
+from agent.chat.router import listing_to_read, route_turn
 from agent.llm.classifiers import ListingQuestion, Pricing, Scheduling
 from agent.llm.fanout import Outcome
 from agent.models import Handoff, Message, Route
@@ -41,6 +41,21 @@ def test_a_price_question_with_a_known_listing_gives_its_price(conversation, mes
     reply = route_turn(conversation, message, outcomes(Pricing(True, "123456")), NOW)
     assert reply.route == Route.PRICE
     assert reply.text == "The price for listing 123456 is $350,000."
+
+
+def test_the_listing_a_route_reads_is_the_deciding_price_questions(message):
+    assert listing_to_read(outcomes(Pricing(True, "123456")), message) == "123456"
+    assert listing_to_read(outcomes(Pricing(True, None)), message) is None
+    said = outcomes(scheduling=Scheduling(True, None, None), listing_question=ListingQuestion(True))
+    assert listing_to_read(said, message) is None  # a call request decides: no listing read
+
+
+def test_a_listing_read_with_the_mark_is_not_read_again(conversation, message, listings):
+    # The caller's read (agent.chat.turn.mark_answered) found no 123456: the route goes by it.
+    said = outcomes(Pricing(True, "123456"))
+    reply = route_turn(conversation, message, said, NOW, read_listings={"123456": None})
+    assert reply.route == Route.PRICE_UNKNOWN_LISTING
+    assert route_turn(conversation, message, said, NOW).route == Route.PRICE
 
 
 def test_a_price_question_beats_a_call_request(conversation, message, listings, realtors):
