@@ -153,9 +153,13 @@ class Listing(models.Model):
         return f"{symbol}{amount}" if symbol else f"{amount} {self.currency}"
 
 
-def find_listing(listing_id: str) -> Listing | None:
+def find_listing(listing_id: str, read: dict | None = None) -> Listing | None:
     """The listing whose 6-digit ``listing_id`` this is, or None; one statement without the
-    ORM's compiling, as the chat asks on every price and facts turn (``agent.rows``)."""
+    ORM's compiling, as the chat asks on every price and facts turn (``agent.rows``), unless
+    ``read`` (``{listing_id: Listing or None}``, what the caller read already in its
+    transaction: ``agent.chat.turn.mark_answered``'s) holds the answer."""
+    if read and listing_id in read:
+        return read[listing_id]
     found = select_rows(Listing, "WHERE t.listing_id = %s", [listing_id])
     return found[0] if found else None
 

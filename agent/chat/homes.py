@@ -216,7 +216,7 @@ def facts_reply(
 
     The listing is the one the classifier named, else the one on the visitor's screen
     (``Message.page_listing``), read here unless ``read_listings`` holds it
-    (``{listing_id: Listing or None}``, ``agent.chat.router.route_turn``'s). Routes:
+    (``listings.models.find_listing``'s ``read``). Routes:
     ``fair_housing`` (a handoff: the bot never describes the people of a place),
     ``listing_facts``, ``listing_facts_needs_listing``, ``listing_facts_unknown_listing``, and
     ``handoff`` when the record holds none of the facts asked (a person answers; nothing is
@@ -237,10 +237,7 @@ def facts_reply(
             _("Which listing do you mean? Please give me its 6-digit listing ID, or ask from "
               "its page."),
         )
-    read_listings = read_listings or {}
-    # Its open houses are read if asked about.
-    listing = (read_listings[listing_id] if listing_id in read_listings
-               else find_listing(listing_id))
+    listing = find_listing(listing_id, read_listings)  # its open houses are read if asked
     if listing is None:
         return Reply(
             Route.LISTING_FACTS_UNKNOWN_LISTING,

@@ -76,9 +76,9 @@ def route_turn(
             off the database thread ("": unsure); None: worked out here.
         lead: the conversation's ``Lead`` when the caller touched it already
             (``agent.crm.leads.record_turn``'s ``touched``); None: read here.
-        read_listings: ``{listing_id: Listing or None}``, listings the caller read in this
-            transaction already (``listing_to_read``'s, with the message's mark); the route
-            reads the others.
+        read_listings: listings the caller read in this transaction already
+            (``listing_to_read``'s, with the message's mark), as ``find_listing`` takes them;
+            the route reads the others.
     Returns:
         The ``Reply``, in the conversation's language, which follows the message's
         (``agent.chat.language.detect``). Nothing here raises for a classifier's answer;
@@ -97,7 +97,7 @@ def route_turn(
     with translation.override(conversation.language):
         reply = _decide(
             conversation, message, outcomes, now, contact, offer, mentioned, answer,
-            read_listings or {},
+            read_listings,
         )
         # and its webhook events
         lead = leads.record_turn(conversation, outcomes, now, answer, touched=lead)
@@ -132,7 +132,7 @@ def listing_to_read(outcomes: list[Outcome], message: Message) -> str | None:
 
 def _decide(
     conversation, message, outcomes, now, contact: Contact, offer: dict, mentioned,
-    answer: dict, read_listings: dict,
+    answer: dict, read_listings: dict | None,
 ) -> Reply:
     for outcome in outcomes:  # in the classifiers' priority order: the first "yes" decides
         said = outcome.output
@@ -206,15 +206,14 @@ def _scheduling_of(outcomes: list[Outcome]) -> Scheduling:
     return Scheduling(False, None, None)
 
 
-def _price(listing_id: str | None, read_listings: dict) -> Reply:
+def _price(listing_id: str | None, read_listings: dict | None) -> Reply:
     if listing_id is None:
         return Reply(
             Route.PRICE_NEEDS_LISTING,
             _("Happy to help with prices! Which listing do you mean? Please give me its 6-digit "
               "listing ID."),
         )
-    listing = (read_listings[listing_id] if listing_id in read_listings
-               else find_listing(listing_id))
+    listing = find_listing(listing_id, read_listings)
     if listing is None:
         return Reply(
             Route.PRICE_UNKNOWN_LISTING,

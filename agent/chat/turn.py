@@ -119,12 +119,18 @@ def _history_and_stamp(conversation_id) -> tuple[list[dict], int | None, bool]:
     with connection.cursor() as cursor:
         cursor.execute(HISTORY_SQL, [conversation_id, HISTORY_MESSAGES])
         rows = cursor.fetchall()
+    if not rows:
+        return [], None, False
+    return _as_history(rows), rows[0][3], rows[0][4]
+
+
+def _as_history(rows) -> list[dict]:
+    """``chat_history``'s messages from ``(role, text, page_listing, ...)`` rows, newest
+    first."""
     history = [{"role": OPENAI_ROLES[role], "content": text} for role, text, *_ in reversed(rows)]
     if rows and rows[0][0] == Message.Role.USER and rows[0][2]:
         history.append({"role": "system", "content": page_note(rows[0][2])})
-    if not rows:
-        return history, None, False
-    return history, rows[0][3], rows[0][4]
+    return history
 
 
 def prepare_turn(
@@ -192,13 +198,9 @@ def store_and_prepare(
     if not created:
         return message, False, LATER
     try:
-        history = [{"role": OPENAI_ROLES[role], "content": said}
-                   for *_, role, said, _listing in reversed(rows[1:])]
-        history.append({"role": OPENAI_ROLES[message.role], "content": message.text})
-        if page_listing:
-            history.append({"role": "system", "content": page_note(page_listing)})
+        newest = [(message.role, message.text, page_listing), *(row[4:] for row in rows[1:])]
         stamp, claimed = rows[0][2:4]
-        return message, True, _prepared(message, history, stamp, claimed)
+        return message, True, _prepared(message, _as_history(newest), stamp, claimed)
     except Exception:
         logger.exception("could not prepare the turn of a stored message of conversation %s",
                          conversation_id)
